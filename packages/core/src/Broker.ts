@@ -1,0 +1,211 @@
+/**
+ * The `Broker` service: where tasks wait, are leased to workers, and end.
+ *
+ * Every operation takes and returns a batch, so a Redis broker does one round
+ * trip for many tasks. Every step that changes a task's place in the queue
+ * also writes its record in the same atomic step (the broker and the result
+ * backend share one store), so a task's state never disagrees with where its
+ * message is.
+ *
+ * Leases are fenced: a claim hands out a `token`, and `start`, `renew`,
+ * `complete`, `retry` and `deadLetter` with a token that is no longer the
+ * current one are refused (`"stale"` / `false`), so a worker that stalled past
+ * its lease cannot overwrite the attempt that replaced it.
+ *
+ * @since 0.1.0
+ */
+import { Context, type Effect } from "effect"
+import type { BrokerError, ErrorInfo } from "./Errors.ts"
+import type { Attempt, Message } from "./Message.ts"
+
+/**
+ * A task to enqueue.
+ *
+ * @since 0.1.0
+ */
+export interface Submission {
+  readonly message: Message
+  /** When the task becomes due (ms since the epoch); at or before now: ready at once. */
+  readonly dueAt: number
+  /** Submissions with the same dedup id (per queue) while the first is not final enqueue once. */
+  readonly dedupId?: string | undefined
+}
+
+/**
+ * What `enqueue` did with one submission.
+ *
+ * @since 0.1.0
+ */
+export interface Enqueued {
+  readonly id: string
+  /** Set when a submission with the same dedup id was already waiting: the id of that task. */
+  readonly duplicateOf?: string | undefined
+}
+
+/**
+ * A claim's fencing handle.
+ *
+ * @since 0.1.0
+ */
+export interface Lease {
+  readonly id: string
+  readonly token: number
+}
+
+/**
+ * A lease that ran out: the attempt it covered was lost with its worker.
+ *
+ * @since 0.1.0
+ */
+export interface LostLease {
+  readonly worker: string
+  /** When the lost attempt started, if it did. */
+  readonly startedAt?: number | undefined
+  readonly expiredAt: number
+  /** The lost attempt had been acknowledged at start (`acksLate: false`). */
+  readonly ackedEarly: boolean
+}
+
+/**
+ * A task leased to a worker.
+ *
+ * @since 0.1.0
+ */
+export interface Delivery extends Lease {
+  readonly queue: string
+  readonly deadline: number
+  /** The stored message, not yet validated: decode it with `Message.decodeMessage`. */
+  readonly message: unknown
+  /** Set when the previous lease on this task ran out. */
+  readonly lost?: LostLease | undefined
+}
+
+/**
+ * @since 0.1.0
+ */
+export interface ClaimOptions {
+  readonly queues: ReadonlyArray<string>
+  readonly worker: string
+  /** The most deliveries to return. */
+  readonly max: number
+  readonly leaseMillis: number
+  /** How long to wait for a task when none is ready; 0 returns at once. */
+  readonly waitMillis: number
+}
+
+/**
+ * The state of a lease, as `start` and `renew` see it.
+ *
+ * @since 0.1.0
+ */
+export type LeaseStatus = "ok" | "stale" | "revoked"
+
+/**
+ * @since 0.1.0
+ */
+export interface Start extends Lease {
+  readonly worker: string
+  readonly startedAt: number
+  /** Acknowledge now (`acksLate: false`): a lost worker then fails the task. */
+  readonly ackEarly: boolean
+}
+
+/**
+ * The final step of a task.
+ *
+ * @since 0.1.0
+ */
+export interface Completion extends Lease {
+  readonly state: "SUCCESS" | "FAILURE" | "REVOKED"
+  readonly result?: unknown
+  readonly error?: ErrorInfo | undefined
+  readonly attempt: Attempt
+  /** Keep `result` in the record (default true). */
+  readonly storeResult?: boolean | undefined
+}
+
+/**
+ * A failed attempt that will run again after a countdown.
+ *
+ * @since 0.1.0
+ */
+export interface Reschedule extends Lease {
+  readonly dueAt: number
+  readonly error: ErrorInfo
+  readonly attempt: Attempt
+}
+
+/**
+ * A message that cannot be run: it leaves the queue for the dead letters,
+ * where `redeliver` can bring it back.
+ *
+ * @since 0.1.0
+ */
+export interface DeadLetter extends Lease {
+  readonly error: ErrorInfo
+  readonly attempt: Attempt
+}
+
+/**
+ * What `revoke` found.
+ *
+ * @since 0.1.0
+ */
+export type RevokeResult =
+  /** It was waiting: removed and marked REVOKED. */
+  | "revoked"
+  /** It is running: flagged, its worker interrupts it at the next heartbeat. */
+  | "running"
+  /** It had already ended. */
+  | "final"
+  | "unknown"
+
+/**
+ * Counts of one queue.
+ *
+ * @since 0.1.0
+ */
+export interface QueueStats {
+  readonly queue: string
+  readonly ready: number
+  readonly delayed: number
+  readonly running: number
+  readonly dead: number
+}
+
+/**
+ * The broker.
+ *
+ * @since 0.1.0
+ */
+export class Broker extends Context.Service<Broker, {
+  /** Enqueue many tasks at once and write their PENDING records. */
+  readonly enqueue: (batch: ReadonlyArray<Submission>) => Effect.Effect<ReadonlyArray<Enqueued>, BrokerError>
+  /**
+   * Lease up to `max` tasks, highest priority first, then oldest first.
+   * Delayed tasks that are due and expired leases (as `lost` deliveries) are
+   * moved back to ready first. Waits up to `waitMillis` when none is ready.
+   */
+  readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Delivery>, BrokerError>
+  /** Mark attempts STARTED (and acknowledge them early where asked). */
+  readonly start: (batch: ReadonlyArray<Start>) => Effect.Effect<ReadonlyArray<LeaseStatus>, BrokerError>
+  /** Extend leases to now + `leaseMillis`. */
+  readonly renew: (
+    batch: ReadonlyArray<Lease>,
+    leaseMillis: number
+  ) => Effect.Effect<ReadonlyArray<LeaseStatus>, BrokerError>
+  /** End tasks: remove their messages and write their final records. `false`: the lease was stale. */
+  readonly complete: (batch: ReadonlyArray<Completion>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
+  /** Reschedule failed attempts: retries + 1, state RETRY, due at `dueAt`. `false`: stale. */
+  readonly retry: (batch: ReadonlyArray<Reschedule>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
+  /** Move messages to the dead letters, state FAILURE. `false`: stale. */
+  readonly deadLetter: (batch: ReadonlyArray<DeadLetter>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
+  /** Give back leased tasks that were never started (a worker shutting down with prefetched tasks). */
+  readonly release: (batch: ReadonlyArray<Lease>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
+  /** Revoke a task: removed if waiting, flagged if running. */
+  readonly revoke: (id: string) => Effect.Effect<RevokeResult, BrokerError>
+  /** Bring a dead-lettered task back to its queue, ready now. `false`: no such dead letter. */
+  readonly redeliver: (id: string) => Effect.Effect<boolean, BrokerError>
+  /** Counts per queue. */
+  readonly stats: (queues: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<QueueStats>, BrokerError>
+}>()("@errand/core/Broker") {}
