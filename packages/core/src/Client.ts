@@ -1,0 +1,297 @@
+/**
+ * The producer's side: submit tasks, wait for their typed results, read
+ * their status and history, revoke them.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Client } from "@errand/core"
+ * import { Charge } from "./billing.ts"
+ *
+ * const program = Effect.gen(function*() {
+ *   const client = yield* Client.Client
+ *   const job = yield* client.submit(Charge, { orderId: "o-1", cents: 500 }, { countdown: "5 seconds" })
+ *   const receipt = yield* client.await(job) // CardDeclined | MaxRetriesExceeded | TaskRevoked | ...
+ *   const status = yield* client.status(job.id)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, Duration, Effect, Layer, Option, Schema, type Scope } from "effect"
+import * as Broker from "./Broker.ts"
+import {
+  type AwaitError,
+  BrokerError,
+  type ErrorInfo,
+  MalformedMessage,
+  MaxRetriesExceeded,
+  PayloadInvalid,
+  SoftTimeLimitExceeded,
+  TaskDefect,
+  TaskNotFound,
+  TaskRevoked,
+  TimeLimitExceeded,
+  UnknownTask,
+  WorkerLost,
+  WorkerShutdown
+} from "./Errors.ts"
+import * as Batcher from "./internal/batcher.ts"
+import type { Message, TaskRecord } from "./Message.ts"
+import { ResultBackend } from "./ResultBackend.ts"
+import type * as Task from "./Task.ts"
+
+/**
+ * A submitted task: its id, and its definition for typed `await`.
+ *
+ * @since 0.1.0
+ */
+export interface Job<T extends Task.Any> {
+  readonly id: string
+  readonly task: T
+  /** Set when the submission was deduplicated: the id of the task already waiting. */
+  readonly duplicateOf?: string | undefined
+}
+
+/**
+ * Options of `submit`.
+ *
+ * @since 0.1.0
+ */
+export interface SubmitOptions {
+  /** Run no sooner than this long from now. */
+  readonly countdown?: Duration.Input | undefined
+  /** Run no sooner than this time (a `Date` or ms since the epoch). */
+  readonly eta?: Date | number | undefined
+  /** Override the task's priority (0..9). */
+  readonly priority?: number | undefined
+  /** Override the task's queue. */
+  readonly queue?: string | undefined
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** A submission with the same dedup id while the first is not final is not enqueued again. */
+  readonly dedupId?: string | undefined
+  /** Choose the task id (default: a random UUID). */
+  readonly id?: string | undefined
+  /** Store the result (default: the task's `storeResult`). */
+  readonly storeResult?: boolean | undefined
+}
+
+/**
+ * The status of a task: its record, as `Client.status` returns it.
+ *
+ * @since 0.1.0
+ */
+export type Status = TaskRecord
+
+/**
+ * @since 0.1.0
+ */
+export interface Service {
+  /** Validate the payload and enqueue the task. Concurrent submits share a broker round trip. */
+  readonly submit: <T extends Task.Any>(
+    task: T,
+    payload: Task.PayloadInput<T>,
+    options?: SubmitOptions
+  ) => Effect.Effect<Job<T>, PayloadInvalid | BrokerError>
+  /** Submit many payloads of one task in one broker round trip. */
+  readonly submitMany: <T extends Task.Any>(
+    task: T,
+    payloads: Iterable<Task.PayloadInput<T>>,
+    options?: Omit<SubmitOptions, "id" | "dedupId">
+  ) => Effect.Effect<ReadonlyArray<Job<T>>, PayloadInvalid | BrokerError>
+  /** Wait for the task to end: its typed result, or its typed failure, or why errand ended it. */
+  readonly await: <T extends Task.Any>(
+    job: Job<T>
+  ) => Effect.Effect<Task.Success<T>, Task.Failure<T> | AwaitError | TaskNotFound | BrokerError>
+  /** The task's record: state, retries, result, error, meta and per-attempt history. */
+  readonly status: (id: string) => Effect.Effect<Status, TaskNotFound | BrokerError>
+  /** Revoke a task: removed if waiting, interrupted at its worker's next heartbeat if running. */
+  readonly revoke: (id: string) => Effect.Effect<Broker.RevokeResult, BrokerError>
+}
+
+/**
+ * The client.
+ *
+ * @since 0.1.0
+ */
+export class Client extends Context.Service<Client, Service>()("@errand/core/Client") {}
+
+const errandErrors: Record<string, (info: ErrorInfo, id: string) => AwaitError> = {
+  WorkerLost: (i, id) => new WorkerLost({ taskId: id, worker: "?", message: i.message }),
+  WorkerShutdown: (i, id) => new WorkerShutdown({ taskId: id, worker: "?", message: i.message }),
+  SoftTimeLimitExceeded: (i, id) => new SoftTimeLimitExceeded({ taskId: id, limitMillis: 0, message: i.message }),
+  TimeLimitExceeded: (i, id) => new TimeLimitExceeded({ taskId: id, limitMillis: 0, message: i.message }),
+  TaskRevoked: (i, id) => new TaskRevoked({ taskId: id, message: i.message }),
+  PayloadInvalid: (i) => new PayloadInvalid({ task: "?", issue: i.message, message: i.message }),
+  UnknownTask: (i) => new UnknownTask({ task: "?", known: [], message: i.message }),
+  MalformedMessage: (i, id) => new MalformedMessage({ id, issue: i.message, message: i.message }),
+  TaskDefect: (i, id) => new TaskDefect({ taskId: id, message: i.message })
+}
+
+const LastError = Schema.Struct({ lastError: Schema.Struct({ _tag: Schema.String, message: Schema.String }) })
+const decodeLastError = Schema.decodeUnknownOption(LastError)
+
+/**
+ * Turns a final record's error back into the typed error it stands for.
+ *
+ * @since 0.1.0
+ */
+export const errorOf = <T extends Task.Any>(
+  task: T,
+  record: TaskRecord
+): Effect.Effect<never, Task.Failure<T> | AwaitError> => {
+  const error = record.error ?? { _tag: "TaskDefect", message: `task ${record.id} ended ${record.state} without an error` }
+  if (error._tag === "MaxRetriesExceeded") {
+    const last = Option.match(decodeLastError(error.encoded), {
+      onNone: () => ({ _tag: "Error", message: error.message }),
+      onSome: (e) => e.lastError
+    })
+    return Effect.fail(
+      new MaxRetriesExceeded({
+        taskId: record.id,
+        task: record.task,
+        retries: record.retries,
+        lastError: last,
+        message: error.message
+      })
+    )
+  }
+  if (error.encoded !== undefined) {
+    return Effect.flatMap(
+      Effect.option(Schema.decodeUnknownEffect(task.codecs.failure)(error.encoded)),
+      Option.match({
+        onNone: () => Effect.fail(new TaskDefect({ taskId: record.id, message: `${error._tag}: ${error.message}` })),
+        onSome: (e) => Effect.fail(e as Task.Failure<T>)
+      })
+    )
+  }
+  const make = errandErrors[error._tag]
+  return Effect.fail(
+    make === undefined
+      ? new TaskDefect({ taskId: record.id, message: `${error._tag}: ${error.message}` })
+      : make(error, record.id)
+  )
+}
+
+/**
+ * Builds a client in the current scope.
+ *
+ * @since 0.1.0
+ */
+export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend | Scope.Scope> = Effect.gen(function*() {
+  const broker = yield* Broker.Broker
+  const backend = yield* ResultBackend
+  const enqueue = yield* Batcher.make(broker.enqueue, { maxBatch: 1000 })
+
+  const prepare = Effect.fnUntraced(function*<T extends Task.Any>(
+    task: T,
+    payload: Task.PayloadInput<T>,
+    options: SubmitOptions | undefined,
+    now: number
+  ) {
+    const encoded = yield* Schema.encodeUnknownEffect(task.codecs.payload)(payload).pipe(
+      Effect.mapError((e) =>
+        new PayloadInvalid({
+          task: task.name,
+          issue: e.message,
+          message: `payload of ${task.name} does not match its Schema: ${e.message}`
+        })
+      )
+    )
+    const dueAt = options?.eta !== undefined
+      ? (typeof options.eta === "number" ? options.eta : options.eta.getTime())
+      : options?.countdown !== undefined
+      ? now + Duration.toMillis(Duration.fromInputUnsafe(options.countdown))
+      : now
+    const headers: Record<string, string> = { ...options?.headers }
+    const span = yield* Effect.option(Effect.currentSpan)
+    if (Option.isSome(span)) {
+      headers["x-trace-id"] = span.value.traceId
+      headers["x-span-id"] = span.value.spanId
+    }
+    const storeResult = options?.storeResult ?? task.storeResult
+    const message: Message = {
+      id: options?.id ?? crypto.randomUUID(),
+      task: task.name,
+      queue: options?.queue ?? task.queue,
+      payload: encoded,
+      headers,
+      priority: options?.priority ?? task.priority,
+      retries: 0,
+      submittedAt: now,
+      ...(dueAt > now ? { eta: dueAt } : {}),
+      ...(storeResult ? {} : { storeResult: false })
+    }
+    return { message, dueAt, dedupId: options?.dedupId } satisfies Broker.Submission
+  })
+
+  const submit = <T extends Task.Any>(task: T, payload: Task.PayloadInput<T>, options?: SubmitOptions) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const submission = yield* prepare(task, payload, options, now)
+      yield* Effect.annotateCurrentSpan({ "errand.id": submission.message.id })
+      const enqueued = yield* enqueue.run(submission)
+      return { id: submission.message.id, task, duplicateOf: enqueued.duplicateOf } satisfies Job<T>
+    }).pipe(
+      Effect.withSpan(`errand.submit ${task.name}`, { attributes: { "errand.task": task.name } })
+    )
+
+  const submitMany = <T extends Task.Any>(
+    task: T,
+    payloads: Iterable<Task.PayloadInput<T>>,
+    options?: Omit<SubmitOptions, "id" | "dedupId">
+  ) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const submissions: Array<Broker.Submission> = []
+      for (const payload of payloads) submissions.push(yield* prepare(task, payload, options, now))
+      const out: Array<Job<T>> = []
+      for (let i = 0; i < submissions.length; i += 5000) {
+        const chunk = submissions.slice(i, i + 5000)
+        const enqueued = yield* broker.enqueue(chunk)
+        for (let j = 0; j < chunk.length; j++) {
+          out.push({ id: chunk[j]!.message.id, task, duplicateOf: enqueued[j]?.duplicateOf })
+        }
+      }
+      return out
+    }).pipe(
+      Effect.withSpan(`errand.submitMany ${task.name}`, { attributes: { "errand.task": task.name } })
+    )
+
+  const awaitJob = <T extends Task.Any>(job: Job<T>) =>
+    Effect.gen(function*() {
+      const id = job.duplicateOf ?? job.id
+      const found = yield* backend.awaitFinal(id)
+      if (Option.isNone(found)) {
+        return yield* new TaskNotFound({ taskId: id, message: `no task ${id} is known to the result backend` })
+      }
+      const record = found.value
+      if (record.state === "SUCCESS") {
+        return yield* Schema.decodeUnknownEffect(job.task.codecs.success)(record.result).pipe(
+          Effect.mapError((e) =>
+            new TaskDefect({
+              taskId: id,
+              message: `the stored result of ${job.task.name} does not match its success Schema: ${e.message}`
+            })
+          )
+        ) as Effect.Effect<Task.Success<T>, TaskDefect>
+      }
+      return yield* errorOf(job.task, record)
+    })
+
+  const status = (id: string) =>
+    Effect.flatMap(backend.get(id), (found) =>
+      Option.match(found, {
+        onNone: () => Effect.fail(new TaskNotFound({ taskId: id, message: `no task ${id} is known to the result backend` })),
+        onSome: Effect.succeed
+      }))
+
+  return Client.of({ submit, submitMany, await: awaitJob, status, revoke: broker.revoke })
+})
+
+/**
+ * The client as a layer; needs a `Broker` and a `ResultBackend`.
+ *
+ * @since 0.1.0
+ */
+export const layer: Layer.Layer<Client, never, Broker.Broker | ResultBackend> = Layer.effect(Client, make)

@@ -1,0 +1,745 @@
+/**
+ * Workers: claim tasks from the broker, run their handlers, and record every
+ * attempt. A worker acknowledges late by default (at-least-once), renews its
+ * leases by heartbeat while tasks run, applies soft and hard time limits and
+ * the retry policy, and shuts down warmly when its scope closes.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { MemoryBroker, Worker } from "@errand/core"
+ * import { ChargeLive } from "./billing.ts"
+ *
+ * const WorkerLive = Worker.layer({ tasks: [ChargeLive], concurrency: 16 }).pipe(
+ *   Layer.provide(MemoryBroker.layer)
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Queue,
+  Schedule,
+  Schema,
+  type Scope,
+  Tracer
+} from "effect"
+import * as Broker from "./Broker.ts"
+import {
+  BrokerError,
+  type ErrorInfo,
+  info,
+  MalformedMessage,
+  MaxRetriesExceeded,
+  PayloadInvalid,
+  RetryRequested,
+  SoftTimeLimitExceeded,
+  TaskDefect,
+  TaskRevoked,
+  TimeLimitExceeded,
+  UnknownTask,
+  WorkerLost,
+  WorkerShutdown
+} from "./Errors.ts"
+import * as Batcher from "./internal/batcher.ts"
+import { type Attempt, decodeMessage, type Message, type Outcome } from "./Message.ts"
+import { ResultBackend } from "./ResultBackend.ts"
+import * as Retry from "./Retry.ts"
+import type * as Task from "./Task.ts"
+import { retryRequest, TaskContext } from "./TaskContext.ts"
+
+/**
+ * Options of `Worker.layer` / `Worker.make`.
+ *
+ * @since 0.1.0
+ */
+export interface Options<Tasks extends ReadonlyArray<Task.AnyImplemented>> {
+  /** The implemented tasks this worker runs. */
+  readonly tasks: Tasks
+  /** How many handlers run at once. Default 16. */
+  readonly concurrency?: number | undefined
+  /** The queues to consume. Default: the queues of `tasks`. */
+  readonly queues?: ReadonlyArray<string> | undefined
+  /** How many tasks to claim per broker round trip, and to hold beyond those running. Default: `concurrency`. */
+  readonly prefetch?: number | undefined
+  /** How long a claim lasts without a heartbeat. Renewed every third of it. Default 10 seconds. */
+  readonly lease?: Duration.Input | undefined
+  /** How long a closing worker waits for running tasks before interrupting them. Default 30 seconds. */
+  readonly shutdownGrace?: Duration.Input | undefined
+  /** How long one claim waits for work when the queues are empty. Default 5 seconds. */
+  readonly idleWait?: Duration.Input | undefined
+  /** This worker's id in leases and history. Default: `worker-<random>`. */
+  readonly id?: string | undefined
+}
+
+/**
+ * A running worker.
+ *
+ * @since 0.1.0
+ */
+export interface Service {
+  readonly id: string
+  readonly queues: ReadonlyArray<string>
+  /** Tasks held (running or prefetched). */
+  readonly inFlight: Effect.Effect<number>
+  /**
+   * Simulates a sudden death (kill -9, OOM, lost network): every fiber stops
+   * at once and the worker never speaks to the broker again, so its leases
+   * run out and its tasks come back as `WorkerLost`. For tests.
+   */
+  readonly kill: Effect.Effect<void>
+}
+
+/**
+ * The worker running in the current context (provided by `Worker.layer`).
+ *
+ * @since 0.1.0
+ */
+export class Worker extends Context.Service<Worker, Service>()("@errand/core/Worker") {}
+
+type StopReason = "shutdown" | "revoked" | "stale" | "killed"
+
+interface Held {
+  readonly delivery: Broker.Delivery
+  fiber: Fiber.Fiber<unknown, unknown> | undefined
+  reason: StopReason | undefined
+}
+
+const randomId = () => Math.random().toString(36).slice(2, 10)
+
+/**
+ * Starts a worker in the current scope; closing the scope shuts it down
+ * warmly.
+ *
+ * @since 0.1.0
+ */
+export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
+  options: Options<Tasks>
+): Effect.Effect<Service, never, Scope.Scope | Broker.Broker | ResultBackend | Task.Services<Tasks[number]>> =>
+  Effect.gen(function*() {
+    const broker = yield* Broker.Broker
+    const backend = yield* ResultBackend
+    const services = yield* Effect.context<Task.Services<Tasks[number]>>()
+    const id = options.id ?? `worker-${randomId()}`
+    const concurrency = Math.max(1, options.concurrency ?? 16)
+    const prefetch = Math.max(1, options.prefetch ?? concurrency)
+    const leaseMillis = Duration.toMillis(Duration.fromInputUnsafe(options.lease ?? "10 seconds"))
+    const graceMillis = Duration.toMillis(Duration.fromInputUnsafe(options.shutdownGrace ?? "30 seconds"))
+    const idleMillis = Duration.toMillis(Duration.fromInputUnsafe(options.idleWait ?? "5 seconds"))
+    const registry = new Map<string, Task.AnyImplemented>()
+    for (const impl of options.tasks) {
+      if (registry.has(impl.task.name)) {
+        return yield* Effect.die(new Error(`Worker: task "${impl.task.name}" is implemented twice`))
+      }
+      registry.set(impl.task.name, impl)
+    }
+    const known = [...registry.keys()].sort()
+    const queues = options.queues ?? [...new Set(options.tasks.map((impl) => impl.task.queue))]
+    if (queues.length === 0) {
+      return yield* Effect.die(new Error("Worker: no queues to consume (pass `queues` or at least one task)"))
+    }
+
+    const held = new Map<string, Held>()
+    const local = yield* Queue.unbounded<Held>()
+    let stopping = false
+    let killed = false
+    let roomSignal = Deferred.makeUnsafe<void>()
+    const freeRoom = () => {
+      const d = roomSignal
+      roomSignal = Deferred.makeUnsafe<void>()
+      Deferred.doneUnsafe(d, Effect.void)
+    }
+
+    // Broker writes: batched, and retried through outages until they land.
+    const outage = Schedule.exponential("50 millis").pipe(
+      Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
+    )
+    const persistent = <A>(op: string, effect: Effect.Effect<A, BrokerError>) =>
+      effect.pipe(
+        Effect.tapError((e) => Effect.logWarning(`broker ${op} failed, retrying: ${e.message}`)),
+        Effect.retry(outage),
+        Effect.orDie
+      )
+    const batched = <I, O>(op: string, call: (batch: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, BrokerError>) =>
+      Effect.map(Batcher.make(call, { maxBatch: 512 }), (b) => (item: I) =>
+        killed ? Effect.never : persistent(op, b.run(item)))
+    const start = yield* batched("start", broker.start)
+    const complete = yield* batched("complete", broker.complete)
+    const retry = yield* batched("retry", broker.retry)
+    const deadLetter = yield* batched("deadLetter", broker.deadLetter)
+
+    const attemptOf = (
+      message: { readonly retries: number },
+      startedAt: number,
+      endedAt: number,
+      outcome: Outcome,
+      error?: ErrorInfo,
+      countdown?: number
+    ): Attempt => ({
+      attempt: message.retries,
+      worker: id,
+      startedAt,
+      endedAt,
+      outcome,
+      ...(error === undefined ? {} : { error }),
+      ...(countdown === undefined ? {} : { countdown })
+    })
+
+    const log = (level: "Debug" | "Info" | "Warning", text: string, d: Broker.Delivery, extra?: object) => {
+      const annotations = { worker: id, taskId: d.id, queue: d.queue, ...extra }
+      const effect = level === "Debug"
+        ? Effect.logDebug(text)
+        : level === "Info"
+        ? Effect.logInfo(text)
+        : Effect.logWarning(text)
+      return Effect.annotateLogs(effect, annotations)
+    }
+
+    const stale = (d: Broker.Delivery, attempt: Attempt) =>
+      killed ? Effect.void : Effect.andThen(
+        log("Warning", "lease lost before the outcome was recorded; kept in history as STALE", d),
+        persistent("recordStale", backend.recordStale(d.id, { ...attempt, outcome: "STALE" }))
+      )
+
+    /** A failed attempt: retry per the policy or end the task. */
+    const failed = Effect.fnUntraced(function*(
+      d: Broker.Delivery,
+      message: Message,
+      task: Task.Any,
+      startedAt: number,
+      error: ErrorInfo,
+      outcome: Outcome,
+      override?: { readonly countdownMillis?: number | undefined; readonly forced: boolean }
+    ) {
+      const now = yield* Clock.currentTimeMillis
+      const decision: Retry.Decision = override?.forced
+        ? message.retries >= task.retry.maxRetries
+          ? { _tag: "Exhausted" }
+          : override.countdownMillis !== undefined
+          ? { _tag: "Retry", countdown: Duration.millis(override.countdownMillis) }
+          : yield* Effect.map(
+            Retry.decide(Retry.retryOn(() => true)(task.retry), message.retries, error),
+            (dec) => dec
+          )
+        : yield* Retry.decide(task.retry, message.retries, error)
+      if (decision._tag === "Retry") {
+        const countdown = Duration.toMillis(decision.countdown)
+        const attempt = attemptOf(message, startedAt, now, outcome === "LOST" ? "LOST" : "RETRY", error, countdown)
+        const ok = yield* retry({ id: d.id, token: d.token, dueAt: now + countdown, error, attempt })
+        if (!ok) return yield* stale(d, attempt)
+        return yield* log("Info", `retry in ${countdown} ms after ${error._tag}`, d, {
+          task: task.name,
+          attempt: message.retries,
+          error: error.message
+        })
+      }
+      const final: ErrorInfo = decision._tag === "Exhausted"
+        ? info(
+          new MaxRetriesExceeded({
+            taskId: d.id,
+            task: task.name,
+            retries: message.retries,
+            lastError: error,
+            message: `${task.name} failed after ${message.retries} ${
+              message.retries === 1 ? "retry" : "retries"
+            } (the policy allows ${task.retry.maxRetries}); last error: ${error._tag}: ${error.message}`
+          }),
+          { lastError: error }
+        )
+        : error
+      const attempt = attemptOf(message, startedAt, now, outcome === "LOST" ? "LOST" : "FAILURE", error)
+      const ok = yield* complete({ id: d.id, token: d.token, state: "FAILURE", error: final, attempt })
+      if (!ok) return yield* stale(d, attempt)
+      yield* log("Warning", `failed: ${final._tag}: ${final.message}`, d, { task: task.name })
+    })
+
+    const dead = Effect.fnUntraced(function*(d: Broker.Delivery, error: ErrorInfo, retries: number) {
+      const now = yield* Clock.currentTimeMillis
+      const attempt = attemptOf({ retries }, now, now, "DEAD", error)
+      const ok = yield* deadLetter({ id: d.id, token: d.token, error, attempt })
+      if (!ok) return yield* stale(d, attempt)
+      yield* log("Warning", `dead-lettered: ${error._tag}: ${error.message}`, d)
+    })
+
+    /** A delivery whose previous lease ran out: record the lost attempt and apply the policy. */
+    const lost = Effect.fnUntraced(function*(d: Broker.Delivery, lostLease: Broker.LostLease, message: Message, task: Task.Any) {
+      const error = info(
+        new WorkerLost({
+          taskId: d.id,
+          worker: lostLease.worker,
+          message: `worker ${lostLease.worker} was lost while running ${task.name}: its lease ran out at ${
+            new Date(lostLease.expiredAt).toISOString()
+          } without an acknowledgement`
+        })
+      )
+      const startedAt = lostLease.startedAt ?? lostLease.expiredAt
+      const lostAttempt = (outcome: Outcome, countdown?: number): Attempt => ({
+        ...attemptOf(message, startedAt, lostLease.expiredAt, outcome, error, countdown),
+        worker: lostLease.worker
+      })
+      yield* log("Warning", `worker ${lostLease.worker} lost this task`, d, { task: task.name })
+      if (lostLease.ackedEarly) {
+        const ok = yield* complete({ id: d.id, token: d.token, state: "FAILURE", error, attempt: lostAttempt("LOST") })
+        if (!ok) yield* stale(d, lostAttempt("LOST"))
+        return
+      }
+      const decision = yield* Retry.decide(task.retry, message.retries, error)
+      const now = yield* Clock.currentTimeMillis
+      if (decision._tag === "Retry") {
+        const countdown = Duration.toMillis(decision.countdown)
+        const ok = yield* retry({
+          id: d.id,
+          token: d.token,
+          dueAt: now + countdown,
+          error,
+          attempt: lostAttempt("LOST", countdown)
+        })
+        if (!ok) yield* stale(d, lostAttempt("LOST", countdown))
+        return
+      }
+      const final = decision._tag === "Exhausted"
+        ? info(
+          new MaxRetriesExceeded({
+            taskId: d.id,
+            task: task.name,
+            retries: message.retries,
+            lastError: error,
+            message: `${task.name} failed after ${message.retries} retries; last error: WorkerLost: ${error.message}`
+          }),
+          { lastError: error }
+        )
+        : error
+      const ok = yield* complete({ id: d.id, token: d.token, state: "FAILURE", error: final, attempt: lostAttempt("LOST") })
+      if (!ok) yield* stale(d, lostAttempt("LOST"))
+    })
+
+    const parentSpan = (message: Message): Option.Option<Tracer.ExternalSpan> => {
+      const traceId = message.headers["x-trace-id"]
+      const spanId = message.headers["x-span-id"]
+      return traceId && spanId ? Option.some(Tracer.externalSpan({ traceId, spanId })) : Option.none()
+    }
+
+    /** Runs one delivery to its outcome. */
+    const process = (h: Held): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const d = h.delivery
+        const decoded = yield* Effect.exit(decodeMessage(d.message))
+        if (Exit.isFailure(decoded)) {
+          const issue = Cause.pretty(decoded.cause)
+          return yield* dead(
+            d,
+            info(
+              new MalformedMessage({
+                id: d.id,
+                issue,
+                message: `message ${d.id} in queue ${d.queue} is not an errand message: ${issue}`
+              })
+            ),
+            0
+          )
+        }
+        const message = decoded.value
+        const impl = registry.get(message.task)
+        if (impl === undefined) {
+          return yield* dead(
+            d,
+            info(
+              new UnknownTask({
+                task: message.task,
+                known,
+                message: `worker ${id} has no task named "${message.task}" (it knows: ${
+                  known.join(", ") || "none"
+                }); deploy a worker that implements it, then redeliver the task`
+              })
+            ),
+            message.retries
+          )
+        }
+        const task: Task.Any = impl.task
+        if (d.lost !== undefined && d.lost.startedAt !== undefined) {
+          return yield* lost(d, d.lost, message, task)
+        }
+        const payload: Exit.Exit<unknown, Schema.SchemaError> = yield* Effect.exit(
+          Schema.decodeUnknownEffect(task.codecs.payload)(message.payload)
+        )
+        if (Exit.isFailure(payload)) {
+          const issue = Cause.pretty(payload.cause)
+          return yield* dead(
+            d,
+            info(
+              new PayloadInvalid({
+                task: task.name,
+                issue,
+                message: `payload of ${task.name} (task ${d.id}) does not match its Schema, ` +
+                  `perhaps sent by an older producer: ${issue}`
+              })
+            ),
+            message.retries
+          )
+        }
+        return yield* run(h, message, impl, payload.value).pipe(
+          Effect.withSpan(`errand.run ${task.name}`, {
+            attributes: { "errand.task": task.name, "errand.id": d.id, "errand.attempt": message.retries },
+            parent: parentSpan(message).pipe(Option.getOrUndefined)
+          })
+        )
+      })
+
+    const run = Effect.fnUntraced(function*(
+      h: Held,
+      message: Message,
+      impl: Task.AnyImplemented,
+      payload: unknown
+    ): Effect.fn.Return<void> {
+      const d = h.delivery
+      const task: Task.Any = impl.task
+      const startedAt = yield* Clock.currentTimeMillis
+      const status = yield* start({ id: d.id, token: d.token, worker: id, startedAt, ackEarly: !task.acksLate })
+      if (status === "stale") {
+        return yield* log("Warning", "lease was taken over before the task started; skipped", d)
+      }
+      if (status === "revoked") {
+        return yield* revoked(d, message, startedAt)
+      }
+      yield* log("Debug", "started", d, { task: task.name, attempt: message.retries })
+      const ctx = TaskContext.of({
+        id: d.id,
+        task: task.name,
+        queue: d.queue,
+        retries: message.retries,
+        eta: message.eta,
+        headers: message.headers,
+        worker: id,
+        updateState: (state, meta) => Effect.asVoid(backend.setState(d.id, state, meta)),
+        retry: retryRequest
+      })
+      const handler = impl.handler(payload).pipe(
+        Effect.provideService(TaskContext, ctx),
+        Effect.provideContext(services)
+      ) as Effect.Effect<unknown, unknown>
+      const fiber = yield* Effect.forkChild(handler, { startImmediately: true })
+      h.fiber = fiber
+      let soft = false
+      const soft$ = Option.match(task.softTimeLimit, {
+        onNone: () => Fiber.await(fiber),
+        onSome: (limit) =>
+          Effect.raceFirst(
+            Fiber.await(fiber),
+            Effect.sleep(limit).pipe(
+              Effect.andThen(() => {
+                soft = true
+                return Fiber.interrupt(fiber)
+              }),
+              Effect.andThen(Fiber.await(fiber))
+            )
+          )
+      })
+      const exit: Option.Option<Exit.Exit<unknown, unknown>> = yield* Option.match(task.timeLimit, {
+        onNone: () => Effect.map(soft$, Option.some),
+        onSome: (limit) =>
+          Effect.raceFirst(
+            Effect.map(soft$, Option.some),
+            Effect.as(Effect.sleep(limit), Option.none())
+          )
+      })
+      h.fiber = undefined
+      if (h.reason === "killed" || killed) return
+      if (Option.isNone(exit)) {
+        yield* Effect.forkDetach(Fiber.interrupt(fiber))
+        const limit = Option.getOrThrow(task.timeLimit)
+        return yield* failed(
+          d,
+          message,
+          task,
+          startedAt,
+          info(
+            new TimeLimitExceeded({
+              taskId: d.id,
+              limitMillis: Duration.toMillis(limit),
+              message: `${task.name} ran past its time limit of ${Duration.format(limit)} and was abandoned`
+            })
+          ),
+          "FAILURE"
+        )
+      }
+      return yield* outcome(h, message, task, startedAt, exit.value, soft)
+    })
+
+    const revoked = Effect.fnUntraced(function*(d: Broker.Delivery, message: Message, startedAt: number) {
+      const now = yield* Clock.currentTimeMillis
+      const error = info(new TaskRevoked({ taskId: d.id, message: `task ${d.id} was revoked` }))
+      const attempt = attemptOf(message, startedAt, now, "REVOKED", error)
+      const ok = yield* complete({ id: d.id, token: d.token, state: "REVOKED", error, attempt })
+      if (!ok) return yield* stale(d, attempt)
+      yield* log("Info", "revoked", d)
+    })
+
+    const outcome = Effect.fnUntraced(function*(
+      h: Held,
+      message: Message,
+      task: Task.Any,
+      startedAt: number,
+      exit: Exit.Exit<unknown, unknown>,
+      soft: boolean
+    ) {
+      const d = h.delivery
+      if (Exit.isSuccess(exit)) {
+        const encoded = yield* Effect.exit(Schema.encodeUnknownEffect(task.codecs.success)(exit.value))
+        if (Exit.isFailure(encoded)) {
+          return yield* failed(
+            d,
+            message,
+            task,
+            startedAt,
+            info(
+              new TaskDefect({
+                taskId: d.id,
+                message: `${task.name} returned a result that does not match its success Schema: ${
+                  Cause.pretty(encoded.cause)
+                }`
+              })
+            ),
+            "FAILURE"
+          )
+        }
+        const now = yield* Clock.currentTimeMillis
+        const attempt = attemptOf(message, startedAt, now, "SUCCESS")
+        const ok = yield* complete({
+          id: d.id,
+          token: d.token,
+          state: "SUCCESS",
+          result: encoded.value,
+          attempt,
+          storeResult: task.storeResult && message.storeResult !== false
+        })
+        if (!ok) return yield* stale(d, attempt)
+        return yield* log("Debug", "succeeded", d, { task: task.name })
+      }
+      const cause = exit.cause
+      if (Cause.hasInterruptsOnly(cause)) {
+        const now = yield* Clock.currentTimeMillis
+        switch (h.reason) {
+          case "revoked":
+            return yield* revoked(d, message, startedAt)
+          case "stale":
+            return yield* stale(
+              d,
+              attemptOf(message, startedAt, now, "STALE", {
+                _tag: "LeaseLost",
+                message: `the lease on ${d.id} was taken over while ${task.name} ran; the attempt was interrupted`
+              })
+            )
+          case "shutdown":
+            return yield* failed(
+              d,
+              message,
+              task,
+              startedAt,
+              info(
+                new WorkerShutdown({
+                  taskId: d.id,
+                  worker: id,
+                  message: `worker ${id} shut down before ${task.name} finished (grace ${graceMillis} ms)`
+                })
+              ),
+              "FAILURE"
+            )
+          default:
+            if (soft) {
+              const limit = Option.getOrThrow(task.softTimeLimit)
+              return yield* failed(
+                d,
+                message,
+                task,
+                startedAt,
+                info(
+                  new SoftTimeLimitExceeded({
+                    taskId: d.id,
+                    limitMillis: Duration.toMillis(limit),
+                    message: `${task.name} ran past its soft time limit of ${
+                      Duration.format(limit)
+                    } and was interrupted`
+                  })
+                ),
+                "FAILURE"
+              )
+            }
+            return yield* failed(
+              d,
+              message,
+              task,
+              startedAt,
+              info(new TaskDefect({ taskId: d.id, message: `${task.name} was interrupted` })),
+              "FAILURE"
+            )
+        }
+      }
+      const error = Cause.findError(cause)
+      if (error._tag === "Success") {
+        const e = error.success
+        if (e instanceof RetryRequested) {
+          const reason = e.reason ?? info(e)
+          return yield* failed(d, message, task, startedAt, reason, "RETRY", {
+            countdownMillis: e.countdownMillis,
+            forced: true
+          })
+        }
+        const encoded = yield* Effect.exit(Schema.encodeUnknownEffect(task.codecs.failure)(e))
+        return yield* failed(
+          d,
+          message,
+          task,
+          startedAt,
+          info(e, Exit.isSuccess(encoded) ? encoded.value : undefined),
+          "FAILURE"
+        )
+      }
+      const defect = Cause.squash(cause)
+      return yield* failed(
+        d,
+        message,
+        task,
+        startedAt,
+        info(
+          new TaskDefect({
+            taskId: d.id,
+            message: `${task.name} died: ${defect instanceof Error ? defect.message : String(defect)}`
+          })
+        ),
+        "FAILURE"
+      )
+    })
+
+    const handle = (h: Held): Effect.Effect<void> =>
+      process(h).pipe(
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.logError("worker failed to process a task", cause)
+        ),
+        Effect.ensuring(Effect.sync(() => {
+          held.delete(h.delivery.id)
+          freeRoom()
+        }))
+      )
+
+    // Runners: `concurrency` fibers taking from the local buffer.
+    const runner = Effect.forever(Effect.flatMap(Queue.take(local), handle))
+    const runners = yield* Effect.forEach(
+      Array.from({ length: concurrency }),
+      () => Effect.forkScoped(runner, { startImmediately: true })
+    )
+
+    // Claimer: keeps up to concurrency + prefetch tasks held.
+    const claimer = Effect.gen(function*() {
+      while (!stopping) {
+        const room = concurrency + prefetch - held.size
+        if (room <= 0) {
+          yield* Deferred.await(roomSignal)
+          continue
+        }
+        const batch = yield* broker.claim({
+          queues,
+          worker: id,
+          max: Math.min(room, prefetch),
+          leaseMillis,
+          waitMillis: idleMillis
+        }).pipe(
+          Effect.tapError((e) => Effect.logWarning(`claim failed, retrying: ${e.message}`)),
+          Effect.retry(outage)
+        )
+        for (const delivery of batch) {
+          const h: Held = { delivery, fiber: undefined, reason: undefined }
+          held.set(delivery.id, h)
+          Queue.offerUnsafe(local, h)
+        }
+      }
+    })
+    const claimerFiber = yield* Effect.forkScoped(claimer, { startImmediately: true })
+
+    // Heartbeat: renews every held lease, interrupts revoked and taken-over attempts.
+    const heartbeat = Effect.gen(function*() {
+      while (true) {
+        yield* Effect.sleep(Math.max(1, Math.floor(leaseMillis / 3)))
+        if (held.size === 0) continue
+        const items = [...held.values()]
+        const statuses = yield* broker.renew(items.map((h) => ({ id: h.delivery.id, token: h.delivery.token })), leaseMillis)
+          .pipe(
+            Effect.catch((e) =>
+              Effect.as(Effect.logWarning(`lease renewal failed: ${e.message}`), items.map(() => "ok" as const))
+            )
+          )
+        for (let i = 0; i < items.length; i++) {
+          const h = items[i]!
+          const status = statuses[i]
+          if (status === "ok" || h.reason !== undefined) continue
+          h.reason = status === "revoked" ? "revoked" : "stale"
+          if (h.fiber !== undefined) yield* Effect.forkDetach(Fiber.interrupt(h.fiber))
+        }
+      }
+    })
+    const heartbeatFiber = yield* Effect.forkScoped(heartbeat, { startImmediately: true })
+
+    const kill = Effect.gen(function*() {
+      if (killed) return
+      killed = true
+      stopping = true
+      for (const h of held.values()) {
+        h.reason = "killed"
+        if (h.fiber !== undefined) yield* Effect.forkDetach(Fiber.interrupt(h.fiber))
+      }
+      yield* Fiber.interruptAll([claimerFiber, heartbeatFiber, ...runners])
+    })
+
+    const shutdown = Effect.gen(function*() {
+      if (killed) return
+      stopping = true
+      yield* Fiber.interrupt(claimerFiber)
+      // Prefetched tasks that never started go back at once.
+      const waiting = yield* Queue.clear(local)
+      if (waiting.length > 0) {
+        for (const h of waiting) held.delete(h.delivery.id)
+        yield* persistent("release", broker.release(waiting.map((h) => ({ id: h.delivery.id, token: h.delivery.token }))))
+          .pipe(Effect.timeoutOption("5 seconds"))
+      }
+      const idle = Effect.gen(function*() {
+        while (held.size > 0) yield* Deferred.await(roomSignal)
+      })
+      const done = yield* Effect.timeoutOption(idle, graceMillis)
+      if (Option.isNone(done)) {
+        yield* Effect.logInfo(`worker ${id}: grace of ${graceMillis} ms over; interrupting ${held.size} tasks`)
+        for (const h of held.values()) {
+          h.reason = "shutdown"
+          if (h.fiber !== undefined) yield* Effect.forkDetach(Fiber.interrupt(h.fiber))
+        }
+        yield* Effect.timeoutOption(idle, "10 seconds")
+      }
+      yield* Fiber.interruptAll([heartbeatFiber, ...runners])
+    })
+    yield* Effect.addFinalizer(() => shutdown)
+
+    return {
+      id,
+      queues,
+      inFlight: Effect.sync(() => held.size),
+      kill
+    } satisfies Service
+  })
+
+/**
+ * Runs a worker for the lifetime of the layer and provides it as `Worker`.
+ *
+ * @since 0.1.0
+ */
+export const layer = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
+  options: Options<Tasks>
+): Layer.Layer<Worker, never, Broker.Broker | ResultBackend | Task.Services<Tasks[number]>> =>
+  Layer.effect(Worker, make(options))
