@@ -46,10 +46,10 @@ export type AnySchema = Schema.Codec<any, any, never, never>
  * @since 0.1.0
  */
 export interface Task<
-  in out Name extends string,
-  in out Payload extends AnySchema,
-  in out Success extends AnySchema,
-  in out Failure extends AnySchema
+  out Name extends string,
+  out Payload extends AnySchema,
+  out Success extends AnySchema,
+  out Failure extends AnySchema
 > extends Pipeable.Pipeable {
   readonly [TypeId]: typeof TypeId
   readonly name: Name

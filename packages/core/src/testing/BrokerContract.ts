@@ -1,0 +1,433 @@
+/**
+ * The contract every `Broker` + `ResultBackend` layer keeps, as a vitest
+ * suite. Run it against your layer to show it behaves like the memory and
+ * Redis layers:
+ *
+ * @example
+ * ```ts
+ * // test/contract.test.ts
+ * import { BrokerContract } from "@errand/core/testing/BrokerContract"
+ * import { MemoryBroker } from "@errand/core"
+ *
+ * BrokerContract.suite("memory", MemoryBroker.layer)
+ * ```
+ *
+ * The suite runs on the live clock with short leases (100s of ms), each test
+ * on queues of its own, so one layer instance (one Redis prefix) serves all.
+ *
+ * @since 0.1.0
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Clock, Effect, Fiber, type Layer, Option } from "effect"
+import * as Broker from "../Broker.ts"
+import type { Attempt, Message } from "../Message.ts"
+import { ResultBackend } from "../ResultBackend.ts"
+
+const rand = () => Math.random().toString(36).slice(2, 10)
+
+/**
+ * A message for the suite.
+ *
+ * @since 0.1.0
+ */
+export const message = (queue: string, overrides: Partial<Message> = {}): Message => ({
+  id: `t-${rand()}`,
+  task: "contract.task",
+  queue,
+  payload: { n: 1 },
+  headers: {},
+  priority: 5,
+  retries: 0,
+  submittedAt: 0,
+  ...overrides
+})
+
+const attempt = (outcome: Attempt["outcome"], extra: Partial<Attempt> = {}): Attempt => ({
+  attempt: 0,
+  worker: "w-contract",
+  startedAt: 1,
+  endedAt: 2,
+  outcome,
+  ...extra
+})
+
+const claimOptions = (queue: string, extra: Partial<Broker.ClaimOptions> = {}): Broker.ClaimOptions => ({
+  queues: [queue],
+  worker: "w-contract",
+  max: 100,
+  leaseMillis: 10_000,
+  waitMillis: 0,
+  ...extra
+})
+
+/**
+ * Registers the contract suite for a layer providing `Broker` and
+ * `ResultBackend`.
+ *
+ * @since 0.1.0
+ */
+export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | ResultBackend, E>) =>
+  describe(`Broker contract: ${name}`, () => {
+    layer(brokerLayer, { timeout: 30_000, excludeTestServices: true })((it) => {
+      const setup = Effect.gen(function*() {
+        const broker = yield* Broker.Broker
+        const backend = yield* ResultBackend
+        const now = yield* Clock.currentTimeMillis
+        const queue = `q-${rand()}`
+        const enqueue = (m: Message, dueAt = now, dedupId?: string) =>
+          broker.enqueue([{ message: m, dueAt, dedupId }]).pipe(Effect.map((r) => r[0]!))
+        const record = (id: string) => Effect.map(backend.get(id), Option.getOrThrow)
+        return { broker, backend, queue, now, enqueue, record }
+      })
+
+      it.effect("enqueue writes PENDING records; claim leases highest priority first, then oldest", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue, record } = yield* setup
+          const low = message(queue, { priority: 1 })
+          const a = message(queue, { priority: 5 })
+          const b = message(queue, { priority: 5 })
+          const high = message(queue, { priority: 9 })
+          for (const m of [low, a, b, high]) yield* enqueue(m)
+          assert.strictEqual((yield* record(a.id)).state, "PENDING")
+          const claimed = yield* broker.claim(claimOptions(queue, { max: 3 }))
+          assert.deepStrictEqual(claimed.map((d) => d.id), [high.id, a.id, b.id])
+          assert.deepStrictEqual(claimed[0]!.message, high)
+          assert.strictEqual((yield* record(a.id)).state, "RECEIVED")
+          const rest = yield* broker.claim(claimOptions(queue))
+          assert.deepStrictEqual(rest.map((d) => d.id), [low.id])
+          assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
+        }))
+
+      it.effect("a batch of many enqueues and claims in slices of max", () =>
+        Effect.gen(function*() {
+          const { broker, now, queue } = yield* setup
+          const ms = Array.from({ length: 1000 }, () => message(queue))
+          const out = yield* broker.enqueue(ms.map((m) => ({ message: m, dueAt: now })))
+          assert.strictEqual(out.length, 1000)
+          const first = yield* broker.claim(claimOptions(queue, { max: 300 }))
+          assert.strictEqual(first.length, 300)
+          assert.deepStrictEqual(first.map((d) => d.id), ms.slice(0, 300).map((m) => m.id))
+          const [stats] = yield* broker.stats([queue])
+          assert.deepStrictEqual(stats, { queue, ready: 700, delayed: 0, running: 300, dead: 0 })
+        }))
+
+      it.effect("a delayed task is held by the broker until it is due", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, now, queue } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m, now + 300)
+          assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
+          assert.strictEqual((yield* broker.stats([queue]))[0]!.delayed, 1)
+          yield* Effect.sleep(400)
+          const claimed = yield* broker.claim(claimOptions(queue))
+          assert.deepStrictEqual(claimed.map((d) => d.id), [m.id])
+        }))
+
+      it.effect("an idle claim waits and wakes when a task is submitted", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          const fiber = yield* Effect.forkChild(broker.claim(claimOptions(queue, { waitMillis: 5_000 })))
+          yield* Effect.sleep(100)
+          const m = message(queue)
+          const t0 = yield* Clock.currentTimeMillis
+          yield* enqueue(m)
+          const claimed = yield* Fiber.join(fiber)
+          const t1 = yield* Clock.currentTimeMillis
+          assert.deepStrictEqual(claimed.map((d) => d.id), [m.id])
+          assert.isBelow(t1 - t0, 2_000)
+        }))
+
+      it.effect("an idle claim returns empty after waitMillis", () =>
+        Effect.gen(function*() {
+          const { broker, queue } = yield* setup
+          const claimed = yield* broker.claim(claimOptions(queue, { waitMillis: 150 }))
+          assert.strictEqual(claimed.length, 0)
+        }))
+
+      it.effect("start, complete: SUCCESS with the result and the attempt in history", () =>
+        Effect.gen(function*() {
+          const { backend, broker, enqueue, queue, record } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [d] = yield* broker.claim(claimOptions(queue))
+          const started = yield* broker.start([{ id: d!.id, token: d!.token, worker: "w1", startedAt: 5, ackEarly: false }])
+          assert.deepStrictEqual(started, ["ok"])
+          assert.strictEqual((yield* record(m.id)).state, "STARTED")
+          const waiter = yield* Effect.forkChild(backend.awaitFinal(m.id))
+          yield* Effect.sleep(20)
+          const done = yield* broker.complete([{
+            id: d!.id,
+            token: d!.token,
+            state: "SUCCESS",
+            result: { receipt: "r-1" },
+            attempt: attempt("SUCCESS")
+          }])
+          assert.deepStrictEqual(done, [true])
+          const final = Option.getOrThrow(yield* Fiber.join(waiter))
+          assert.strictEqual(final.state, "SUCCESS")
+          assert.deepStrictEqual(final.result, { receipt: "r-1" })
+          assert.deepStrictEqual(final.history, [attempt("SUCCESS")])
+          assert.deepStrictEqual(yield* broker.stats([queue]), [{ queue, ready: 0, delayed: 0, running: 0, dead: 0 }])
+          // awaitFinal on a task that already ended returns at once
+          assert.strictEqual(Option.getOrThrow(yield* backend.awaitFinal(m.id)).state, "SUCCESS")
+        }))
+
+      it.effect("storeResult: false keeps the state but not the result", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue, record } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [d] = yield* broker.claim(claimOptions(queue))
+          yield* broker.complete([{
+            id: d!.id,
+            token: d!.token,
+            state: "SUCCESS",
+            result: { big: "x" },
+            attempt: attempt("SUCCESS"),
+            storeResult: false
+          }])
+          const r = yield* record(m.id)
+          assert.strictEqual(r.state, "SUCCESS")
+          assert.isUndefined(r.result)
+        }))
+
+      it.effect("leases are fenced: after expiry the next claim gets a new token and the old one is refused", () =>
+        Effect.gen(function*() {
+          const { backend, broker, enqueue, queue, record } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [first] = yield* broker.claim(claimOptions(queue, { leaseMillis: 150, worker: "w-old" }))
+          yield* broker.start([{ id: first!.id, token: first!.token, worker: "w-old", startedAt: 7, ackEarly: false }])
+          yield* Effect.sleep(300)
+          const [second] = yield* broker.claim(claimOptions(queue, { worker: "w-new" }))
+          assert.strictEqual(second!.id, m.id)
+          assert.notStrictEqual(second!.token, first!.token)
+          assert.strictEqual(second!.lost?.worker, "w-old")
+          assert.strictEqual(second!.lost?.startedAt, 7)
+          assert.strictEqual(second!.lost?.ackedEarly, false)
+          const stale = { id: first!.id, token: first!.token }
+          assert.deepStrictEqual(
+            yield* broker.start([{ ...stale, worker: "w-old", startedAt: 8, ackEarly: false }]),
+            ["stale"]
+          )
+          assert.deepStrictEqual(yield* broker.renew([stale], 1000), ["stale"])
+          assert.deepStrictEqual(
+            yield* broker.complete([{ ...stale, state: "SUCCESS", result: 1, attempt: attempt("SUCCESS") }]),
+            [false]
+          )
+          assert.deepStrictEqual(
+            yield* broker.retry([{ ...stale, dueAt: 0, error: { _tag: "E", message: "m" }, attempt: attempt("RETRY") }]),
+            [false]
+          )
+          assert.deepStrictEqual(
+            yield* broker.deadLetter([{ ...stale, error: { _tag: "E", message: "m" }, attempt: attempt("DEAD") }]),
+            [false]
+          )
+          assert.deepStrictEqual(yield* broker.release([stale]), [false])
+          assert.notStrictEqual((yield* record(m.id)).state, "SUCCESS")
+          yield* backend.recordStale(m.id, attempt("STALE"))
+          assert.deepStrictEqual(
+            yield* broker.complete([{
+              id: second!.id,
+              token: second!.token,
+              state: "SUCCESS",
+              result: 2,
+              attempt: attempt("SUCCESS")
+            }]),
+            [true]
+          )
+          const r = yield* record(m.id)
+          assert.strictEqual(r.result, 2)
+          assert.deepStrictEqual(r.history.map((a) => a.outcome), ["STALE", "SUCCESS"])
+          // the lost marker is consumed by the claim that reported it
+          assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
+        }))
+
+      it.effect("a lease acknowledged early reports ackedEarly when lost", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [d] = yield* broker.claim(claimOptions(queue, { leaseMillis: 100 }))
+          yield* broker.start([{ id: d!.id, token: d!.token, worker: "w1", startedAt: 3, ackEarly: true }])
+          yield* Effect.sleep(250)
+          const [again] = yield* broker.claim(claimOptions(queue))
+          assert.strictEqual(again!.lost?.ackedEarly, true)
+        }))
+
+      it.effect("a lease never started comes back lost without startedAt", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          yield* broker.claim(claimOptions(queue, { leaseMillis: 100 }))
+          yield* Effect.sleep(250)
+          const [again] = yield* broker.claim(claimOptions(queue))
+          assert.strictEqual(again!.id, m.id)
+          assert.isUndefined(again!.lost?.startedAt)
+        }))
+
+      it.effect("renew keeps a lease alive past its first deadline", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          yield* enqueue(message(queue))
+          const [d] = yield* broker.claim(claimOptions(queue, { leaseMillis: 200 }))
+          for (let i = 0; i < 4; i++) {
+            yield* Effect.sleep(100)
+            assert.deepStrictEqual(yield* broker.renew([{ id: d!.id, token: d!.token }], 200), ["ok"])
+          }
+          assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
+          assert.strictEqual((yield* broker.stats([queue]))[0]!.running, 1)
+        }))
+
+      it.effect("retry: retries + 1, state RETRY, held until due, then claimable with the new count", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue, record } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [d] = yield* broker.claim(claimOptions(queue))
+          const now = yield* Clock.currentTimeMillis
+          const error = { _tag: "Flaky", message: "boom" }
+          assert.deepStrictEqual(
+            yield* broker.retry([{
+              id: d!.id,
+              token: d!.token,
+              dueAt: now + 300,
+              error,
+              attempt: attempt("RETRY", { error, countdown: 300 })
+            }]),
+            [true]
+          )
+          const r = yield* record(m.id)
+          assert.strictEqual(r.state, "RETRY")
+          assert.strictEqual(r.retries, 1)
+          assert.deepStrictEqual(r.error, error)
+          assert.deepStrictEqual(r.history, [attempt("RETRY", { error, countdown: 300 })])
+          assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
+          yield* Effect.sleep(400)
+          const [again] = yield* broker.claim(claimOptions(queue))
+          assert.strictEqual(again!.id, m.id)
+          assert.strictEqual((again!.message as Message).retries, 1)
+        }))
+
+      it.effect("deadLetter: FAILURE, counted as dead, and redeliver brings it back", () =>
+        Effect.gen(function*() {
+          const { backend, broker, enqueue, queue, record } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [d] = yield* broker.claim(claimOptions(queue))
+          const error = { _tag: "UnknownTask", message: "no such task" }
+          const waiter = yield* Effect.forkChild(backend.awaitFinal(m.id))
+          assert.deepStrictEqual(
+            yield* broker.deadLetter([{ id: d!.id, token: d!.token, error, attempt: attempt("DEAD", { error }) }]),
+            [true]
+          )
+          assert.strictEqual(Option.getOrThrow(yield* Fiber.join(waiter)).state, "FAILURE")
+          const r = yield* record(m.id)
+          assert.deepStrictEqual(r.error, error)
+          assert.deepStrictEqual((yield* broker.stats([queue]))[0], { queue, ready: 0, delayed: 0, running: 0, dead: 1 })
+          assert.isTrue(yield* broker.redeliver(m.id))
+          assert.isFalse(yield* broker.redeliver(m.id))
+          assert.strictEqual((yield* record(m.id)).state, "PENDING")
+          const [again] = yield* broker.claim(claimOptions(queue))
+          assert.strictEqual(again!.id, m.id)
+          assert.isFalse(yield* broker.redeliver(`nope-${rand()}`))
+        }))
+
+      it.effect("release: a claimed task goes back at once, PENDING, no attempt counted", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue, record } = yield* setup
+          const a = message(queue)
+          const b = message(queue)
+          yield* enqueue(a)
+          yield* enqueue(b)
+          const [d] = yield* broker.claim(claimOptions(queue, { max: 1 }))
+          assert.deepStrictEqual(yield* broker.release([{ id: d!.id, token: d!.token }]), [true])
+          const r = yield* record(a.id)
+          assert.strictEqual(r.state, "PENDING")
+          assert.strictEqual(r.history.length, 0)
+          const again = yield* broker.claim(claimOptions(queue))
+          assert.deepStrictEqual(again.map((x) => x.id), [a.id, b.id])
+          assert.isUndefined(again[0]!.lost)
+        }))
+
+      it.effect("revoke: waiting tasks are removed, running ones flagged, ended ones left", () =>
+        Effect.gen(function*() {
+          const { backend, broker, enqueue, now, queue, record } = yield* setup
+          const waiting = message(queue)
+          const delayed = message(queue)
+          const running = message(queue)
+          yield* enqueue(running)
+          const [d] = yield* broker.claim(claimOptions(queue))
+          yield* enqueue(waiting)
+          yield* enqueue(delayed, now + 60_000)
+          assert.strictEqual(yield* broker.revoke(waiting.id), "revoked")
+          assert.strictEqual(yield* broker.revoke(delayed.id), "revoked")
+          assert.strictEqual((yield* record(waiting.id)).state, "REVOKED")
+          assert.strictEqual(Option.getOrThrow(yield* backend.awaitFinal(delayed.id)).state, "REVOKED")
+          assert.strictEqual(yield* broker.revoke(running.id), "running")
+          assert.deepStrictEqual(yield* broker.renew([{ id: d!.id, token: d!.token }], 10_000), ["revoked"])
+          assert.deepStrictEqual(
+            yield* broker.start([{ id: d!.id, token: d!.token, worker: "w", startedAt: 1, ackEarly: false }]),
+            ["revoked"]
+          )
+          yield* broker.complete([{ id: d!.id, token: d!.token, state: "REVOKED", attempt: attempt("REVOKED") }])
+          assert.strictEqual(yield* broker.revoke(running.id), "final")
+          assert.strictEqual(yield* broker.revoke(`nope-${rand()}`), "unknown")
+          assert.deepStrictEqual(yield* broker.stats([queue]), [{ queue, ready: 0, delayed: 0, running: 0, dead: 0 }])
+        }))
+
+      it.effect("dedup: a second submission with the same dedup id is not enqueued while the first waits", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          const a = message(queue)
+          const b = message(queue)
+          const c = message(queue)
+          assert.deepStrictEqual(yield* enqueue(a, undefined, "order-1"), { id: a.id })
+          const dup = yield* enqueue(b, undefined, "order-1")
+          assert.strictEqual(dup.duplicateOf, a.id)
+          const [d] = yield* broker.claim(claimOptions(queue))
+          assert.strictEqual(d!.id, a.id)
+          yield* broker.complete([{ id: d!.id, token: d!.token, state: "SUCCESS", result: 1, attempt: attempt("SUCCESS") }])
+          assert.deepStrictEqual(yield* enqueue(c, undefined, "order-1"), { id: c.id })
+        }))
+
+      it.effect("setState: custom states with meta until the task ends; recordStale appends", () =>
+        Effect.gen(function*() {
+          const { backend, broker, enqueue, queue, record } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [d] = yield* broker.claim(claimOptions(queue))
+          assert.isTrue(yield* backend.setState(m.id, "PROGRESS", { done: 3, of: 10 }))
+          const r = yield* record(m.id)
+          assert.strictEqual(r.state, "PROGRESS")
+          assert.deepStrictEqual(r.meta, { done: 3, of: 10 })
+          yield* broker.complete([{ id: d!.id, token: d!.token, state: "SUCCESS", result: 1, attempt: attempt("SUCCESS") }])
+          assert.isFalse(yield* backend.setState(m.id, "PROGRESS", { done: 4 }))
+          yield* backend.recordStale(m.id, attempt("STALE"))
+          assert.deepStrictEqual((yield* record(m.id)).history.map((a) => a.outcome), ["SUCCESS", "STALE"])
+          assert.isFalse(yield* backend.setState(`nope-${rand()}`, "X", null))
+        }))
+
+      it.effect("unknown ids: get and awaitFinal say None", () =>
+        Effect.gen(function*() {
+          const { backend } = yield* setup
+          assert.isTrue(Option.isNone(yield* backend.get(`nope-${rand()}`)))
+          assert.isTrue(Option.isNone(yield* backend.awaitFinal(`nope-${rand()}`)))
+        }))
+
+      it.effect("claims across several queues; each claim only sees its queues", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          const other = `${queue}-other`
+          const a = message(queue)
+          const b = message(other)
+          yield* enqueue(a)
+          yield* enqueue(b)
+          const fromOne = yield* broker.claim(claimOptions(queue))
+          assert.deepStrictEqual(fromOne.map((d) => d.id), [a.id])
+          const both = yield* broker.claim({ ...claimOptions(queue), queues: [queue, other] })
+          assert.deepStrictEqual(both.map((d) => d.id), [b.id])
+        }))
+    })
+  })

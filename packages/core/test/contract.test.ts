@@ -1,0 +1,4 @@
+import { MemoryBroker } from "@errand/core"
+import * as BrokerContract from "@errand/core/testing/BrokerContract"
+
+BrokerContract.suite("memory", MemoryBroker.layer)
