@@ -1,0 +1,831 @@
+/**
+ * The Redis broker and result backend: the production `Broker` and
+ * `ResultBackend` of errand, on `effect/persistence/Redis` and node-redis.
+ *
+ * Every step is one atomic Lua script per queue and per batch (see
+ * `commands/`), so a batch of tasks costs one round trip. All keys of a queue
+ * share the hash tag `{prefix:queue}`, so a Redis Cluster can spread queues
+ * over its nodes. See the package README for the key layout.
+ *
+ * @since 0.1.0
+ */
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
+import {
+  Broker,
+  type ClaimOptions,
+  type Completion,
+  type DeadLetter,
+  type Delivery,
+  type Enqueued,
+  type Lease,
+  type LeaseStatus,
+  type QueueStats,
+  type Reschedule,
+  type RevokeResult,
+  type Start,
+  type Submission
+} from "@errand/core/Broker"
+import { BrokerError } from "@errand/core/Errors"
+import { type Attempt, finalStates, TaskRecord } from "@errand/core/Message"
+import { ResultBackend } from "@errand/core/ResultBackend"
+import {
+  Cause,
+  Clock,
+  Config,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  Queue,
+  Redacted,
+  Schema,
+  Scope
+} from "effect"
+import * as Redis from "effect/persistence/Redis"
+import { type Arg, scripts, type StepScript } from "./internal/scripts.ts"
+import { Signals } from "./internal/signals.ts"
+
+/**
+ * Options of `RedisBroker.layer`.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  /**
+   * `redis[s]://[[user][:password]@]host[:port][/db]`. `rediss://` connects
+   * with TLS.
+   */
+  readonly url: string | Redacted.Redacted<string>
+  /** Prefix of every key and channel (default `"errand"`). */
+  readonly prefix?: string | undefined
+  /** How long a final record (and its result) is kept (default 1 day). */
+  readonly resultTtl?: Duration.Input | undefined
+  /**
+   * How long `awaitFinal` waits for a pub/sub notification before it reads
+   * the record again anyway, covering notifications lost while a subscriber
+   * reconnected (default 5 seconds).
+   */
+  readonly pollInterval?: Duration.Input | undefined
+}
+
+/**
+ * Direct access to the Redis a `RedisBroker` layer uses, for tests and tools.
+ *
+ * @since 0.1.0
+ */
+export class Handle extends Context.Service<Handle, {
+  readonly prefix: string
+  readonly redis: Redis.Redis["Service"]
+  /**
+   * Puts a raw string in a queue as a ready task with this id, as another
+   * program (or a bug) could: workers must report it, not crash on it.
+   */
+  readonly pushRaw: (queue: string, id: string, raw: string) => Effect.Effect<void, BrokerError>
+}>()("@errand/redis/RedisBroker/Handle") {}
+
+/**
+ * Puts a raw string in a queue as a ready task (see `Handle.pushRaw`).
+ *
+ * @since 0.1.0
+ */
+export const unsafePushRaw = (queue: string, id: string, raw: string): Effect.Effect<void, BrokerError, Handle> =>
+  Handle.use((handle) => handle.pushRaw(queue, id, raw))
+
+/**
+ * The keys of one queue. All share the hash tag `{prefix:queue}`.
+ *
+ * @since 0.1.0
+ */
+export interface QueueKeys {
+  /** The tag itself, `{prefix:queue}`; a task's hash is `<tag>:t:<id>`. */
+  readonly tag: string
+  /** Sorted set of ready ids, by priority then FIFO. */
+  readonly ready: string
+  /** Sorted set of delayed ids, by due time. */
+  readonly delayed: string
+  /** Sorted set of leased ids, by lease deadline. */
+  readonly leased: string
+  /** Sorted set of dead-lettered ids, by when they died. */
+  readonly dead: string
+  /** Hash dedup id -> task id, while that task is not final. */
+  readonly dedup: string
+}
+
+/**
+ * The keys of `queue` under `prefix`.
+ *
+ * @since 0.1.0
+ */
+export const queueKeys = (prefix: string, queue: string): QueueKeys => {
+  const tag = `{${prefix}:${queue}}`
+  return {
+    tag,
+    ready: `${tag}:ready`,
+    delayed: `${tag}:delayed`,
+    leased: `${tag}:leased`,
+    dead: `${tag}:dead`,
+    dedup: `${tag}:dedup`
+  }
+}
+
+/**
+ * The key of a task's hash (message, lease and record).
+ *
+ * @since 0.1.0
+ */
+export const taskKey = (prefix: string, queue: string, id: string): string => `{${prefix}:${queue}}:t:${id}`
+
+const recordFields = [
+  "id",
+  "task",
+  "queue",
+  "state",
+  "retries",
+  "submittedAt",
+  "updatedAt",
+  "eta",
+  "result",
+  "error",
+  "meta",
+  "revoked",
+  "history"
+] as const
+
+const decodeRecord = Schema.decodeUnknownEffect(TaskRecord)
+
+const leaseStatuses: ReadonlyArray<LeaseStatus> = ["ok", "stale", "revoked"]
+
+const revokeResults: ReadonlySet<string> = new Set(["revoked", "running", "final", "unknown"])
+
+const errorMessage = (cause: unknown): string => {
+  if (cause instanceof Error) {
+    const code = (cause as { code?: unknown }).code
+    return typeof code === "string" && !cause.message.includes(code) ? `${code} ${cause.message}` : cause.message
+  }
+  return String(cause)
+}
+
+const connectionErrors = [
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ClientOfflineError",
+  "ClientClosedError",
+  "SocketClosedUnexpectedlyError",
+  "ConnectionTimeoutError",
+  "SocketTimeoutError"
+]
+
+const isConnectionError = (cause: unknown): boolean => {
+  if (!(cause instanceof Error)) return false
+  const code = (cause as { code?: unknown }).code
+  return connectionErrors.includes(cause.name) || (typeof code === "string" && connectionErrors.includes(code)) ||
+    /offline|closed|ECONNREFUSED|ECONNRESET/.test(cause.message)
+}
+
+/** `host:port/db` of a Redis URL, without credentials. */
+const describeUrl = (url: string): string => {
+  try {
+    const u = new URL(url)
+    const port = u.port === "" ? "6379" : u.port
+    const db = u.pathname.length > 1 ? u.pathname : ""
+    return `${u.hostname}:${port}${db}`
+  } catch {
+    return "<invalid url>"
+  }
+}
+
+const parseJson = (raw: string): unknown => {
+  try {
+    return JSON.parse(raw)
+  } catch {
+    return raw
+  }
+}
+
+const json = (u: unknown): string => JSON.stringify(u) ?? "null"
+
+const num = (s: string | null | undefined): number | undefined => {
+  if (s === null || s === undefined || s === "") return undefined
+  const n = Number(s)
+  return Number.isFinite(n) ? n : undefined
+}
+
+/**
+ * Builds the Broker and ResultBackend on an open `Redis` service.
+ *
+ * @since 0.1.0
+ */
+export const makeWith: (options: {
+  readonly redis: Redis.Redis["Service"]
+  readonly prefix?: string | undefined
+  readonly resultTtl?: Duration.Input | undefined
+  readonly pollInterval?: Duration.Input | undefined
+  /** Turns a Redis failure into a message a person can act on. */
+  readonly describe?: ((operation: string, cause: unknown) => string) | undefined
+}) => Effect.Effect<
+  Context.Context<Broker | ResultBackend | Handle>,
+  never,
+  Scope.Scope
+> = Effect.fnUntraced(function*(options) {
+  const redis = options.redis
+  const prefix = options.prefix ?? "errand"
+  const ttl = Math.max(0, Math.round(Duration.toMillis(Duration.fromInputUnsafe(options.resultTtl ?? "1 day"))))
+  const pollMillis = Math.max(
+    10,
+    Duration.toMillis(Duration.fromInputUnsafe(options.pollInterval ?? "5 seconds"))
+  )
+  const wakeChannel = `${prefix}:wake`
+  const doneChannel = `${prefix}:done`
+  const queuesKey = `${prefix}:queues`
+  const layerScope = yield* Effect.scope
+  const describe = options.describe ?? ((operation, cause) => `Redis failed during ${operation}: ${errorMessage(cause)}`)
+
+  const fail = (operation: string) => (error: Redis.RedisError): BrokerError =>
+    new BrokerError({ operation, message: describe(operation, error.cause), cause: error.cause })
+
+  const evalIn = <R>(operation: string, script: StepScript<R>, keys: ReadonlyArray<string>, args: ReadonlyArray<Arg>) =>
+    redis.eval(script)(keys, args).pipe(Effect.mapError(fail(operation)))
+
+  const send = <A>(operation: string, command: string, ...args: ReadonlyArray<string>) =>
+    redis.send<A>(command, ...args).pipe(Effect.mapError(fail(operation)))
+
+  // ---------------------------------------------------------------------------
+  // Which queue holds a task: ids are the client's, so a bare id is looked up
+  // by probing the known queues (`<prefix>:queues`), remembered once found.
+  // ---------------------------------------------------------------------------
+
+  const registered = new Set<string>()
+  const register = (operation: string, queues: ReadonlyArray<string>) => {
+    const fresh = queues.filter((q) => !registered.has(q))
+    if (fresh.length === 0) return Effect.void
+    return send(operation, "SADD", queuesKey, ...fresh).pipe(
+      Effect.tap(() => Effect.sync(() => fresh.forEach((q) => registered.add(q))))
+    )
+  }
+
+  const locations = new Map<string, string>()
+  const remember = (id: string, queue: string) => {
+    if (locations.size >= 100_000) {
+      const oldest = locations.keys().next()
+      if (!oldest.done) locations.delete(oldest.value)
+    }
+    locations.set(id, queue)
+  }
+
+  const locate = (operation: string, id: string): Effect.Effect<Option.Option<string>, BrokerError> =>
+    Effect.suspend(() => {
+      const known = locations.get(id)
+      if (known !== undefined) return Effect.succeed(Option.some(known))
+      return send<Array<string>>(operation, "SMEMBERS", queuesKey).pipe(
+        Effect.flatMap((queues) =>
+          Effect.forEach(
+            queues,
+            (queue) => send<number>(operation, "EXISTS", taskKey(prefix, queue, id)),
+            { concurrency: "unbounded" }
+          ).pipe(Effect.map((found) => {
+            const index = found.findIndex((n) => Number(n) > 0)
+            if (index < 0) return Option.none<string>()
+            remember(id, queues[index])
+            return Option.some(queues[index])
+          }))
+        )
+      )
+    })
+
+  // ---------------------------------------------------------------------------
+  // Pub/sub: one subscription per channel and layer, started on first use.
+  // ---------------------------------------------------------------------------
+
+  const subscription = (channel: string, onMessage: (message: string) => void, onGap: () => void) =>
+    Effect.cached(Effect.gen(function*() {
+      const subscribed = yield* Deferred.make<void>()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const queue = yield* redis.subscribe(channel)
+        yield* Deferred.succeed(subscribed, undefined)
+        onGap()
+        while (true) {
+          const message = yield* Queue.take(queue)
+          onMessage(message.message)
+        }
+      })).pipe(
+        Effect.catchCause((cause) =>
+          Effect.logWarning(`errand: subscription to ${channel} failed; subscribing again`, Cause.pretty(cause))
+        ),
+        Effect.andThen(Effect.sleep(500)),
+        Effect.forever,
+        Effect.forkIn(layerScope)
+      )
+      yield* Deferred.await(subscribed)
+    }))
+
+  const wake = new Signals()
+  const done = new Signals()
+  const ensureWake = yield* subscription(wakeChannel, (queue) => wake.fire(queue), () => wake.fireAll())
+  const ensureDone = yield* subscription(doneChannel, (ids) => {
+    for (const id of ids.split("\n")) done.fire(id)
+  }, () => done.fireAll())
+
+  // ---------------------------------------------------------------------------
+  // Broker
+  // ---------------------------------------------------------------------------
+
+  const groupBy = <A>(items: ReadonlyArray<A>, queueOf: (a: A) => string) => {
+    const groups = new Map<string, Array<number>>()
+    items.forEach((item, i) => {
+      const q = queueOf(item)
+      const group = groups.get(q)
+      if (group === undefined) groups.set(q, [i])
+      else group.push(i)
+    })
+    return groups
+  }
+
+  /** Runs one script per queue of the batch, and puts the answers back in order. */
+  const perQueue = <A, R>(
+    operation: string,
+    items: ReadonlyArray<A>,
+    queueAt: (index: number) => Option.Option<string>,
+    run: (queue: string, items: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<R>, BrokerError>,
+    missing: R
+  ): Effect.Effect<ReadonlyArray<R>, BrokerError> => {
+    if (items.length === 0) return Effect.succeed([])
+    const out = new Array<R>(items.length).fill(missing)
+    const indices: Array<number> = []
+    const queues: Array<string> = []
+    items.forEach((_, i) => {
+      const queue = queueAt(i)
+      if (Option.isSome(queue)) {
+        indices.push(i)
+        queues.push(queue.value)
+      }
+    })
+    const groups = new Map<string, Array<number>>()
+    indices.forEach((index, k) => {
+      const group = groups.get(queues[k])
+      if (group === undefined) groups.set(queues[k], [index])
+      else group.push(index)
+    })
+    return Effect.forEach(
+      groups,
+      ([queue, indices]) =>
+        run(queue, indices.map((i) => items[i])).pipe(
+          Effect.tap((answers) =>
+            Effect.sync(() => {
+              indices.forEach((index, k) => {
+                out[index] = answers[k] ?? missing
+              })
+            })
+          )
+        ),
+      { concurrency: "unbounded", discard: true }
+    ).pipe(Effect.as(out), Effect.withSpan(`RedisBroker.${operation}`, { attributes: { size: items.length } }))
+  }
+
+  /** Leases name their task by id only: find each one's queue. */
+  const locateAll = <A extends { readonly id: string }>(operation: string, items: ReadonlyArray<A>) =>
+    Effect.forEach(items, (item) => locate(operation, item.id), { concurrency: "unbounded" })
+
+  const leaseOp = <A extends Lease, R>(
+    operation: string,
+    items: ReadonlyArray<A>,
+    run: (queue: string, items: ReadonlyArray<A>, now: number) => Effect.Effect<ReadonlyArray<R>, BrokerError>,
+    stale: R
+  ) =>
+    Effect.gen(function*() {
+      if (items.length === 0) return []
+      const queues = yield* locateAll(operation, items)
+      const now = yield* Clock.currentTimeMillis
+      return yield* perQueue(operation, items, (i) => queues[i], (q, group) => run(q, group, now), stale)
+    })
+
+  const enqueue = (batch: ReadonlyArray<Submission>): Effect.Effect<ReadonlyArray<Enqueued>, BrokerError> =>
+    Effect.gen(function*() {
+      if (batch.length === 0) return []
+      const now = yield* Clock.currentTimeMillis
+      const groups = groupBy(batch, (s) => s.message.queue)
+      yield* register("enqueue", [...groups.keys()])
+      const out = new Array<Enqueued>(batch.length)
+      yield* Effect.forEach(groups, ([queue, indices]) => {
+        const keys = queueKeys(prefix, queue)
+        const args: Array<Arg> = [keys.tag, now, wakeChannel, queue]
+        for (const i of indices) {
+          const { dedupId, dueAt, message } = batch[i]
+          args.push(
+            message.id,
+            json(message),
+            message.task,
+            message.submittedAt,
+            message.eta ?? "",
+            message.retries,
+            message.priority,
+            dueAt,
+            dedupId ?? ""
+          )
+        }
+        return evalIn("enqueue", scripts.enqueue, [keys.ready, keys.delayed, keys.dedup], args).pipe(
+          Effect.tap((answers) =>
+            Effect.sync(() => {
+              indices.forEach((index, k) => {
+                const id = batch[index].message.id
+                const duplicateOf = answers[k]
+                if (duplicateOf !== undefined && duplicateOf !== "") {
+                  out[index] = { id, duplicateOf }
+                } else {
+                  remember(id, queue)
+                  out[index] = { id }
+                }
+              })
+            })
+          )
+        )
+      }, { concurrency: "unbounded", discard: true })
+      return out
+    }).pipe(Effect.withSpan("RedisBroker.enqueue", { attributes: { size: batch.length } }))
+
+  const pushRaw = (queue: string, id: string, raw: string): Effect.Effect<void, BrokerError> =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      yield* register("pushRaw", [queue])
+      const keys = queueKeys(prefix, queue)
+      const parsed = parseJson(raw)
+      const task = typeof parsed === "object" && parsed !== null && "task" in parsed && typeof parsed.task === "string"
+        ? parsed.task
+        : ""
+      yield* evalIn("pushRaw", scripts.enqueue, [keys.ready, keys.delayed, keys.dedup], [
+        keys.tag,
+        now,
+        wakeChannel,
+        queue,
+        id,
+        raw,
+        task,
+        now,
+        "",
+        0,
+        5,
+        now,
+        ""
+      ])
+      remember(id, queue)
+    })
+
+  /** One claim script call on one queue. */
+  const claimQueue = (queue: string, options: ClaimOptions, max: number, now: number) => {
+    const keys = queueKeys(prefix, queue)
+    return evalIn("claim", scripts.claim, [keys.ready, keys.delayed, keys.leased], [
+      keys.tag,
+      now,
+      max,
+      options.leaseMillis,
+      options.worker
+    ]).pipe(Effect.map((reply) => {
+      const deliveries: Array<Delivery> = []
+      const deadline = now + options.leaseMillis
+      for (let i = 1; i + 7 < reply.length; i += 8) {
+        const id = String(reply[i])
+        const token = Number(reply[i + 1])
+        const retries = Number(reply[i + 3])
+        let message = parseJson(String(reply[i + 2]))
+        if (
+          typeof message === "object" && message !== null && !Array.isArray(message) && "retries" in message &&
+          typeof message.retries === "number" && message.retries !== retries
+        ) {
+          message = { ...message, retries }
+        }
+        const lostWorker = String(reply[i + 4])
+        remember(id, queue)
+        deliveries.push({
+          id,
+          token,
+          queue,
+          deadline,
+          message,
+          lost: lostWorker === "" ? undefined : {
+            worker: lostWorker,
+            startedAt: num(reply[i + 5]),
+            expiredAt: num(reply[i + 6]) ?? now,
+            ackedEarly: reply[i + 7] === "1"
+          }
+        })
+      }
+      return { deliveries, nextAt: num(reply[0]) }
+    }))
+  }
+
+  const claimOnce = (options: ClaimOptions, now: number) =>
+    Effect.gen(function*() {
+      const deliveries: Array<Delivery> = []
+      let nextAt: number | undefined
+      for (const queue of options.queues) {
+        const result = yield* claimQueue(queue, options, Math.max(0, options.max - deliveries.length), now)
+        deliveries.push(...result.deliveries)
+        if (result.nextAt !== undefined && (nextAt === undefined || result.nextAt < nextAt)) nextAt = result.nextAt
+      }
+      return { deliveries, nextAt }
+    })
+
+  const claim = (options: ClaimOptions): Effect.Effect<ReadonlyArray<Delivery>, BrokerError> =>
+    Effect.gen(function*() {
+      if (options.queues.length === 0) return []
+      yield* register("claim", options.queues)
+      const startedAt = yield* Clock.currentTimeMillis
+      const until = startedAt + Math.max(0, options.waitMillis)
+      if (options.waitMillis > 0) yield* ensureWake
+      while (true) {
+        const taken = options.queues.map((q) => wake.acquire(q))
+        const result = yield* Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const { deliveries, nextAt } = yield* claimOnce(options, now)
+          if (deliveries.length > 0 || now >= until || options.max <= 0) return Option.some(deliveries)
+          const wakeAt = nextAt !== undefined && nextAt < until ? nextAt : until
+          yield* Signals.wait(taken, wakeAt - now)
+          return Option.none<ReadonlyArray<Delivery>>()
+        }).pipe(Effect.ensuring(Effect.sync(() => options.queues.forEach((q, i) => wake.release(q, taken[i])))))
+        if (Option.isSome(result)) return result.value
+      }
+    }).pipe(Effect.withSpan("RedisBroker.claim", { attributes: { queues: options.queues, max: options.max } }))
+
+  const start = (batch: ReadonlyArray<Start>) =>
+    leaseOp("start", batch, (queue, items, now) => {
+      const keys = queueKeys(prefix, queue)
+      const args: Array<Arg> = [keys.tag, now]
+      for (const s of items) args.push(s.id, s.token, s.worker, s.startedAt, s.ackEarly ? "1" : "0")
+      return evalIn("start", scripts.start, [keys.leased], args).pipe(
+        Effect.map((codes) => codes.map((c) => leaseStatuses[Number(c)] ?? "stale"))
+      )
+    }, "stale" as LeaseStatus)
+
+  const renew = (batch: ReadonlyArray<Lease>, leaseMillis: number) =>
+    leaseOp("renew", batch, (queue, items, now) => {
+      const keys = queueKeys(prefix, queue)
+      const args: Array<Arg> = [keys.tag, now, leaseMillis]
+      for (const l of items) args.push(l.id, l.token)
+      return evalIn("renew", scripts.renew, [keys.leased], args).pipe(
+        Effect.map((codes) => codes.map((c) => leaseStatuses[Number(c)] ?? "stale"))
+      )
+    }, "stale" as LeaseStatus)
+
+  const toBooleans = (codes: ReadonlyArray<number>) => codes.map((c) => Number(c) === 1)
+
+  const complete = (batch: ReadonlyArray<Completion>) =>
+    leaseOp("complete", batch, (queue, items, now) => {
+      const keys = queueKeys(prefix, queue)
+      const args: Array<Arg> = [keys.tag, now, ttl, doneChannel]
+      for (const c of items) {
+        const result = c.storeResult === false || c.result === undefined ? "" : json(c.result)
+        args.push(c.id, c.token, c.state, result, c.error === undefined ? "" : json(c.error), json(c.attempt))
+      }
+      return evalIn("complete", scripts.complete, [keys.leased], args).pipe(Effect.map(toBooleans))
+    }, false)
+
+  const retry = (batch: ReadonlyArray<Reschedule>) =>
+    leaseOp("retry", batch, (queue, items, now) => {
+      const keys = queueKeys(prefix, queue)
+      const args: Array<Arg> = [keys.tag, now, wakeChannel, queue]
+      for (const r of items) args.push(r.id, r.token, r.dueAt, json(r.error), json(r.attempt))
+      return evalIn("retry", scripts.retry, [keys.ready, keys.delayed, keys.leased], args).pipe(
+        Effect.map(toBooleans)
+      )
+    }, false)
+
+  const deadLetter = (batch: ReadonlyArray<DeadLetter>) =>
+    leaseOp("deadLetter", batch, (queue, items, now) => {
+      const keys = queueKeys(prefix, queue)
+      const args: Array<Arg> = [keys.tag, now, doneChannel]
+      for (const d of items) args.push(d.id, d.token, json(d.error), json(d.attempt))
+      return evalIn("deadLetter", scripts.deadLetter, [keys.dead, keys.leased], args).pipe(Effect.map(toBooleans))
+    }, false)
+
+  const release = (batch: ReadonlyArray<Lease>) =>
+    leaseOp("release", batch, (queue, items, now) => {
+      const keys = queueKeys(prefix, queue)
+      const args: Array<Arg> = [keys.tag, now, wakeChannel, queue]
+      for (const l of items) args.push(l.id, l.token)
+      return evalIn("release", scripts.release, [keys.ready, keys.leased], args).pipe(Effect.map(toBooleans))
+    }, false)
+
+  const revoke = (id: string): Effect.Effect<RevokeResult, BrokerError> =>
+    Effect.gen(function*() {
+      const queue = yield* locate("revoke", id)
+      if (Option.isNone(queue)) return "unknown" as const
+      const keys = queueKeys(prefix, queue.value)
+      const now = yield* Clock.currentTimeMillis
+      const result = yield* evalIn("revoke", scripts.revoke, [keys.ready, keys.delayed, keys.leased], [
+        keys.tag,
+        now,
+        ttl,
+        doneChannel,
+        id,
+        json({ _tag: "TaskRevoked", message: `task ${id} was revoked before it ran` })
+      ])
+      return revokeResults.has(result) ? result as RevokeResult : "unknown"
+    }).pipe(Effect.withSpan("RedisBroker.revoke", { attributes: { id } }))
+
+  const redeliver = (id: string): Effect.Effect<boolean, BrokerError> =>
+    Effect.gen(function*() {
+      const queue = yield* locate("redeliver", id)
+      if (Option.isNone(queue)) return false
+      const keys = queueKeys(prefix, queue.value)
+      const now = yield* Clock.currentTimeMillis
+      const result = yield* evalIn("redeliver", scripts.redeliver, [keys.ready, keys.dead], [
+        keys.tag,
+        now,
+        wakeChannel,
+        queue.value,
+        id
+      ])
+      return Number(result) === 1
+    }).pipe(Effect.withSpan("RedisBroker.redeliver", { attributes: { id } }))
+
+  const stats = (queues: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<QueueStats>, BrokerError> =>
+    Effect.forEach(queues, (queue) => {
+      const keys = queueKeys(prefix, queue)
+      return evalIn("stats", scripts.stats, [keys.ready, keys.delayed, keys.leased, keys.dead], []).pipe(
+        Effect.map(([ready, delayed, running, dead]): QueueStats => ({
+          queue,
+          ready: Number(ready),
+          delayed: Number(delayed),
+          running: Number(running),
+          dead: Number(dead)
+        }))
+      )
+    }, { concurrency: "unbounded" })
+
+  // ---------------------------------------------------------------------------
+  // ResultBackend
+  // ---------------------------------------------------------------------------
+
+  const readRecord = (operation: string, queue: string, id: string) =>
+    send<Array<string | null>>(operation, "HMGET", taskKey(prefix, queue, id), ...recordFields).pipe(
+      Effect.flatMap((values) => {
+        const [rid, task, q, state, retries, submittedAt, updatedAt, eta, result, error, meta, revoked, history] =
+          values
+        if (state === null || state === undefined) return Effect.succeed(Option.none<TaskRecord>())
+        const raw: Record<string, unknown> = {
+          id: rid ?? id,
+          task: task ?? "",
+          queue: q ?? queue,
+          state,
+          retries: num(retries) ?? 0,
+          submittedAt: num(submittedAt) ?? 0,
+          updatedAt: num(updatedAt) ?? 0,
+          history: history === null || history === undefined ? [] : parseJson(history)
+        }
+        if (eta !== null && eta !== undefined && eta !== "") raw.eta = num(eta)
+        if (result !== null && result !== undefined) raw.result = parseJson(result)
+        if (error !== null && error !== undefined) raw.error = parseJson(error)
+        if (meta !== null && meta !== undefined) raw.meta = parseJson(meta)
+        if (revoked === "1") raw.revoked = true
+        return decodeRecord(raw).pipe(
+          Effect.map(Option.some),
+          Effect.mapError((issue) =>
+            new BrokerError({
+              operation,
+              message: `The record of task ${id} in Redis (${taskKey(prefix, queue, id)}) is not a valid TaskRecord: ${
+                String(issue)
+              }`,
+              cause: issue
+            })
+          )
+        )
+      })
+    )
+
+  const get = (id: string): Effect.Effect<Option.Option<TaskRecord>, BrokerError> =>
+    locate("get", id).pipe(
+      Effect.flatMap((queue) => Option.isNone(queue) ? Effect.succeed(Option.none()) : readRecord("get", queue.value, id))
+    )
+
+  const setState = (id: string, state: string, meta: unknown): Effect.Effect<boolean, BrokerError> =>
+    Effect.gen(function*() {
+      const queue = yield* locate("setState", id)
+      if (Option.isNone(queue)) return false
+      const now = yield* Clock.currentTimeMillis
+      const result = yield* evalIn("setState", scripts.setState, [taskKey(prefix, queue.value, id)], [
+        now,
+        state,
+        meta === undefined ? "" : json(meta)
+      ])
+      return Number(result) === 1
+    })
+
+  const recordStale = (id: string, attempt: Attempt): Effect.Effect<void, BrokerError> =>
+    Effect.gen(function*() {
+      const queue = yield* locate("recordStale", id)
+      if (Option.isNone(queue)) return
+      yield* evalIn("recordStale", scripts.recordStale, [taskKey(prefix, queue.value, id)], [json(attempt)])
+    })
+
+  const awaitFinal = (id: string): Effect.Effect<Option.Option<TaskRecord>, BrokerError> =>
+    Effect.gen(function*() {
+      yield* ensureDone
+      const queue = yield* locate("awaitFinal", id)
+      if (Option.isNone(queue)) return Option.none()
+      while (true) {
+        const signal = done.acquire(id)
+        const record = yield* readRecord("awaitFinal", queue.value, id).pipe(
+          Effect.tap((record) =>
+            Option.isSome(record) && finalStates.has(record.value.state) ? Effect.void : Signals.wait([signal], pollMillis)
+          ),
+          Effect.ensuring(Effect.sync(() => done.release(id, signal)))
+        )
+        if (Option.isNone(record) || finalStates.has(record.value.state)) return record
+      }
+    }).pipe(Effect.withSpan("RedisBroker.awaitFinal", { attributes: { id } }))
+
+  return Context.make(Broker, {
+    enqueue,
+    claim,
+    start,
+    renew,
+    complete,
+    retry,
+    deadLetter,
+    release,
+    revoke,
+    redeliver,
+    stats
+  }).pipe(
+    Context.add(ResultBackend, { get, setState, recordStale, awaitFinal }),
+    Context.add(Handle, { prefix, redis, pushRaw })
+  )
+})
+
+/**
+ * Connects to Redis (node-redis) and builds the broker on it. Commands issued
+ * while the connection is down fail at once with a `BrokerError` (no offline
+ * queue); the client reconnects in the background with backoff.
+ *
+ * @since 0.1.0
+ */
+export const make = (options: Options): Effect.Effect<
+  Context.Context<Broker | ResultBackend | Handle>,
+  BrokerError,
+  Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const url = Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url
+    const where = describeUrl(url)
+    let lastSocketError: unknown = undefined
+    const describe = (operation: string, cause: unknown): string => {
+      if (isConnectionError(cause)) {
+        const detail = lastSocketError === undefined ? errorMessage(cause) : errorMessage(lastSocketError)
+        return `Redis at ${where} is unreachable (${operation}): ${detail}`
+      }
+      return `Redis at ${where} failed during ${operation}: ${errorMessage(cause)}`
+    }
+    const context = yield* Layer.build(NodeRedis.layer({ url, disableOfflineQueue: true })).pipe(
+      Effect.mapError((error) =>
+        new BrokerError({
+          operation: "connect",
+          message: `Redis at ${where} is unreachable: ${errorMessage(error.cause)}`,
+          cause: error.cause
+        })
+      )
+    )
+    const node = Context.get(context, NodeRedis.NodeRedis)
+    node.client.on("error", (error: unknown) => {
+      lastSocketError = error
+    })
+    node.client.on("ready", () => {
+      lastSocketError = undefined
+    })
+    return yield* makeWith({
+      redis: Context.get(context, Redis.Redis),
+      prefix: options.prefix,
+      resultTtl: options.resultTtl,
+      pollInterval: options.pollInterval,
+      describe
+    })
+  })
+
+/**
+ * The Redis `Broker` and `ResultBackend` (and the `Handle` for tools).
+ *
+ * @since 0.1.0
+ */
+export const layer = (options: Options): Layer.Layer<Broker | ResultBackend | Handle, BrokerError> =>
+  Layer.effectContext(make(options))
+
+/**
+ * `layer` configured from the environment: `ERRAND_REDIS_URL` (required),
+ * `ERRAND_REDIS_PREFIX` (default `errand`), `ERRAND_RESULT_TTL` (a duration,
+ * default 1 day).
+ *
+ * @since 0.1.0
+ */
+export const layerConfig: Layer.Layer<Broker | ResultBackend | Handle, BrokerError | Config.ConfigError> = Layer
+  .unwrap(
+    Effect.gen(function*() {
+      const url = yield* Config.Redacted("ERRAND_REDIS_URL")
+      const prefix = yield* Config.String("ERRAND_REDIS_PREFIX").pipe(Config.withDefault("errand"))
+      const resultTtl = yield* Config.Duration("ERRAND_RESULT_TTL").pipe(Config.withDefault(Duration.days(1)))
+      return layer({ url, prefix, resultTtl })
+    })
+  )

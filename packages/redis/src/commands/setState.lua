@@ -1,0 +1,9 @@
+-- setState: set a (custom) state and meta unless the task already ended.
+-- KEYS[1] task hash
+-- ARGV[1] now  ARGV[2] state  ARGV[3] meta JSON ("" to leave meta alone)
+-- Returns 1 set, 0 final or unknown.
+local state = redis.call("HGET", KEYS[1], "state")
+if (not state) or isFinal(state) then return 0 end
+redis.call("HSET", KEYS[1], "state", ARGV[2], "updatedAt", ARGV[1])
+if ARGV[3] ~= "" then redis.call("HSET", KEYS[1], "meta", ARGV[3]) end
+return 1

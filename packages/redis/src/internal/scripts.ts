@@ -1,0 +1,47 @@
+/**
+ * The Lua scripts behind every broker step, one file per step under
+ * `../commands/`, each prefixed with the shared helpers of `common.lua`.
+ *
+ * @internal
+ */
+import * as fs from "node:fs"
+import * as Redis from "effect/persistence/Redis"
+
+const read = (name: string): string => fs.readFileSync(new URL(`../commands/${name}.lua`, import.meta.url), "utf8")
+
+const common = read("common")
+
+/** A value passed to a script as an ARGV. */
+export type Arg = string | number
+
+/**
+ * A step script: its keys first (all in one queue's hash slot), then its
+ * arguments.
+ */
+export type StepScript<R> = Redis.Script<{
+  params: [keys: ReadonlyArray<string>, args: ReadonlyArray<Arg>]
+  result: R
+}>
+
+const step = <R>(name: string): StepScript<R> =>
+  Redis.script(
+    (keys: ReadonlyArray<string>, args: ReadonlyArray<Arg>) => [...keys, ...args],
+    { lua: `${common}\n${read(name)}`, numberOfKeys: (keys) => keys.length }
+  ).withReturnType<R>()
+
+/** Scripts by step. */
+export const scripts = {
+  enqueue: step<Array<string>>("enqueue"),
+  claim: step<Array<string>>("claim"),
+  start: step<Array<number>>("start"),
+  renew: step<Array<number>>("renew"),
+  complete: step<Array<number>>("complete"),
+  retry: step<Array<number>>("retry"),
+  deadLetter: step<Array<number>>("deadLetter"),
+  release: step<Array<number>>("release"),
+  revoke: step<string>("revoke"),
+  redeliver: step<number>("redeliver"),
+  setState: step<number>("setState"),
+  recordStale: step<number>("recordStale"),
+  stats: step<Array<number>>("stats")
+} as const
