@@ -198,6 +198,8 @@ const placeholder: ErrorInfo = { _tag: "Error", message: "preview" }
 /**
  * Decides what happens after an attempt failed with `error` when the task has
  * already been retried `retriesSoFar` times: retry after a countdown, or stop.
+ * A policy that allows no retries (`Retry.none`) ends the task with its own
+ * error; one whose retries ran out ends it with `MaxRetriesExceeded`.
  *
  * The countdown is found by replaying the schedule from its start, so it does
  * not depend on which worker asks. Time seen by the schedule starts at 0 and
@@ -210,7 +212,7 @@ export const decide = (
   retriesSoFar: number,
   error: ErrorInfo
 ): Effect.Effect<Decision> => {
-  if (!retries(self, error)) return Effect.succeed({ _tag: "NotRetryable" })
+  if (self.maxRetries === 0 || !retries(self, error)) return Effect.succeed({ _tag: "NotRetryable" })
   if (retriesSoFar >= self.maxRetries) return Effect.succeed({ _tag: "Exhausted" })
   return Effect.map(nthDelay(self, retriesSoFar, error), (delay) =>
     Option.match(delay, {
