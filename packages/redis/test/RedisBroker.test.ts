@@ -3,9 +3,9 @@ import { Broker } from "@errand/core/Broker"
 import { BrokerError } from "@errand/core/Errors"
 import { ResultBackend } from "@errand/core/ResultBackend"
 import { RedisBroker } from "@errand/redis"
-import { Clock, Effect, Exit, Fiber, Option } from "effect"
+import { Clock, ConfigProvider, Effect, Exit, Fiber, Layer, Option, References } from "effect"
 import { attempt, claimNow, enqueueNow, message, record, withBroker } from "./utils/harness.ts"
-import { command, freePort, testRedis } from "./utils/redis.ts"
+import { command, deletePrefix, freePort, randomPrefix, testRedis } from "./utils/redis.ts"
 
 let url = ""
 let stop: () => Promise<void> = async () => {}
@@ -464,5 +464,28 @@ describe("RedisBroker", () => {
       expect(e?.message).toContain(`Redis at 127.0.0.1:${port}/2 is unreachable`)
       expect(e?.message).toContain("ECONNREFUSED")
       expect(e?.message).not.toContain("secret")
+    }).pipe(Effect.provideService(References.MinimumLogLevel, "Error")))
+
+  it.live("layerConfig reads ERRAND_REDIS_URL, ERRAND_REDIS_PREFIX and ERRAND_RESULT_TTL", () =>
+    Effect.gen(function*() {
+      const prefix = randomPrefix()
+      const provider = ConfigProvider.fromEnvRecord({
+        ERRAND_REDIS_URL: url,
+        ERRAND_REDIS_PREFIX: prefix,
+        ERRAND_RESULT_TTL: "5 seconds"
+      })
+      yield* Effect.gen(function*() {
+        const broker = yield* Broker
+        yield* enqueueNow(message("a"))
+        const [d] = yield* claimNow()
+        yield* broker.complete([{ id: d.id, token: d.token, state: "SUCCESS", attempt: attempt("SUCCESS") }])
+        const key = RedisBroker.taskKey(prefix, "q", "a")
+        const pttl = yield* Effect.promise(() => command<number>(url, "PTTL", key))
+        expect(pttl).toBeGreaterThan(0)
+        expect(pttl).toBeLessThanOrEqual(5000)
+      }).pipe(
+        Effect.provide(RedisBroker.layerConfig.pipe(Layer.provide(ConfigProvider.layer(provider)))),
+        Effect.ensuring(Effect.promise(() => deletePrefix(url, prefix)))
+      )
     }))
 })
