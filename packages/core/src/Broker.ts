@@ -76,7 +76,13 @@ export interface Delivery extends Lease {
   readonly deadline: number
   /** The stored message, not yet validated: decode it with `Message.decodeMessage`. */
   readonly message: unknown
-  /** Set when the previous lease on this task ran out. */
+  /**
+   * Set when an earlier lease on this task ran out after its attempt started.
+   * The marker stays on the task until a later lease starts it (`start`) or
+   * ends or reschedules it (`complete`, `retry`, `deadLetter`): a lease that
+   * itself runs out before starting keeps the earlier marker, so a lost
+   * attempt is reported even when the worker that claimed it next dies too.
+   */
   readonly lost?: LostLease | undefined
 }
 

@@ -192,11 +192,15 @@ export const make = Effect.sync(() => {
         q.leased.push(entry.deadline, { entry, generation: entry.generation })
         continue
       }
-      entry.lost = {
-        worker: entry.worker,
-        startedAt: entry.startedAt,
-        expiredAt: entry.deadline,
-        ackedEarly: entry.ackedEarly
+      // A lease that expired before its attempt started adds nothing: an
+      // earlier lost attempt, not yet handled, stays the one reported.
+      if (entry.startedAt !== undefined || entry.lost === undefined) {
+        entry.lost = {
+          worker: entry.worker,
+          startedAt: entry.startedAt,
+          expiredAt: entry.deadline,
+          ackedEarly: entry.ackedEarly
+        }
       }
       toReady(entry, true)
       const record = records.get(entry.id)
@@ -286,8 +290,9 @@ export const make = Effect.sync(() => {
           const ref = lane.shift()!
           if (!current(ref)) continue
           const entry = ref.entry
+          // The lost marker stays until the new lease starts or ends the task,
+          // so it survives a claimer that dies before handling it.
           const lost = entry.lost
-          entry.lost = undefined
           toLeased(entry, options.worker, now + options.leaseMillis)
           const record = records.get(entry.id)
           if (record !== undefined) {
@@ -329,6 +334,7 @@ export const make = Effect.sync(() => {
         if (entry === undefined) return "stale"
         if (entry.revoked) return "revoked"
         const item = batch[i]!
+        entry.lost = undefined
         entry.startedAt = item.startedAt
         entry.worker = item.worker
         entry.ackedEarly = item.ackEarly
@@ -377,6 +383,7 @@ export const make = Effect.sync(() => {
       const out = lease(batch).map((entry, i) => {
         if (entry === undefined) return false
         const item = batch[i]!
+        entry.lost = undefined
         entry.message = bumpRetries(entry.message)
         if (item.dueAt <= now) {
           toReady(entry, false)
@@ -404,6 +411,7 @@ export const make = Effect.sync(() => {
       lease(batch).map((entry, i) => {
         if (entry === undefined) return false
         const item = batch[i]!
+        entry.lost = undefined
         toDead(entry)
         const record = records.get(entry.id) ?? recordFromRaw(entry, now)
         records.set(entry.id, record)

@@ -243,6 +243,28 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
           assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
         }))
 
+      it.effect("a lost marker survives a claimer that dies before starting the task", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [first] = yield* broker.claim(claimOptions(queue, { leaseMillis: 100, worker: "w-1" }))
+          yield* broker.start([{ id: first!.id, token: first!.token, worker: "w-1", startedAt: 11, ackEarly: false }])
+          yield* Effect.sleep(250)
+          // w-2 claims the lost task and dies before handling it
+          const [second] = yield* broker.claim(claimOptions(queue, { leaseMillis: 100, worker: "w-2" }))
+          assert.strictEqual(second!.lost?.worker, "w-1")
+          yield* Effect.sleep(250)
+          const [third] = yield* broker.claim(claimOptions(queue, { worker: "w-3" }))
+          assert.strictEqual(third!.lost?.worker, "w-1")
+          assert.strictEqual(third!.lost?.startedAt, 11)
+          // once a lease starts the task, the marker is gone
+          yield* broker.start([{ id: third!.id, token: third!.token, worker: "w-3", startedAt: 12, ackEarly: false }])
+          yield* broker.release([{ id: third!.id, token: third!.token }])
+          const [fourth] = yield* broker.claim(claimOptions(queue))
+          assert.isUndefined(fourth!.lost)
+        }))
+
       it.effect("a lease acknowledged early reports ackedEarly when lost", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
