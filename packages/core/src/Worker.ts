@@ -211,32 +211,51 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         persistent("recordStale", backend.recordStale(d.id, { ...attempt, outcome: "STALE" }))
       )
 
+    /**
+     * How a failed attempt is recorded: the worker and times of the attempt
+     * (a lost attempt's are its dead worker's), whether the policy is
+     * bypassed (an explicit `ctx.retry`, or a lost task acknowledged early).
+     */
+    interface FailedAttempt {
+      readonly startedAt: number
+      readonly endedAt?: number | undefined
+      readonly worker?: string | undefined
+      readonly lost?: boolean | undefined
+      /** `ctx.retry`: retry regardless of `retryOn`, after this countdown if given. */
+      readonly requested?: { readonly countdownMillis?: number | undefined } | undefined
+      /** End the task with this error, no retry (`acksLate: false` and the worker was lost). */
+      readonly final?: boolean | undefined
+    }
+
+    const decideFor = (task: Task.Any, message: Message, error: ErrorInfo, how: FailedAttempt) => {
+      if (how.final) return Effect.succeed<Retry.Decision>({ _tag: "NotRetryable" })
+      if (how.requested === undefined) return Retry.decide(task.retry, message.retries, error)
+      if (message.retries >= task.retry.maxRetries) return Effect.succeed<Retry.Decision>({ _tag: "Exhausted" })
+      const countdown = how.requested.countdownMillis
+      return countdown === undefined
+        ? Retry.decide(Retry.retryOn(() => true)(task.retry), message.retries, error)
+        : Effect.succeed<Retry.Decision>({ _tag: "Retry", countdown: Duration.millis(countdown) })
+    }
+
     /** A failed attempt: retry per the policy or end the task. */
     const failed = Effect.fnUntraced(function*(
       d: Broker.Delivery,
       message: Message,
       task: Task.Any,
-      startedAt: number,
       error: ErrorInfo,
-      outcome: Outcome,
-      override?: { readonly countdownMillis?: number | undefined; readonly forced: boolean }
+      how: FailedAttempt
     ) {
       const now = yield* Clock.currentTimeMillis
-      const decision: Retry.Decision = override?.forced
-        ? message.retries >= task.retry.maxRetries
-          ? { _tag: "Exhausted" }
-          : override.countdownMillis !== undefined
-          ? { _tag: "Retry", countdown: Duration.millis(override.countdownMillis) }
-          : yield* Effect.map(
-            Retry.decide(Retry.retryOn(() => true)(task.retry), message.retries, error),
-            (dec) => dec
-          )
-        : yield* Retry.decide(task.retry, message.retries, error)
+      const decision = yield* decideFor(task, message, error, how)
+      const attempt = (outcome: Outcome, countdown?: number): Attempt => ({
+        ...attemptOf(message, how.startedAt, how.endedAt ?? now, how.lost ? "LOST" : outcome, error, countdown),
+        ...(how.worker === undefined ? {} : { worker: how.worker })
+      })
       if (decision._tag === "Retry") {
         const countdown = Duration.toMillis(decision.countdown)
-        const attempt = attemptOf(message, startedAt, now, outcome === "LOST" ? "LOST" : "RETRY", error, countdown)
-        const ok = yield* retry({ id: d.id, token: d.token, dueAt: now + countdown, error, attempt })
-        if (!ok) return yield* stale(d, attempt)
+        const entry = attempt("RETRY", countdown)
+        const ok = yield* retry({ id: d.id, token: d.token, dueAt: now + countdown, error, attempt: entry })
+        if (!ok) return yield* stale(d, entry)
         return yield* log("Info", `retry in ${countdown} ms after ${error._tag}`, d, {
           task: task.name,
           attempt: message.retries,
@@ -257,9 +276,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           { lastError: error }
         )
         : error
-      const attempt = attemptOf(message, startedAt, now, outcome === "LOST" ? "LOST" : "FAILURE", error)
-      const ok = yield* complete({ id: d.id, token: d.token, state: "FAILURE", error: final, attempt })
-      if (!ok) return yield* stale(d, attempt)
+      const entry = attempt("FAILURE")
+      const ok = yield* complete({ id: d.id, token: d.token, state: "FAILURE", error: final, attempt: entry })
+      if (!ok) return yield* stale(d, entry)
       yield* log("Warning", `failed: ${final._tag}: ${final.message}`, d, { task: task.name })
     })
 
@@ -271,57 +290,32 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       yield* log("Warning", `dead-lettered: ${error._tag}: ${error.message}`, d)
     })
 
-    /** A delivery whose previous lease ran out: record the lost attempt and apply the policy. */
-    const lost = Effect.fnUntraced(function*(d: Broker.Delivery, lostLease: Broker.LostLease, message: Message, task: Task.Any) {
-      const error = info(
-        new WorkerLost({
-          taskId: d.id,
-          worker: lostLease.worker,
-          message: `worker ${lostLease.worker} was lost while running ${task.name}: its lease ran out at ${
-            new Date(lostLease.expiredAt).toISOString()
-          } without an acknowledgement`
-        })
-      )
-      const startedAt = lostLease.startedAt ?? lostLease.expiredAt
-      const lostAttempt = (outcome: Outcome, countdown?: number): Attempt => ({
-        ...attemptOf(message, startedAt, lostLease.expiredAt, outcome, error, countdown),
-        worker: lostLease.worker
-      })
-      yield* log("Warning", `worker ${lostLease.worker} lost this task`, d, { task: task.name })
-      if (lostLease.ackedEarly) {
-        const ok = yield* complete({ id: d.id, token: d.token, state: "FAILURE", error, attempt: lostAttempt("LOST") })
-        if (!ok) yield* stale(d, lostAttempt("LOST"))
-        return
-      }
-      const decision = yield* Retry.decide(task.retry, message.retries, error)
-      const now = yield* Clock.currentTimeMillis
-      if (decision._tag === "Retry") {
-        const countdown = Duration.toMillis(decision.countdown)
-        const ok = yield* retry({
-          id: d.id,
-          token: d.token,
-          dueAt: now + countdown,
-          error,
-          attempt: lostAttempt("LOST", countdown)
-        })
-        if (!ok) yield* stale(d, lostAttempt("LOST", countdown))
-        return
-      }
-      const final = decision._tag === "Exhausted"
-        ? info(
-          new MaxRetriesExceeded({
-            taskId: d.id,
-            task: task.name,
-            retries: message.retries,
-            lastError: error,
-            message: `${task.name} failed after ${message.retries} retries; last error: WorkerLost: ${error.message}`
-          }),
-          { lastError: error }
+    /** A delivery whose previous lease ran out mid-attempt: record the lost attempt and apply the policy. */
+    const lost = (d: Broker.Delivery, lostLease: Broker.LostLease, message: Message, task: Task.Any) =>
+      Effect.andThen(
+        log("Warning", `worker ${lostLease.worker} lost this task`, d, { task: task.name }),
+        failed(
+          d,
+          message,
+          task,
+          info(
+            new WorkerLost({
+              taskId: d.id,
+              worker: lostLease.worker,
+              message: `worker ${lostLease.worker} was lost while running ${task.name}: its lease ran out at ${
+                new Date(lostLease.expiredAt).toISOString()
+              } without an acknowledgement`
+            })
+          ),
+          {
+            startedAt: lostLease.startedAt ?? lostLease.expiredAt,
+            endedAt: lostLease.expiredAt,
+            worker: lostLease.worker,
+            lost: true,
+            final: lostLease.ackedEarly
+          }
         )
-        : error
-      const ok = yield* complete({ id: d.id, token: d.token, state: "FAILURE", error: final, attempt: lostAttempt("LOST") })
-      if (!ok) yield* stale(d, lostAttempt("LOST"))
-    })
+      )
 
     const parentSpan = (message: Message): Option.Option<Tracer.ExternalSpan> => {
       const traceId = message.headers["x-trace-id"]
@@ -457,19 +451,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (Option.isNone(exit)) {
         yield* Effect.forkDetach(Fiber.interrupt(fiber))
         const limit = Option.getOrThrow(task.timeLimit)
-        return yield* failed(
-          d,
-          message,
-          task,
-          startedAt,
-          info(
+        return yield* failed(d, message, task, info(
             new TimeLimitExceeded({
               taskId: d.id,
               limitMillis: Duration.toMillis(limit),
               message: `${task.name} ran past its time limit of ${Duration.format(limit)} and was abandoned`
             })
           ),
-          "FAILURE"
+          { startedAt }
         )
       }
       return yield* outcome(h, message, task, startedAt, exit.value, soft)
@@ -496,12 +485,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (Exit.isSuccess(exit)) {
         const encoded = yield* Effect.exit(Schema.encodeUnknownEffect(task.codecs.success)(exit.value))
         if (Exit.isFailure(encoded)) {
-          return yield* failed(
-            d,
-            message,
-            task,
-            startedAt,
-            info(
+          return yield* failed(d, message, task, info(
               new TaskDefect({
                 taskId: d.id,
                 message: `${task.name} returned a result that does not match its success Schema: ${
@@ -509,7 +493,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
                 }`
               })
             ),
-            "FAILURE"
+            { startedAt }
           )
         }
         const now = yield* Clock.currentTimeMillis
@@ -540,29 +524,19 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
               })
             )
           case "shutdown":
-            return yield* failed(
-              d,
-              message,
-              task,
-              startedAt,
-              info(
+            return yield* failed(d, message, task, info(
                 new WorkerShutdown({
                   taskId: d.id,
                   worker: id,
                   message: `worker ${id} shut down before ${task.name} finished (grace ${graceMillis} ms)`
                 })
               ),
-              "FAILURE"
+              { startedAt }
             )
           default:
             if (soft) {
               const limit = Option.getOrThrow(task.softTimeLimit)
-              return yield* failed(
-                d,
-                message,
-                task,
-                startedAt,
-                info(
+              return yield* failed(d, message, task, info(
                   new SoftTimeLimitExceeded({
                     taskId: d.id,
                     limitMillis: Duration.toMillis(limit),
@@ -571,16 +545,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
                     } and was interrupted`
                   })
                 ),
-                "FAILURE"
+                { startedAt }
               )
             }
-            return yield* failed(
-              d,
-              message,
-              task,
-              startedAt,
-              info(new TaskDefect({ taskId: d.id, message: `${task.name} was interrupted` })),
-              "FAILURE"
+            return yield* failed(d, message, task, info(new TaskDefect({ taskId: d.id, message: `${task.name} was interrupted` })),
+              { startedAt }
             )
         }
       }
@@ -589,34 +558,24 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         const e = error.success
         if (e instanceof RetryRequested) {
           const reason = e.reason ?? info(e)
-          return yield* failed(d, message, task, startedAt, reason, "RETRY", {
-            countdownMillis: e.countdownMillis,
-            forced: true
+          return yield* failed(d, message, task, reason, {
+            startedAt,
+            requested: { countdownMillis: e.countdownMillis }
           })
         }
         const encoded = yield* Effect.exit(Schema.encodeUnknownEffect(task.codecs.failure)(e))
-        return yield* failed(
-          d,
-          message,
-          task,
-          startedAt,
-          info(e, Exit.isSuccess(encoded) ? encoded.value : undefined),
-          "FAILURE"
+        return yield* failed(d, message, task, info(e, Exit.isSuccess(encoded) ? encoded.value : undefined),
+          { startedAt }
         )
       }
       const defect = Cause.squash(cause)
-      return yield* failed(
-        d,
-        message,
-        task,
-        startedAt,
-        info(
+      return yield* failed(d, message, task, info(
           new TaskDefect({
             taskId: d.id,
             message: `${task.name} died: ${defect instanceof Error ? defect.message : String(defect)}`
           })
         ),
-        "FAILURE"
+        { startedAt }
       )
     })
 
