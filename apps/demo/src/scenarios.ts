@@ -352,7 +352,9 @@ export const failing: Scenario = scenario(
           ),
           same(
             "its last error is kept: Flaky from attempt 5",
-            error instanceof MaxRetriesExceeded ? error.lastError : undefined,
+            error instanceof MaxRetriesExceeded
+              ? { _tag: error.lastError._tag, message: error.lastError.message }
+              : undefined,
             { _tag: "Flaky", message: "do_something() failed on attempt 5" }
           ),
           same("MaxRetriesExceeded.retries is 5", error instanceof MaxRetriesExceeded ? error.retries : undefined, 5),

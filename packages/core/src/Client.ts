@@ -22,19 +22,12 @@ import { Clock, Context, Duration, Effect, Layer, Option, Schema, type Scope } f
 import * as Broker from "./Broker.ts"
 import {
   type AwaitError,
-  BrokerError,
-  type ErrorInfo,
-  MalformedMessage,
-  MaxRetriesExceeded,
+  type BrokerError,
+  fromInfo,
   PayloadInvalid,
-  SoftTimeLimitExceeded,
   TaskDefect,
   TaskNotFound,
-  TaskRevoked,
-  TimeLimitExceeded,
-  UnknownTask,
-  WorkerLost,
-  WorkerShutdown
+  TaskRevoked
 } from "./Errors.ts"
 import * as Batcher from "./internal/batcher.ts"
 import type { Message, TaskRecord } from "./Message.ts"
@@ -116,21 +109,6 @@ export interface Service {
  */
 export class Client extends Context.Service<Client, Service>()("@errand/core/Client") {}
 
-const errandErrors: Record<string, (info: ErrorInfo, id: string) => AwaitError> = {
-  WorkerLost: (i, id) => new WorkerLost({ taskId: id, worker: "?", message: i.message }),
-  WorkerShutdown: (i, id) => new WorkerShutdown({ taskId: id, worker: "?", message: i.message }),
-  SoftTimeLimitExceeded: (i, id) => new SoftTimeLimitExceeded({ taskId: id, limitMillis: 0, message: i.message }),
-  TimeLimitExceeded: (i, id) => new TimeLimitExceeded({ taskId: id, limitMillis: 0, message: i.message }),
-  TaskRevoked: (i, id) => new TaskRevoked({ taskId: id, message: i.message }),
-  PayloadInvalid: (i) => new PayloadInvalid({ task: "?", issue: i.message, message: i.message }),
-  UnknownTask: (i) => new UnknownTask({ task: "?", known: [], message: i.message }),
-  MalformedMessage: (i, id) => new MalformedMessage({ id, issue: i.message, message: i.message }),
-  TaskDefect: (i, id) => new TaskDefect({ taskId: id, message: i.message })
-}
-
-const LastError = Schema.Struct({ lastError: Schema.Struct({ _tag: Schema.String, message: Schema.String }) })
-const decodeLastError = Schema.decodeUnknownOption(LastError)
-
 /**
  * Turns a final record's error back into the typed error it stands for.
  *
@@ -141,35 +119,17 @@ export const errorOf = <T extends Task.Any>(
   record: TaskRecord
 ): Effect.Effect<never, Task.Failure<T> | AwaitError> => {
   const error = record.error ?? { _tag: "TaskDefect", message: `task ${record.id} ended ${record.state} without an error` }
-  if (error._tag === "MaxRetriesExceeded") {
-    const last = Option.match(decodeLastError(error.encoded), {
-      onNone: () => ({ _tag: "Error", message: error.message }),
-      onSome: (e) => e.lastError
+  const defect = new TaskDefect({ taskId: record.id, message: `${error._tag}: ${error.message}` })
+  const own = fromInfo(error)
+  if (own !== undefined) return Effect.fail(own)
+  if (record.state === "REVOKED") return Effect.fail(new TaskRevoked({ taskId: record.id, message: error.message }))
+  if (error.encoded === undefined) return Effect.fail(defect)
+  return Effect.flatMap(
+    Effect.option(Schema.decodeUnknownEffect(task.codecs.failure)(error.encoded)),
+    Option.match({
+      onNone: () => Effect.fail(defect),
+      onSome: (e) => Effect.fail(e as Task.Failure<T>)
     })
-    return Effect.fail(
-      new MaxRetriesExceeded({
-        taskId: record.id,
-        task: record.task,
-        retries: record.retries,
-        lastError: last,
-        message: error.message
-      })
-    )
-  }
-  if (error.encoded !== undefined) {
-    return Effect.flatMap(
-      Effect.option(Schema.decodeUnknownEffect(task.codecs.failure)(error.encoded)),
-      Option.match({
-        onNone: () => Effect.fail(new TaskDefect({ taskId: record.id, message: `${error._tag}: ${error.message}` })),
-        onSome: (e) => Effect.fail(e as Task.Failure<T>)
-      })
-    )
-  }
-  const make = errandErrors[error._tag]
-  return Effect.fail(
-    make === undefined
-      ? new TaskDefect({ taskId: record.id, message: `${error._tag}: ${error.message}` })
-      : make(error, record.id)
   )
 }
 

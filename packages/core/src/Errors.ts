@@ -184,7 +184,46 @@ export type AwaitError =
   | TaskDefect
 
 /**
- * Summarises any error as `{ _tag, message }` for records and history.
+ * errand's own errors that can end a task, by `_tag`. Their fields are kept
+ * in the record (`ErrorInfo.encoded`), so `Client.await` gives back the same
+ * error, worker names and limits included.
+ *
+ * @since 0.1.0
+ */
+export const taskErrors = {
+  WorkerLost,
+  WorkerShutdown,
+  MaxRetriesExceeded,
+  SoftTimeLimitExceeded,
+  TimeLimitExceeded,
+  TaskRevoked,
+  PayloadInvalid,
+  UnknownTask,
+  MalformedMessage,
+  TaskDefect
+} as const
+
+const taskErrorCodecs = Object.fromEntries(
+  Object.entries(taskErrors).map(([tag, schema]) => [tag, Schema.toCodecJson(schema)])
+) as Record<string, Schema.Codec<AwaitError, unknown>>
+
+/**
+ * Reads back one of errand's own errors from its summary; `undefined` when
+ * the summary is not one (or was written by another version).
+ *
+ * @since 0.1.0
+ */
+export const fromInfo = (error: ErrorInfo): AwaitError | undefined => {
+  const codec = taskErrorCodecs[error._tag]
+  if (codec === undefined || error.encoded === undefined) return undefined
+  const decoded = Schema.decodeUnknownOption(codec)(error.encoded)
+  return decoded._tag === "Some" ? decoded.value : undefined
+}
+
+/**
+ * Summarises any error as `{ _tag, message }` for records and history. For a
+ * task's own typed failure pass its `encoded` form; errand's own errors are
+ * encoded here.
  *
  * @since 0.1.0
  */
@@ -194,7 +233,10 @@ export const info = (error: unknown, encoded?: unknown): ErrorInfo => {
     const message = "message" in error && typeof error.message === "string" && error.message.length > 0
       ? error.message
       : safeString(error)
-    return encoded === undefined ? { _tag: tag, message } : { _tag: tag, message, encoded }
+    const codec = encoded === undefined ? taskErrorCodecs[tag] : undefined
+    const own = codec === undefined ? undefined : Schema.encodeUnknownOption(codec)(error)
+    const kept = own !== undefined && own._tag === "Some" ? own.value : encoded
+    return kept === undefined ? { _tag: tag, message } : { _tag: tag, message, encoded: kept }
   }
   return { _tag: "Error", message: String(error) }
 }

@@ -20,6 +20,7 @@
  */
 import { Clock, Context, Deferred, Effect, Layer, Option } from "effect"
 import * as Broker from "./Broker.ts"
+import { info, TaskRevoked } from "./Errors.ts"
 import { Deque, MinHeap } from "./internal/heap.ts"
 import { type Attempt, finalStates, type TaskRecord } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
@@ -215,9 +216,15 @@ export const make = Effect.sync(() => {
     let next: number | undefined
     for (const name of names) {
       const q = queueOf(name)
-      for (const heap of [q.delayed, q.leased]) {
-        while (heap.size > 0 && !current(heap.peek()!)) heap.pop()
-        const key = heap.peekKey()
+      while (q.delayed.size > 0 && !current(q.delayed.peek()!)) q.delayed.pop()
+      // a renewed lease surfaces with its old deadline: re-file it under the new one
+      while (q.leased.size > 0) {
+        const ref = q.leased.peek()!
+        if (!current(ref)) q.leased.pop()
+        else if (ref.entry.deadline > q.leased.peekKey()!) q.leased.push(ref.entry.deadline, q.leased.pop()!)
+        else break
+      }
+      for (const key of [q.delayed.peekKey(), q.leased.peekKey()]) {
         if (key !== undefined && (next === undefined || key < next)) next = key
       }
     }
@@ -350,8 +357,9 @@ export const make = Effect.sync(() => {
     Effect.map(Clock.currentTimeMillis, (now) =>
       lease(batch).map((entry): Broker.LeaseStatus => {
         if (entry === undefined) return "stale"
+        // The heap keeps the old deadline; `promote` re-files the entry when
+        // it surfaces early, so a long task holds one heap entry, not one per renewal.
         entry.deadline = now + leaseMillis
-        queueOf(entry.queue).leased.push(entry.deadline, { entry, generation: entry.generation })
         return entry.revoked ? "revoked" : "ok"
       }))
 
@@ -370,7 +378,9 @@ export const make = Effect.sync(() => {
           record.state = item.state
           record.updatedAt = now
           if (item.storeResult !== false && item.result !== undefined) record.result = item.result
+          // the final error is this attempt's: a success after retries has none
           if (item.error !== undefined) record.error = item.error
+          else delete record.error
           appendAttempt(record, item.attempt)
         }
         finish(entry.id)
@@ -455,7 +465,7 @@ export const make = Effect.sync(() => {
       if (record !== undefined) {
         record.state = "REVOKED"
         record.updatedAt = now
-        record.error = { _tag: "TaskRevoked", message: `task ${id} was revoked before it ran` }
+        record.error = info(new TaskRevoked({ taskId: id, message: `task ${id} was revoked before it ran` }))
       }
       finish(id)
       return "revoked"

@@ -272,8 +272,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
             message: `${task.name} failed after ${message.retries} ${
               message.retries === 1 ? "retry" : "retries"
             } (the policy allows ${task.retry.maxRetries}); last error: ${error._tag}: ${error.message}`
-          }),
-          { lastError: error }
+          })
         )
         : error
       const entry = attempt("FAILURE")

@@ -385,3 +385,24 @@ describe("bad input never crashes a worker and never vanishes", () => {
       assert.isTrue(Option.isNone(yield* store.nextDueAt))
     }).pipe(Effect.provide(base)))
 })
+
+describe("await gives back errand's own errors with their fields", () => {
+  it.effect("WorkerLost from await names the lost worker", () =>
+    Effect.gen(function*() {
+      const AtMostOnce = Task.make("test.atMostOnce2", { payload: Schema.Void, acksLate: false })
+      const AtMostOnceLive = Task.implement(AtMostOnce, () => Effect.sleep("60 seconds"))
+      const client = yield* Client.Client
+      const a = yield* startWorker({ tasks: [AtMostOnceLive], id: "w-gone", lease: "3 seconds" })
+      const job = yield* client.submit(AtMostOnce, undefined)
+      yield* advance(1)
+      yield* a.worker.kill
+      yield* startWorker({ tasks: [AtMostOnceLive], id: "w-b", lease: "3 seconds" })
+      yield* advance(10)
+      const error = yield* Effect.flip(client.await(job))
+      assert.instanceOf(error, WorkerLost)
+      if (error instanceof WorkerLost) {
+        assert.strictEqual(error.worker, "w-gone")
+        assert.strictEqual(error.taskId, job.id)
+      }
+    }).pipe(Effect.provide(base)))
+})

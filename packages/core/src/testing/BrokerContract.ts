@@ -330,6 +330,19 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
           const [again] = yield* broker.claim(claimOptions(queue))
           assert.strictEqual(again!.id, m.id)
           assert.strictEqual((again!.message as Message).retries, 1)
+          // a success after retries keeps no error in the record
+          yield* broker.complete([{
+            id: again!.id,
+            token: again!.token,
+            state: "SUCCESS",
+            result: 1,
+            attempt: attempt("SUCCESS", { attempt: 1 })
+          }])
+          const final = yield* record(m.id)
+          assert.strictEqual(final.state, "SUCCESS")
+          assert.strictEqual(final.retries, 1)
+          assert.isUndefined(final.error)
+          assert.strictEqual(final.history.length, 2)
         }))
 
       it.effect("deadLetter: FAILURE, counted as dead, and redeliver brings it back", () =>
