@@ -36,6 +36,7 @@ import {
   Deferred,
   Duration,
   Effect,
+  Exit,
   Layer,
   Option,
   Queue,
@@ -217,6 +218,95 @@ const num = (s: string | null | undefined): number | undefined => {
 }
 
 /**
+ * Subscribes to a pub/sub channel for the lifetime of the scope: calls
+ * `onMessage` per message and `onReady` whenever the subscription is
+ * (re)established, so waiters can re-check what they may have missed. Returns
+ * once subscribed, or after a short while if that takes longer (it keeps
+ * trying in the background).
+ *
+ * @since 0.1.0
+ */
+export type Subscribe = (
+  channel: string,
+  onMessage: (message: string) => void,
+  onReady: () => void
+) => Effect.Effect<void, never, Scope.Scope>
+
+const subscribeTimeout = "2 seconds"
+
+/**
+ * `Subscribe` on the generic `Redis` service: it cannot see reconnects, only
+ * failures of the subscription, after which it subscribes again.
+ *
+ * @since 0.1.0
+ */
+export const subscribeWith = (redis: Redis.Redis["Service"]): Subscribe => (channel, onMessage, onReady) =>
+  Effect.gen(function*() {
+    const subscribed = yield* Deferred.make<void>()
+    yield* Effect.scoped(Effect.gen(function*() {
+      const queue = yield* redis.subscribe(channel)
+      yield* Deferred.succeed(subscribed, undefined)
+      onReady()
+      while (true) {
+        const message = yield* Queue.take(queue)
+        onMessage(message.message)
+      }
+    })).pipe(
+      Effect.catchCause((cause) =>
+        Effect.logWarning(`errand: subscription to ${channel} failed; subscribing again`, Cause.pretty(cause))
+      ),
+      Effect.andThen(Effect.sleep(500)),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    yield* Deferred.await(subscribed).pipe(Effect.timeoutOption(subscribeTimeout))
+  })
+
+type NodeRedisClient = NodeRedis.NodeRedis["Service"]["client"]
+
+/**
+ * `Subscribe` on a node-redis client: a duplicate connection that reconnects
+ * and resubscribes on its own; its `ready` event (after resubscribing) calls
+ * `onReady`.
+ *
+ * @since 0.1.0
+ */
+export const subscribeNode = (client: NodeRedisClient): Subscribe => (channel, onMessage, onReady) =>
+  Effect.gen(function*() {
+    const subscribed = yield* Deferred.make<void>()
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const subscriber = client.duplicate()
+        let closed = false
+        // failures surface as BrokerErrors of commands; the connection retries by itself
+        subscriber.on("error", () => {})
+        subscriber.on("ready", () => onReady())
+        const attempt = (): void => {
+          if (closed) return
+          const connected = subscriber.isOpen ? Promise.resolve() : subscriber.connect().then(() => undefined)
+          connected
+            .then(() => subscriber.subscribe(channel, (message) => onMessage(message)))
+            .then(() => {
+              Deferred.doneUnsafe(subscribed, Exit.void)
+            })
+            .catch(() => {
+              if (!closed) setTimeout(attempt, 500).unref()
+            })
+        }
+        attempt()
+        return {
+          close: () => {
+            closed = true
+            if (subscriber.isOpen) subscriber.destroy()
+          }
+        }
+      }),
+      (subscriber) => Effect.sync(() => subscriber.close())
+    )
+    yield* Deferred.await(subscribed).pipe(Effect.timeoutOption(subscribeTimeout))
+  })
+
+/**
  * Builds the Broker and ResultBackend on an open `Redis` service.
  *
  * @since 0.1.0
@@ -228,6 +318,8 @@ export const makeWith: (options: {
   readonly pollInterval?: Duration.Input | undefined
   /** Turns a Redis failure into a message a person can act on. */
   readonly describe?: ((operation: string, cause: unknown) => string) | undefined
+  /** How to subscribe to a channel (default: `Redis.subscribe`). */
+  readonly subscribe?: Subscribe | undefined
 }) => Effect.Effect<
   Context.Context<Broker | ResultBackend | Handle>,
   never,
@@ -300,36 +392,21 @@ export const makeWith: (options: {
 
   // ---------------------------------------------------------------------------
   // Pub/sub: one subscription per channel and layer, started on first use.
+  // When a subscription is (re)established every waiter re-checks, covering
+  // messages published while it was down.
   // ---------------------------------------------------------------------------
 
-  const subscription = (channel: string, onMessage: (message: string) => void, onGap: () => void) =>
-    Effect.cached(Effect.gen(function*() {
-      const subscribed = yield* Deferred.make<void>()
-      yield* Effect.scoped(Effect.gen(function*() {
-        const queue = yield* redis.subscribe(channel)
-        yield* Deferred.succeed(subscribed, undefined)
-        onGap()
-        while (true) {
-          const message = yield* Queue.take(queue)
-          onMessage(message.message)
-        }
-      })).pipe(
-        Effect.catchCause((cause) =>
-          Effect.logWarning(`errand: subscription to ${channel} failed; subscribing again`, Cause.pretty(cause))
-        ),
-        Effect.andThen(Effect.sleep(500)),
-        Effect.forever,
-        Effect.forkIn(layerScope)
-      )
-      yield* Deferred.await(subscribed)
-    }))
-
+  const subscribe = options.subscribe ?? subscribeWith(redis)
   const wake = new Signals()
   const done = new Signals()
-  const ensureWake = yield* subscription(wakeChannel, (queue) => wake.fire(queue), () => wake.fireAll())
-  const ensureDone = yield* subscription(doneChannel, (ids) => {
-    for (const id of ids.split("\n")) done.fire(id)
-  }, () => done.fireAll())
+  const ensureWake = yield* Effect.cached(
+    Scope.provide(layerScope)(subscribe(wakeChannel, (queue) => wake.fire(queue), () => wake.fireAll()))
+  )
+  const ensureDone = yield* Effect.cached(
+    Scope.provide(layerScope)(subscribe(doneChannel, (ids) => {
+      for (const id of ids.split("\n")) done.fire(id)
+    }, () => done.fireAll()))
+  )
 
   // ---------------------------------------------------------------------------
   // Broker
@@ -801,7 +878,8 @@ export const make = (options: Options): Effect.Effect<
       prefix: options.prefix,
       resultTtl: options.resultTtl,
       pollInterval: options.pollInterval,
-      describe
+      describe,
+      subscribe: subscribeNode(node.client)
     })
   })
 

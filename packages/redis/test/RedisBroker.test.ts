@@ -124,10 +124,12 @@ describe("RedisBroker", () => {
         yield* backend.recordStale("a", attempt("STALE"))
         expect((yield* record("a")).history).toEqual([attempt("STALE")])
 
-        // the marker is cleared once delivered
+        // the marker stays until a lease starts (or ends) the task: not cleared by a release
         yield* broker.release([{ id: "a", token: second.token }])
         const [third] = yield* claimNow(1)
-        expect(third.lost).toBeUndefined()
+        expect(third.lost?.worker).toBe("w1")
+        expect(yield* broker.start([{ id: "a", token: third.token, worker: "w3", startedAt, ackEarly: false }]))
+          .toEqual(["ok"])
         expect(yield* broker.complete([{ id: "a", token: third.token, state: "SUCCESS", attempt: attempt("SUCCESS") }]))
           .toEqual([true])
         // a token of a finished task is stale

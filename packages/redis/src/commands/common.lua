@@ -3,17 +3,21 @@
 -- A task lives in one hash, <tag>:t:<id>, in its queue's hash slot. Record
 -- fields: id task queue state retries submittedAt updatedAt eta result error
 -- meta revoked history. Internal fields: m (message JSON), p (priority),
--- tok (fencing token), lw/ls/la (current lease: worker, startedAt, ackEarly),
--- xw/xs/xe/xa (lost-lease marker: worker, startedAt, expiredAt, ackedEarly),
--- dd (dedup id).
+-- tok (fencing token), lw/ls/la (current lease: worker, startedAt, ackEarly;
+-- lw is present exactly while the task is leased), xw/xs/xe/xa (lost-lease
+-- marker: worker, startedAt, expiredAt, ackedEarly), dd (dedup id).
 --
 -- Ready order: one sorted set, score = (9 - priority) * BAND + MID +/- seq, so
 -- ZPOPMIN gives the highest priority first, then FIFO; "front" inserts
 -- (release, lost leases) use MID - seq and come before every normal insert
 -- of their priority. All scores stay below 2^53.
+--
+-- Scripts keep redis.call per task to a minimum (one HMGET to check, one
+-- HSET to write) and batch set updates into one ZADD / ZREM per step.
 
 local BAND = 10000000000000
 local MID = 5000000000000
+local CHUNK = 2000
 
 local function fmt(n)
   return string.format("%.0f", n)
@@ -23,54 +27,72 @@ local function taskKey(tag, id)
   return tag .. ":t:" .. id
 end
 
-local function readyScore(tag, p, front)
-  -- like the memory broker: integers clamped to 0..9, anything else is 5
+-- like the memory broker: integers clamped to 0..9, anything else is 5
+local function clampPriority(p)
   p = tonumber(p)
-  if p == nil or p ~= math.floor(p) then p = 5 elseif p < 0 then p = 0 elseif p > 9 then p = 9 end
-  local n = redis.call("INCR", tag .. ":seq")
-  if front then
-    return fmt((9 - p) * BAND + MID - n)
+  if p == nil or p ~= math.floor(p) then return 5 end
+  if p < 0 then return 0 end
+  if p > 9 then return 9 end
+  return p
+end
+
+-- Reserves n sequence numbers of the queue's FIFO counter at once.
+local function sequence(tag, n)
+  local last = 0
+  if n > 0 then last = redis.call("INCRBY", tag .. ":seq", n) end
+  local nextSeq = last - n
+  return function()
+    nextSeq = nextSeq + 1
+    return nextSeq
   end
-  return fmt((9 - p) * BAND + MID + n)
 end
 
--- Is this lease the current one: same token, and the task is still leased?
-local function isCurrent(key, leased, id, token)
-  return redis.call("HGET", key, "tok") == token and redis.call("ZSCORE", leased, id) ~= false
+local function readyScore(p, front, seq)
+  local base = (9 - clampPriority(p)) * BAND + MID
+  if front then return fmt(base - seq) end
+  return fmt(base + seq)
 end
 
-local function appendHistory(key, attempt)
-  local h = redis.call("HGET", key, "history")
+-- ZADD key [flag] score1 member1 score2 member2 ..., in chunks (Lua's unpack
+-- limit).
+local function zaddMany(key, args, flag)
+  for i = 1, #args, CHUNK do
+    if flag then
+      redis.call("ZADD", key, flag, unpack(args, i, math.min(i + CHUNK - 1, #args)))
+    else
+      redis.call("ZADD", key, unpack(args, i, math.min(i + CHUNK - 1, #args)))
+    end
+  end
+end
+
+local function zremMany(key, members)
+  for i = 1, #members, CHUNK do
+    redis.call("ZREM", key, unpack(members, i, math.min(i + CHUNK - 1, #members)))
+  end
+end
+
+local function push(t, ...)
+  local n = #t
+  for i = 1, select("#", ...) do
+    t[n + i] = select(i, ...)
+  end
+end
+
+-- A history (JSON array string) with one more attempt.
+local function appendHistory(h, attempt)
   if (not h) or h == "" or h == "[]" then
-    h = "[" .. attempt .. "]"
-  else
-    h = string.sub(h, 1, -2) .. "," .. attempt .. "]"
+    return "[" .. attempt .. "]"
   end
-  redis.call("HSET", key, "history", h)
+  return string.sub(h, 1, -2) .. "," .. attempt .. "]"
 end
 
--- Frees the dedup id held by this task, if it still holds it.
-local function releaseDedup(tag, key, id)
-  local dd = redis.call("HGET", key, "dd")
+-- Frees the dedup id dd held by task id, if it still holds it.
+local function releaseDedup(tag, id, dd)
   if dd then
     local dedup = tag .. ":dedup"
     if redis.call("HGET", dedup, dd) == id then
       redis.call("HDEL", dedup, dd)
     end
-    redis.call("HDEL", key, "dd")
-  end
-end
-
--- A task reached a final state: drop the message and lease fields, free the
--- dedup id, and let the record expire after ttl ms (0: keep it).
-local function finalize(tag, key, id, ttl, keepMessage)
-  releaseDedup(tag, key, id)
-  redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked")
-  if not keepMessage then
-    redis.call("HDEL", key, "m")
-  end
-  if tonumber(ttl) > 0 then
-    redis.call("PEXPIRE", key, ttl)
   end
 end
 

@@ -6,16 +6,17 @@
 -- A dead letter's record does not expire: it holds the message until
 -- redeliver brings it back.
 local tag, nowS = ARGV[1], ARGV[2]
-local out, done = {}, {}
+local out, done, dead = {}, {}, {}
 for i = 4, #ARGV, 4 do
-  local id, token = ARGV[i], ARGV[i + 1]
+  local id = ARGV[i]
   local key = taskKey(tag, id)
-  if isCurrent(key, KEYS[2], id, token) then
-    redis.call("ZREM", KEYS[2], id)
-    redis.call("ZADD", KEYS[1], nowS, id)
-    redis.call("HSET", key, "state", "FAILURE", "updatedAt", nowS, "error", ARGV[i + 2])
-    appendHistory(key, ARGV[i + 3])
-    finalize(tag, key, id, 0, true)
+  local f = redis.call("HMGET", key, "tok", "lw", "history", "dd")
+  if f[1] == ARGV[i + 1] and f[2] then
+    redis.call("HSET", key, "state", "FAILURE", "updatedAt", nowS, "error", ARGV[i + 2],
+      "history", appendHistory(f[3], ARGV[i + 3]))
+    redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
+    releaseDedup(tag, id, f[4])
+    push(dead, nowS, id)
     done[#done + 1] = id
     out[#out + 1] = 1
   else
@@ -23,6 +24,8 @@ for i = 4, #ARGV, 4 do
   end
 end
 if #done > 0 then
+  zremMany(KEYS[2], done)
+  zaddMany(KEYS[1], dead)
   redis.call("PUBLISH", ARGV[3], table.concat(done, "\n"))
 end
 return out

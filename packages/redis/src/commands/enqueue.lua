@@ -4,13 +4,12 @@
 -- then per task, 9 values: id message task submittedAt eta retries priority dueAt dedupId
 --   (eta and dedupId: "" when absent)
 -- Returns per task: "" (enqueued) or the id of the task it duplicates.
-local tag, nowS = ARGV[1], ARGV[2]
+local tag, nowS, queue = ARGV[1], ARGV[2], ARGV[4]
 local now = tonumber(nowS)
-local out = {}
-local woke = false
+local seq = sequence(tag, (#ARGV - 4) / 9)
+local out, ready, delayed = {}, {}, {}
 for i = 5, #ARGV, 9 do
-  local id, msg, task, submittedAt, eta = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local retries, priority, dueAt, dedupId = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  local id, dedupId = ARGV[i], ARGV[i + 8]
   local duplicateOf = ""
   if dedupId ~= "" then
     local existing = redis.call("HGET", KEYS[3], dedupId)
@@ -21,22 +20,25 @@ for i = 5, #ARGV, 9 do
     end
   end
   if duplicateOf == "" then
-    local key = taskKey(tag, id)
-    redis.call("HSET", key,
-      "id", id, "task", task, "queue", ARGV[4], "state", "PENDING", "retries", retries,
-      "submittedAt", submittedAt, "updatedAt", nowS, "history", "[]", "m", msg, "p", priority)
-    if eta ~= "" then redis.call("HSET", key, "eta", eta) end
-    if dedupId ~= "" then redis.call("HSET", key, "dd", dedupId) end
+    local priority, dueAt = ARGV[i + 6], ARGV[i + 7]
+    local fields = {
+      "id", id, "m", ARGV[i + 1], "task", ARGV[i + 2], "queue", queue, "state", "PENDING",
+      "retries", ARGV[i + 5], "submittedAt", ARGV[i + 3], "updatedAt", nowS, "history", "[]", "p", priority
+    }
+    if ARGV[i + 4] ~= "" then push(fields, "eta", ARGV[i + 4]) end
+    if dedupId ~= "" then push(fields, "dd", dedupId) end
+    redis.call("HSET", taskKey(tag, id), unpack(fields))
     if tonumber(dueAt) <= now then
-      redis.call("ZADD", KEYS[1], readyScore(tag, priority, false), id)
+      push(ready, readyScore(priority, false, seq()), id)
     else
-      redis.call("ZADD", KEYS[2], dueAt, id)
+      push(delayed, dueAt, id)
     end
-    woke = true
   end
   out[#out + 1] = duplicateOf
 end
-if woke then
-  redis.call("PUBLISH", ARGV[3], ARGV[4])
+zaddMany(KEYS[1], ready)
+zaddMany(KEYS[2], delayed)
+if #ready > 0 or #delayed > 0 then
+  redis.call("PUBLISH", ARGV[3], queue)
 end
 return out

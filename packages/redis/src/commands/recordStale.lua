@@ -2,6 +2,7 @@
 -- KEYS[1] task hash
 -- ARGV[1] attempt JSON
 -- Returns 1 recorded, 0 unknown task.
-if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
-appendHistory(KEYS[1], ARGV[1])
+local h = redis.call("HGET", KEYS[1], "history")
+if not h then return 0 end
+redis.call("HSET", KEYS[1], "history", appendHistory(h, ARGV[1]))
 return 1

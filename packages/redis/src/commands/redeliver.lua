@@ -7,6 +7,7 @@ if redis.call("ZREM", KEYS[2], id) == 0 then return 0 end
 local key = taskKey(tag, id)
 redis.call("HSET", key, "state", "PENDING", "updatedAt", nowS)
 redis.call("PERSIST", key)
-redis.call("ZADD", KEYS[1], readyScore(tag, redis.call("HGET", key, "p"), false), id)
+local seq = sequence(tag, 1)
+redis.call("ZADD", KEYS[1], readyScore(redis.call("HGET", key, "p"), false, seq()), id)
 redis.call("PUBLISH", ARGV[3], ARGV[4])
 return 1

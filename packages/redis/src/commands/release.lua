@@ -5,23 +5,25 @@
 -- then per lease: id token
 -- Returns per lease: 1 released, 0 stale.
 local tag, nowS = ARGV[1], ARGV[2]
-local out = {}
-local woke = false
+local seq = sequence(tag, (#ARGV - 4) / 2)
+local out, ready, moved = {}, {}, {}
 for i = 5, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
+  local id = ARGV[i]
   local key = taskKey(tag, id)
-  if isCurrent(key, KEYS[2], id, token) then
-    redis.call("ZREM", KEYS[2], id)
+  local f = redis.call("HMGET", key, "tok", "lw", "p")
+  if f[1] == ARGV[i + 1] and f[2] then
     redis.call("HSET", key, "state", "PENDING", "updatedAt", nowS)
     redis.call("HDEL", key, "lw", "ls", "la")
-    redis.call("ZADD", KEYS[1], readyScore(tag, redis.call("HGET", key, "p"), true), id)
-    woke = true
+    push(ready, readyScore(f[3], true, seq()), id)
+    moved[#moved + 1] = id
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
 end
-if woke then
+if #moved > 0 then
+  zremMany(KEYS[2], moved)
+  zaddMany(KEYS[1], ready)
   redis.call("PUBLISH", ARGV[3], ARGV[4])
 end
 return out

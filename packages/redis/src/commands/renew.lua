@@ -5,19 +5,16 @@
 -- so the worker has time to stop the task and complete it as REVOKED).
 local tag = ARGV[1]
 local deadline = fmt(tonumber(ARGV[2]) + tonumber(ARGV[3]))
-local out = {}
+local out, leased = {}, {}
 for i = 4, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
-  local key = taskKey(tag, id)
-  if not isCurrent(key, KEYS[1], id, token) then
+  local id = ARGV[i]
+  local f = redis.call("HMGET", taskKey(tag, id), "tok", "lw", "revoked")
+  if f[1] ~= ARGV[i + 1] or not f[2] then
     out[#out + 1] = 1
   else
-    redis.call("ZADD", KEYS[1], "XX", deadline, id)
-    if redis.call("HGET", key, "revoked") == "1" then
-      out[#out + 1] = 2
-    else
-      out[#out + 1] = 0
-    end
+    push(leased, deadline, id)
+    if f[3] == "1" then out[#out + 1] = 2 else out[#out + 1] = 0 end
   end
 end
+zaddMany(KEYS[1], leased, "XX")
 return out

@@ -5,29 +5,31 @@
 -- Returns per task: 1 rescheduled, 0 stale.
 local tag, nowS = ARGV[1], ARGV[2]
 local now = tonumber(nowS)
-local out = {}
-local woke = false
+local seq = sequence(tag, (#ARGV - 4) / 5)
+local out, ready, delayed, moved = {}, {}, {}, {}
 for i = 5, #ARGV, 5 do
-  local id, token, dueAt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local id, dueAt = ARGV[i], ARGV[i + 2]
   local key = taskKey(tag, id)
-  if isCurrent(key, KEYS[3], id, token) then
-    redis.call("ZREM", KEYS[3], id)
-    redis.call("HINCRBY", key, "retries", 1)
-    redis.call("HSET", key, "state", "RETRY", "updatedAt", nowS, "error", ARGV[i + 3])
-    redis.call("HDEL", key, "lw", "ls", "la")
-    appendHistory(key, ARGV[i + 4])
+  local f = redis.call("HMGET", key, "tok", "lw", "history", "retries", "p")
+  if f[1] == ARGV[i + 1] and f[2] then
+    redis.call("HSET", key, "state", "RETRY", "updatedAt", nowS, "error", ARGV[i + 3],
+      "retries", tostring((tonumber(f[4]) or 0) + 1), "history", appendHistory(f[3], ARGV[i + 4]))
+    redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa")
     if tonumber(dueAt) <= now then
-      redis.call("ZADD", KEYS[1], readyScore(tag, redis.call("HGET", key, "p"), false), id)
+      push(ready, readyScore(f[5], false, seq()), id)
     else
-      redis.call("ZADD", KEYS[2], dueAt, id)
+      push(delayed, dueAt, id)
     end
-    woke = true
+    moved[#moved + 1] = id
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
 end
-if woke then
+if #moved > 0 then
+  zremMany(KEYS[3], moved)
+  zaddMany(KEYS[1], ready)
+  zaddMany(KEYS[2], delayed)
   redis.call("PUBLISH", ARGV[3], ARGV[4])
 end
 return out

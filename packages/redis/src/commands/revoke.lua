@@ -1,21 +1,23 @@
 -- revoke: remove a waiting task (REVOKED), or flag a running one.
 -- KEYS[1] ready  KEYS[2] delayed  KEYS[3] leased
--- ARGV[1] tag  ARGV[2] now  ARGV[3] ttl (ms)  ARGV[4] done channel  ARGV[5] id
+-- ARGV[1] tag  ARGV[2] now  ARGV[3] ttl (ms, 0: keep)  ARGV[4] done channel  ARGV[5] id
 -- ARGV[6] the error (JSON) recorded on a task revoked while waiting
 -- Returns "revoked" | "running" | "final" | "unknown".
 local tag, nowS, id = ARGV[1], ARGV[2], ARGV[5]
 local key = taskKey(tag, id)
-local state = redis.call("HGET", key, "state")
-if not state then return "unknown" end
-if isFinal(state) then return "final" end
-if redis.call("ZREM", KEYS[1], id) == 1 or redis.call("ZREM", KEYS[2], id) == 1 then
-  redis.call("HSET", key, "state", "REVOKED", "updatedAt", nowS, "error", ARGV[6])
-  finalize(tag, key, id, ARGV[3], false)
-  redis.call("PUBLISH", ARGV[4], id)
-  return "revoked"
-end
-if redis.call("ZSCORE", KEYS[3], id) then
+local f = redis.call("HMGET", key, "state", "lw", "dd")
+if not f[1] then return "unknown" end
+if isFinal(f[1]) then return "final" end
+if f[2] then
   redis.call("HSET", key, "revoked", "1", "updatedAt", nowS)
   return "running"
+end
+if redis.call("ZREM", KEYS[1], id) == 1 or redis.call("ZREM", KEYS[2], id) == 1 then
+  redis.call("HSET", key, "state", "REVOKED", "updatedAt", nowS, "error", ARGV[6])
+  redis.call("HDEL", key, "m", "xw", "xs", "xe", "xa", "revoked", "dd")
+  releaseDedup(tag, id, f[3])
+  if tonumber(ARGV[3]) > 0 then redis.call("PEXPIRE", key, ARGV[3]) end
+  redis.call("PUBLISH", ARGV[4], id)
+  return "revoked"
 end
 return "unknown"
