@@ -193,7 +193,9 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
       const enqueued = yield* enqueue.run(submission)
       return { id: submission.message.id, task, duplicateOf: enqueued.duplicateOf } satisfies Job<T>
     }).pipe(
-      Effect.withSpan(`errand.submit ${task.name}`, { attributes: { "errand.task": task.name } })
+      Effect.withSpan(`errand.submit ${task.name}`, { attributes: { "errand.task": task.name } }, {
+        captureStackTrace: false
+      })
     )
 
   const submitMany = <T extends Task.Any>(

@@ -27,6 +27,7 @@ import {
   Exit,
   Fiber,
   Layer,
+  LogLevel,
   Option,
   Queue,
   Schedule,
@@ -153,10 +154,13 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const local = yield* Queue.unbounded<Held>()
     let stopping = false
     let killed = false
-    let roomSignal = Deferred.makeUnsafe<void>()
+    // Signalled when a held task is done; made only while someone waits for it.
+    let roomSignal: Deferred.Deferred<void> | undefined
+    const waitRoom = Effect.suspend(() => Deferred.await(roomSignal ??= Deferred.makeUnsafe<void>()))
     const freeRoom = () => {
+      if (roomSignal === undefined) return
       const d = roomSignal
-      roomSignal = Deferred.makeUnsafe<void>()
+      roomSignal = undefined
       Deferred.doneUnsafe(d, Effect.void)
     }
 
@@ -195,7 +199,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       ...(countdown === undefined ? {} : { countdown })
     })
 
+    const debug = yield* LogLevel.isEnabled("Debug")
     const log = (level: "Debug" | "Info" | "Warning", text: string, d: Broker.Delivery, extra?: object) => {
+      if (level === "Debug" && !debug) return Effect.void
       const annotations = { worker: id, taskId: d.id, queue: d.queue, ...extra }
       const effect = level === "Debug"
         ? Effect.logDebug(text)
@@ -384,7 +390,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           Effect.withSpan(`errand.run ${task.name}`, {
             attributes: { "errand.task": task.name, "errand.id": d.id, "errand.attempt": message.retries },
             parent: parentSpan(message).pipe(Option.getOrUndefined)
-          })
+          }, { captureStackTrace: false })
         )
       })
 
@@ -597,11 +603,15 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     )
 
     // Claimer: keeps up to concurrency + prefetch tasks held.
+    const refill = Math.max(1, Math.floor(prefetch / 2))
     const claimer = Effect.gen(function*() {
       while (!stopping) {
+        // Claim in batches: wait until a good part of the room is free, unless
+        // the runners are about to starve.
         const room = concurrency + prefetch - held.size
-        if (room <= 0) {
-          yield* Deferred.await(roomSignal)
+        const starving = held.size <= concurrency
+        if (room <= 0 || (!starving && room < refill)) {
+          yield* waitRoom
           continue
         }
         const batch = yield* broker.claim({
@@ -669,7 +679,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           .pipe(Effect.timeoutOption("5 seconds"))
       }
       const idle = Effect.gen(function*() {
-        while (held.size > 0) yield* Deferred.await(roomSignal)
+        while (held.size > 0) yield* waitRoom
       })
       const done = yield* Effect.timeoutOption(idle, graceMillis)
       if (Option.isNone(done)) {
