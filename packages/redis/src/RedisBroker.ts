@@ -361,14 +361,18 @@ export const makeWith: (options: {
     )
   }
 
-  const locations = new Map<string, string>()
+  // Two generations of at most 100k ids each: O(1) and bounded. (Evicting the
+  // oldest key of one Map one by one is O(n) per eviction in V8.)
+  let recent = new Map<string, string>()
+  let older = new Map<string, string>()
   const remember = (id: string, queue: string) => {
-    if (locations.size >= 100_000) {
-      const oldest = locations.keys().next()
-      if (!oldest.done) locations.delete(oldest.value)
+    if (recent.size >= 100_000) {
+      older = recent
+      recent = new Map()
     }
-    locations.set(id, queue)
+    recent.set(id, queue)
   }
+  const locations = { get: (id: string): string | undefined => recent.get(id) ?? older.get(id) }
 
   const locate = (operation: string, id: string): Effect.Effect<Option.Option<string>, BrokerError> =>
     Effect.suspend(() => {
@@ -465,8 +469,27 @@ export const makeWith: (options: {
   }
 
   /** Leases name their task by id only: find each one's queue. */
-  const locateAll = <A extends { readonly id: string }>(operation: string, items: ReadonlyArray<A>) =>
-    Effect.forEach(items, (item) => locate(operation, item.id), { concurrency: "unbounded" })
+  const locateAll = <A extends { readonly id: string }>(
+    operation: string,
+    items: ReadonlyArray<A>
+  ): Effect.Effect<ReadonlyArray<Option.Option<string>>, BrokerError> =>
+    Effect.suspend(() => {
+      // the common case: every id is cached (claimed or enqueued by this process)
+      const out = items.map((item) => {
+        const queue = locations.get(item.id)
+        return queue === undefined ? undefined : Option.some(queue)
+      })
+      const missing = out.flatMap((queue, i) => queue === undefined ? [i] : [])
+      if (missing.length === 0) return Effect.succeed(out as ReadonlyArray<Option.Option<string>>)
+      return Effect.forEach(missing, (i) => locate(operation, items[i].id), { concurrency: 16 }).pipe(
+        Effect.map((found) => {
+          missing.forEach((index, k) => {
+            out[index] = found[k]
+          })
+          return out as ReadonlyArray<Option.Option<string>>
+        })
+      )
+    })
 
   const leaseOp = <A extends Lease, R>(
     operation: string,
