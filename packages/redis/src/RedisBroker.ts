@@ -69,7 +69,22 @@ export interface Options {
    * reconnected (default 5 seconds).
    */
   readonly pollInterval?: Duration.Input | undefined
+  /**
+   * More node-redis client options (and `Redis.PoolOptions`), e.g.
+   * `{ socket: { tls: true, ca } }` to trust a private CA, or
+   * `{ disableOfflineQueue: false }` to queue commands while disconnected
+   * instead of failing them (the default here is to fail at once).
+   */
+  readonly client?: ClientOptions | undefined
 }
+
+/**
+ * node-redis client options, as `NodeRedis.layer` takes them (the URL is
+ * given separately).
+ *
+ * @since 0.1.0
+ */
+export type ClientOptions = Omit<NonNullable<Parameters<typeof NodeRedis.layer>[0]>, "url">
 
 /**
  * Direct access to the Redis a `RedisBroker` layer uses, for tests and tools.
@@ -880,7 +895,7 @@ export const make = (options: Options): Effect.Effect<
       }
       return `Redis at ${where} failed during ${operation}: ${errorMessage(cause)}`
     }
-    const context = yield* Layer.build(NodeRedis.layer({ url, disableOfflineQueue: true })).pipe(
+    const context = yield* Layer.build(NodeRedis.layer({ disableOfflineQueue: true, ...options.client, url })).pipe(
       Effect.mapError((error) =>
         new BrokerError({
           operation: "connect",

@@ -55,6 +55,9 @@ export const startRedisServer = async (options: {
   readonly port?: number | undefined
   readonly appendonly?: boolean | undefined
   readonly dir?: string | undefined
+  /** Serve TLS only, with this certificate and key (PEM files). */
+  readonly tls?: { readonly cert: string; readonly key: string } | undefined
+  readonly password?: string | undefined
 } = {}): Promise<RedisServer> => {
   if (!hasBinary()) {
     throw new Error(
@@ -64,9 +67,23 @@ export const startRedisServer = async (options: {
   }
   const port = options.port ?? await freePort()
   const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "errand-redis-"))
+  const listen = options.tls === undefined
+    ? ["--port", String(port)]
+    : [
+      "--port",
+      "0",
+      "--tls-port",
+      String(port),
+      "--tls-cert-file",
+      options.tls.cert,
+      "--tls-key-file",
+      options.tls.key,
+      "--tls-auth-clients",
+      "no"
+    ]
   const args = [
-    "--port",
-    String(port),
+    ...listen,
+    ...(options.password === undefined ? [] : ["--requirepass", options.password]),
     "--bind",
     "127.0.0.1",
     "--dir",
@@ -105,7 +122,9 @@ export const startRedisServer = async (options: {
     clearTimeout(timer)
   }
   await start()
-  return { url: `redis://127.0.0.1:${port}`, port, stop, start }
+  const auth = options.password === undefined ? "" : `:${encodeURIComponent(options.password)}@`
+  const scheme = options.tls === undefined ? "redis" : "rediss"
+  return { url: `${scheme}://${auth}127.0.0.1:${port}`, port, stop, start }
 }
 
 /**
