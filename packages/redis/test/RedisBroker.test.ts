@@ -451,6 +451,39 @@ describe("RedisBroker", () => {
       })
     ))
 
+  it.live("concurrent claimers get disjoint tasks; every task ends once; only expiring records are left", () =>
+    run((prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const n = 3000
+        yield* enqueueNow(...Array.from({ length: n }, (_, i) => message(`t${i}`, { priority: i % 3 })))
+        const seen = new Map<string, number>()
+        yield* Effect.forEach([1, 2, 3, 4, 5, 6], (w) =>
+          Effect.gen(function*() {
+            while (true) {
+              const ds = yield* broker.claim({ queues: ["q"], worker: `w${w}`, max: 97, leaseMillis: 30_000, waitMillis: 0 })
+              if (ds.length === 0) return
+              for (const d of ds) seen.set(d.id, (seen.get(d.id) ?? 0) + 1)
+              const ok = yield* broker.complete(
+                ds.map((d) => ({ id: d.id, token: d.token, state: "SUCCESS" as const, attempt: attempt("SUCCESS") }))
+              )
+              expect(ok.every(Boolean)).toBe(true)
+            }
+          }), { concurrency: "unbounded", discard: true })
+        expect(seen.size).toBe(n)
+        expect([...seen.values()].every((c) => c === 1)).toBe(true)
+        // what is left: the records (each expiring), the FIFO counter and the queue registry
+        const keys = yield* Effect.promise(() => command<Array<string>>(url, "KEYS", `*${prefix}*`))
+        const records = keys.filter((k) => k.includes("}:t:"))
+        expect(records.length).toBe(n)
+        expect(keys.filter((k) => !k.includes("}:t:")).sort()).toEqual([`${prefix}:queues`, `{${prefix}:q}:seq`])
+        const ttls = yield* Effect.promise(() =>
+          Promise.all(records.slice(0, 50).map((k) => command<number>(url, "PTTL", k)))
+        )
+        expect(ttls.every((t) => t > 0)).toBe(true)
+      })
+    ))
+
   it.live("an unreachable Redis fails the layer with a BrokerError that says where", () =>
     Effect.gen(function*() {
       const port = yield* Effect.promise(() => freePort())
