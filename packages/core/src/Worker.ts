@@ -53,7 +53,7 @@ import {
   WorkerShutdown
 } from "./Errors.ts"
 import * as Batcher from "./internal/batcher.ts"
-import { type Attempt, decodeMessage, type Message, type Outcome } from "./Message.ts"
+import { type Attempt, type Message, Message as MessageSchema, type Outcome } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 import * as Retry from "./Retry.ts"
 import type * as Task from "./Task.ts"
@@ -110,6 +110,17 @@ export class Worker extends Context.Service<Worker, Service>()("@errand/core/Wor
 
 type StopReason = "shutdown" | "revoked" | "stale" | "killed"
 
+/** An implemented task with its codecs compiled once. */
+interface Registered {
+  readonly impl: Task.AnyImplemented
+  readonly task: Task.Any
+  readonly decodePayload: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+  readonly encodeSuccess: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+  readonly encodeFailure: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+}
+
+const decodeMessageExit = Schema.decodeUnknownExit(MessageSchema)
+
 interface Held {
   readonly delivery: Broker.Delivery
   fiber: Fiber.Fiber<unknown, unknown> | undefined
@@ -137,13 +148,21 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const leaseMillis = Duration.toMillis(Duration.fromInputUnsafe(options.lease ?? "10 seconds"))
     const graceMillis = Duration.toMillis(Duration.fromInputUnsafe(options.shutdownGrace ?? "30 seconds"))
     const idleMillis = Duration.toMillis(Duration.fromInputUnsafe(options.idleWait ?? "5 seconds"))
-    const registry = new Map<string, Task.AnyImplemented>()
+    const registry = new Map<string, Registered>()
     for (const impl of options.tasks) {
       if (registry.has(impl.task.name)) {
         return yield* Effect.die(new Error(`Worker: task "${impl.task.name}" is implemented twice`))
       }
-      registry.set(impl.task.name, impl)
+      const task: Task.Any = impl.task
+      registry.set(task.name, {
+        impl,
+        task,
+        decodePayload: Schema.decodeUnknownExit(task.codecs.payload),
+        encodeSuccess: Schema.encodeUnknownExit(task.codecs.success),
+        encodeFailure: Schema.encodeUnknownExit(task.codecs.failure)
+      })
     }
+    const clock = yield* Clock.Clock
     const known = [...registry.keys()].sort()
     const queues = options.queues ?? [...new Set(options.tasks.map((impl) => impl.task.queue))]
     if (queues.length === 0) {
@@ -322,87 +341,84 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         )
       )
 
-    const parentSpan = (message: Message): Option.Option<Tracer.ExternalSpan> => {
+    const parentSpan = (message: Message): Tracer.ExternalSpan | undefined => {
       const traceId = message.headers["x-trace-id"]
       const spanId = message.headers["x-span-id"]
-      return traceId && spanId ? Option.some(Tracer.externalSpan({ traceId, spanId })) : Option.none()
+      return traceId && spanId ? Tracer.externalSpan({ traceId, spanId }) : undefined
     }
 
-    /** Runs one delivery to its outcome. */
-    const process = (h: Held): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        const d = h.delivery
-        const decoded = yield* Effect.exit(decodeMessage(d.message))
-        if (Exit.isFailure(decoded)) {
-          const issue = Cause.pretty(decoded.cause)
-          return yield* dead(
-            d,
-            info(
-              new MalformedMessage({
-                id: d.id,
-                issue,
-                message: `message ${d.id} in queue ${d.queue} is not an errand message: ${issue}`
-              })
-            ),
-            0
-          )
-        }
-        const message = decoded.value
-        const impl = registry.get(message.task)
-        if (impl === undefined) {
-          return yield* dead(
-            d,
-            info(
-              new UnknownTask({
-                task: message.task,
-                known,
-                message: `worker ${id} has no task named "${message.task}" (it knows: ${
-                  known.join(", ") || "none"
-                }); deploy a worker that implements it, then redeliver the task`
-              })
-            ),
-            message.retries
-          )
-        }
-        const task: Task.Any = impl.task
-        if (d.lost !== undefined && d.lost.startedAt !== undefined) {
-          return yield* lost(d, d.lost, message, task)
-        }
-        const payload: Exit.Exit<unknown, Schema.SchemaError> = yield* Effect.exit(
-          Schema.decodeUnknownEffect(task.codecs.payload)(message.payload)
+    /** Runs one delivery to its outcome. Checks that need no I/O run synchronously. */
+    const process = (h: Held): Effect.Effect<void> => {
+      const d = h.delivery
+      const decoded = decodeMessageExit(d.message)
+      if (Exit.isFailure(decoded)) {
+        const issue = Cause.pretty(decoded.cause)
+        return dead(
+          d,
+          info(
+            new MalformedMessage({
+              id: d.id,
+              issue,
+              message: `message ${d.id} in queue ${d.queue} is not an errand message: ${issue}`
+            })
+          ),
+          0
         )
-        if (Exit.isFailure(payload)) {
-          const issue = Cause.pretty(payload.cause)
-          return yield* dead(
-            d,
-            info(
-              new PayloadInvalid({
-                task: task.name,
-                issue,
-                message: `payload of ${task.name} (task ${d.id}) does not match its Schema, ` +
-                  `perhaps sent by an older producer: ${issue}`
-              })
-            ),
-            message.retries
-          )
-        }
-        return yield* run(h, message, impl, payload.value).pipe(
-          Effect.withSpan(`errand.run ${task.name}`, {
-            attributes: { "errand.task": task.name, "errand.id": d.id, "errand.attempt": message.retries },
-            parent: parentSpan(message).pipe(Option.getOrUndefined)
-          }, { captureStackTrace: false })
+      }
+      const message = decoded.value
+      const registered = registry.get(message.task)
+      if (registered === undefined) {
+        return dead(
+          d,
+          info(
+            new UnknownTask({
+              task: message.task,
+              known,
+              message: `worker ${id} has no task named "${message.task}" (it knows: ${
+                known.join(", ") || "none"
+              }); deploy a worker that implements it, then redeliver the task`
+            })
+          ),
+          message.retries
         )
-      })
+      }
+      const task = registered.task
+      if (d.lost !== undefined && d.lost.startedAt !== undefined) {
+        return lost(d, d.lost, message, task)
+      }
+      const payload = registered.decodePayload(message.payload)
+      if (Exit.isFailure(payload)) {
+        const issue = Cause.pretty(payload.cause)
+        return dead(
+          d,
+          info(
+            new PayloadInvalid({
+              task: task.name,
+              issue,
+              message: `payload of ${task.name} (task ${d.id}) does not match its Schema, ` +
+                `perhaps sent by an older producer: ${issue}`
+            })
+          ),
+          message.retries
+        )
+      }
+      return run(h, message, registered, payload.value).pipe(
+        Effect.withSpan(`errand.run ${task.name}`, {
+          attributes: { "errand.task": task.name, "errand.id": d.id, "errand.attempt": message.retries },
+          parent: parentSpan(message)
+        }, { captureStackTrace: false })
+      )
+    }
 
     const run = Effect.fnUntraced(function*(
       h: Held,
       message: Message,
-      impl: Task.AnyImplemented,
+      registered: Registered,
       payload: unknown
     ): Effect.fn.Return<void> {
       const d = h.delivery
-      const task: Task.Any = impl.task
-      const startedAt = yield* Clock.currentTimeMillis
+      const task = registered.task
+      const startedAt = clock.currentTimeMillisUnsafe()
       const status = yield* start({ id: d.id, token: d.token, worker: id, startedAt, ackEarly: !task.acksLate })
       if (status === "stale") {
         return yield* log("Warning", "lease was taken over before the task started; skipped", d)
@@ -422,7 +438,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         updateState: (state, meta) => Effect.asVoid(backend.setState(d.id, state, meta)),
         retry: retryRequest
       })
-      const handler = impl.handler(payload).pipe(
+      const handler = registered.impl.handler(payload).pipe(
         Effect.provideService(TaskContext, ctx),
         Effect.provideContext(services)
       ) as Effect.Effect<unknown, unknown>
@@ -466,7 +482,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           { startedAt }
         )
       }
-      return yield* outcome(h, message, task, startedAt, exit.value, soft)
+      return yield* outcome(h, message, registered, startedAt, exit.value, soft)
     })
 
     const revoked = Effect.fnUntraced(function*(d: Broker.Delivery, message: Message, startedAt: number) {
@@ -481,14 +497,15 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const outcome = Effect.fnUntraced(function*(
       h: Held,
       message: Message,
-      task: Task.Any,
+      registered: Registered,
       startedAt: number,
       exit: Exit.Exit<unknown, unknown>,
       soft: boolean
     ) {
       const d = h.delivery
+      const task = registered.task
       if (Exit.isSuccess(exit)) {
-        const encoded = yield* Effect.exit(Schema.encodeUnknownEffect(task.codecs.success)(exit.value))
+        const encoded = registered.encodeSuccess(exit.value)
         if (Exit.isFailure(encoded)) {
           return yield* failed(d, message, task, info(
               new TaskDefect({
@@ -501,8 +518,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
             { startedAt }
           )
         }
-        const now = yield* Clock.currentTimeMillis
-        const attempt = attemptOf(message, startedAt, now, "SUCCESS")
+        const attempt = attemptOf(message, startedAt, clock.currentTimeMillisUnsafe(), "SUCCESS")
         const ok = yield* complete({
           id: d.id,
           token: d.token,
@@ -568,7 +584,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
             requested: { countdownMillis: e.countdownMillis }
           })
         }
-        const encoded = yield* Effect.exit(Schema.encodeUnknownEffect(task.codecs.failure)(e))
+        const encoded = registered.encodeFailure(e)
         return yield* failed(d, message, task, info(e, Exit.isSuccess(encoded) ? encoded.value : undefined),
           { startedAt }
         )
