@@ -245,6 +245,20 @@ describe("RedisBroker", () => {
       })
     ))
 
+  it.live("enqueue is idempotent per id: a resubmitted id neither resets nor reruns its task", () =>
+    run(() =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        expect(yield* enqueueNow(message("a"), message("a"))).toEqual([{ id: "a" }, { id: "a" }])
+        const [d] = yield* claimNow()
+        yield* broker.complete([{ id: "a", token: d.token, state: "SUCCESS", result: 1, attempt: attempt("SUCCESS") }])
+        // a producer retrying after a lost reply
+        expect(yield* enqueueNow(message("a"))).toEqual([{ id: "a" }])
+        expect(yield* claimNow()).toEqual([])
+        expect(yield* record("a")).toMatchObject({ state: "SUCCESS", result: 1, history: [attempt("SUCCESS")] })
+      })
+    ))
+
   it.live("retry: retries + 1, RETRY, error kept, due at dueAt", () =>
     run(() =>
       Effect.gen(function*() {
