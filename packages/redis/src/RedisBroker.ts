@@ -899,7 +899,9 @@ export const make = (options: Options): Effect.Effect<
       Effect.mapError((error) =>
         new BrokerError({
           operation: "connect",
-          message: `Redis at ${where} is unreachable: ${errorMessage(error.cause)}`,
+          message: isConnectionError(error.cause)
+            ? `Redis at ${where} is unreachable: ${errorMessage(error.cause)}`
+            : `Could not connect to Redis at ${where}: ${errorMessage(error.cause)}`,
           cause: error.cause
         })
       )

@@ -75,7 +75,7 @@ describe("RedisBroker connection", () => {
       const reason = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
       const error = reason?._tag === "Fail" ? reason.error : undefined
       expect(error?._tag).toBe("BrokerError")
-      expect(error?.message).toMatch(/WRONGPASS|invalid username-password/)
+      expect(error?.message).toMatch(/^Could not connect to Redis at 127\.0\.0\.1:\d+: .*(WRONGPASS|invalid username-password)/)
       expect(error?.message).not.toContain("wrong@")
     }).pipe(Effect.provideService(References.MinimumLogLevel, "Error")))
 
