@@ -1,0 +1,98 @@
+/**
+ * BullMQ's side of each workload, on ioredis (BullMQ's default driver), with
+ * its defaults except what the workload fixes: `concurrency`, and
+ * `removeOnComplete` (true when results are not stored, false when they are).
+ */
+import { type Job, Queue, Worker } from "bullmq"
+import { Redis } from "ioredis"
+import type { RoleConfig } from "./config.ts"
+import { command, memory, report, summarize } from "./ipc.ts"
+import { now } from "./proc.ts"
+
+interface Data {
+  readonly n: number
+  readonly t: number
+}
+
+const connection = (config: RoleConfig) => new Redis(config.url, { maxRetriesPerRequest: null })
+
+/** addBulk chunk: BullMQ pipelines every job of one call; 1,000 per call was its fastest here. */
+export const CHUNK = 1000
+
+export const worker = async (config: RoleConfig) => {
+  let count = 0
+  const latencies: Array<number> = []
+  let finished: () => void = () => {}
+  const done = new Promise<void>((resolve) => (finished = resolve))
+  const processor = config.mode === "count"
+    ? async (job: Job<Data>) => job.data.n
+    : config.mode === "latency"
+    ? async (job: Job<Data>) => {
+      const started = now()
+      if (job.data.n >= config.warmup) latencies.push(started - job.data.t)
+      return job.data.n
+    }
+    : async () => {
+      count++
+      return new Promise<number>(() => {})
+    }
+  const w = new Worker<Data, number>(config.queue, processor, {
+    connection: connection(config),
+    prefix: config.prefix,
+    concurrency: config.concurrency
+  })
+  if (config.mode !== "block") {
+    w.on("completed", () => {
+      if (++count === config.tasks) finished()
+    })
+  }
+  w.on("error", (e) => report({ type: "error", message: String(e) }))
+  await w.waitUntilReady()
+  report({ type: "ready" })
+  if (config.mode === "block") {
+    while (count < config.concurrency) await new Promise((r) => setTimeout(r, 20))
+    report({ type: "holding", running: count })
+    await command("measure")
+    report({ type: "memory", ...memory(), running: count })
+    await new Promise(() => {})
+  }
+  await done
+  const at = now()
+  report({ type: "done", at, handledAt: at, count, ...(config.mode === "latency" ? { latency: summarize(latencies) } : {}) })
+  await w.close(true)
+}
+
+const jobOptions = (config: RoleConfig) => ({ removeOnComplete: !config.storeResults })
+
+export const producer = async (config: RoleConfig) => {
+  const queue = new Queue<Data>(config.queue, { connection: connection(config), prefix: config.prefix })
+  await queue.waitUntilReady()
+  const opts = jobOptions(config)
+  const jobs = Array.from({ length: config.tasks }, (_, n) => ({ name: "noop", data: { n, t: 0 }, opts }))
+  report({ type: "ready" })
+  await command("go")
+  const startedAt = now()
+  for (let i = 0; i < jobs.length; i += CHUNK) await queue.addBulk(jobs.slice(i, i + CHUNK))
+  const endedAt = now()
+  report({ type: "submitted", startedAt, endedAt, count: config.tasks })
+  await queue.close()
+}
+
+export const paced = async (config: RoleConfig) => {
+  const queue = new Queue<Data>(config.queue, { connection: connection(config), prefix: config.prefix })
+  await queue.waitUntilReady()
+  const opts = jobOptions(config)
+  report({ type: "ready" })
+  await command("go")
+  const t0 = now()
+  const interval = 1000 / config.rate
+  const pending: Array<Promise<unknown>> = []
+  for (let n = 0; n < config.tasks; n++) {
+    const wait = t0 + n * interval - now()
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+    pending.push(queue.add("noop", { n, t: now() }, opts))
+  }
+  await Promise.all(pending)
+  report({ type: "submitted", startedAt: t0, endedAt: now(), count: config.tasks })
+  await queue.close()
+}

@@ -1,0 +1,24 @@
+/** What the orchestrator tells a child process to do. */
+export interface RoleConfig {
+  /** Redis URL (Redis systems). */
+  readonly url: string
+  /** Unique per run and system: every key the run writes is under it. */
+  readonly prefix: string
+  readonly queue: string
+  /** Tasks to submit (producer) or to wait for (worker, count mode). */
+  readonly tasks: number
+  readonly concurrency: number
+  /** errand's `prefetch` (tasks claimed per round trip and held beyond those running). */
+  readonly prefetch: number
+  /** Store each task's result (workload 2) or not. */
+  readonly storeResults: boolean
+  /**
+   * Worker: `count` runs no-op handlers until `tasks` have completed;
+   * `latency` records submit-to-start of `tasks` tasks (the first `warmup`
+   * are dropped); `block` holds every handler forever (memory workload).
+   */
+  readonly mode: "count" | "latency" | "block"
+  /** Paced producer: tasks per second, and how many of the first are warm-up. */
+  readonly rate: number
+  readonly warmup: number
+}

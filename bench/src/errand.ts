@@ -1,0 +1,162 @@
+/**
+ * errand's side of each workload: a worker process, a bulk producer, a paced
+ * producer, and the in-memory run (producer and worker in one process, as the
+ * memory broker requires).
+ */
+import { Broker, Client, MemoryBroker, Task, Worker } from "@errand/core"
+import { RedisBroker } from "@errand/redis"
+import { Deferred, Effect, Fiber, Layer, References, Schema } from "effect"
+import type { RoleConfig } from "./config.ts"
+import { command, memory, report, summarize } from "./ipc.ts"
+import { now } from "./proc.ts"
+
+/** The bench task: a no-op. `t` is the submit time (latency workload). */
+const benchTask = (config: RoleConfig) =>
+  Task.make("bench.noop", {
+    payload: Schema.Struct({ n: Schema.Number, t: Schema.Number }),
+    success: Schema.Number,
+    queue: config.queue,
+    storeResult: config.storeResults
+  })
+
+const redisLayer = (config: RoleConfig) => RedisBroker.layer({ url: config.url, prefix: config.prefix })
+
+const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.provideService(effect, References.MinimumLogLevel, "Warn")
+
+const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(quiet(effect))
+
+/** The worker: handlers per `mode`; reports `ready`, then `done` (count, latency) or memory on `measure` (block). */
+const workerProgram = (config: RoleConfig) =>
+  Effect.gen(function*() {
+    const task = benchTask(config)
+    const broker = yield* Broker.Broker
+    const finished = Deferred.makeUnsafe<void>()
+    let count = 0
+    const latencies: Array<number> = []
+    const handler = config.mode === "count"
+      ? (p: { readonly n: number }) =>
+        Effect.sync(() => {
+          if (++count === config.tasks) Deferred.doneUnsafe(finished, Effect.void)
+          return p.n
+        })
+      : config.mode === "latency"
+      ? (p: { readonly n: number; readonly t: number }) =>
+        Effect.sync(() => {
+          const started = now()
+          if (p.n >= config.warmup) latencies.push(started - p.t)
+          if (++count === config.tasks) Deferred.doneUnsafe(finished, Effect.void)
+          return p.n
+        })
+      : () =>
+        Effect.andThen(
+          Effect.sync(() => {
+            count++
+          }),
+          Effect.never
+        )
+    yield* Worker.make({
+      tasks: [Task.implement(task, handler)],
+      concurrency: config.concurrency,
+      prefetch: config.prefetch
+    })
+    report({ type: "ready" })
+    if (config.mode === "block") {
+      while (count < config.concurrency) yield* Effect.sleep(20)
+      report({ type: "holding", running: count })
+      yield* Effect.promise(() => command("measure"))
+      report({ type: "memory", ...memory(), running: count })
+      return yield* Effect.never
+    }
+    yield* Deferred.await(finished)
+    const handled = now()
+    // Done means acknowledged: wait until the broker holds none of them.
+    while (true) {
+      const [s] = yield* broker.stats([config.queue])
+      if (s === undefined || s.ready + s.delayed + s.running === 0) break
+      yield* Effect.sleep(1)
+    }
+    report({
+      type: "done",
+      at: now(),
+      handledAt: handled,
+      count,
+      ...(config.mode === "latency" ? { latency: summarize(latencies) } : {})
+    })
+  })
+
+export const worker = (config: RoleConfig) =>
+  run(Effect.scoped(workerProgram(config)).pipe(Effect.provide(redisLayer(config))))
+
+/** Bulk submit with `submitMany` (one round trip per 5,000). */
+const bulkProgram = (config: RoleConfig) =>
+  Effect.gen(function*() {
+    const client = yield* Client.Client
+    const task = benchTask(config)
+    const payloads = Array.from({ length: config.tasks }, (_, n) => ({ n, t: 0 }))
+    report({ type: "ready" })
+    yield* Effect.promise(() => command("go"))
+    const startedAt = now()
+    yield* client.submitMany(task, payloads)
+    const endedAt = now()
+    report({ type: "submitted", startedAt, endedAt, count: config.tasks })
+  })
+
+export const producer = (config: RoleConfig) =>
+  run(bulkProgram(config).pipe(Effect.provide(Client.layer.pipe(Layer.provide(redisLayer(config))))))
+
+/** One `submit` at a time at `rate` per second, each stamped with its submit time. */
+export const paced = (config: RoleConfig) =>
+  run(
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      const task = benchTask(config)
+      // warm the connection and the code path, outside the timed tasks
+      report({ type: "ready" })
+      yield* Effect.promise(() => command("go"))
+      const t0 = now()
+      const interval = 1000 / config.rate
+      const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+      for (let n = 0; n < config.tasks; n++) {
+        const wait = t0 + n * interval - now()
+        if (wait > 0) yield* Effect.sleep(wait)
+        fibers.push(yield* Effect.forkChild(Effect.suspend(() => client.submit(task, { n, t: now() }))))
+      }
+      yield* Fiber.joinAll(fibers)
+      report({ type: "submitted", startedAt: t0, endedAt: now(), count: config.tasks })
+    }).pipe(Effect.provide(Client.layer.pipe(Layer.provide(redisLayer(config)))))
+  )
+
+/** Workload 6: producer and worker in one process on the memory broker. */
+export const inMemory = (config: RoleConfig) =>
+  run(
+    Effect.scoped(Effect.gen(function*() {
+      const client = yield* Client.Client
+      const task = benchTask(config)
+      const finished = Deferred.makeUnsafe<void>()
+      let count = 0
+      yield* Worker.make({
+        tasks: [Task.implement(task, (p) =>
+          Effect.sync(() => {
+            if (++count === config.tasks) Deferred.doneUnsafe(finished, Effect.void)
+            return p.n
+          }))],
+        concurrency: config.concurrency,
+        prefetch: config.prefetch
+      })
+      const payloads = Array.from({ length: config.tasks }, (_, n) => ({ n, t: 0 }))
+      const before = memory()
+      const startedAt = now()
+      yield* client.submitMany(task, payloads)
+      const submittedAt = now()
+      yield* Deferred.await(finished)
+      const broker = yield* Broker.Broker
+      while (true) {
+        const [s] = yield* broker.stats([config.queue])
+        if (s === undefined || s.ready + s.delayed + s.running === 0) break
+        yield* Effect.sleep(1)
+      }
+      const at = now()
+      report({ type: "done", startedAt, submittedAt, at, count, before, after: memory() })
+    })).pipe(Effect.provide(Client.layer.pipe(Layer.provideMerge(MemoryBroker.layer))))
+  )

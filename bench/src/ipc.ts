@@ -1,0 +1,38 @@
+/**
+ * The child side of the orchestrator's IPC: report with `report`, receive
+ * commands with `command`.
+ */
+import type { Message } from "./proc.ts"
+
+export const report = (message: Message): void => {
+  process.send?.(message)
+}
+
+/** Resolves with the next command of this type from the orchestrator. */
+export const command = (type: string): Promise<Message> =>
+  new Promise((resolve) => {
+    const listener = (m: unknown) => {
+      if (typeof m === "object" && m !== null && (m as Message).type === type) {
+        process.off("message", listener)
+        resolve(m as Message)
+      }
+    }
+    process.on("message", listener)
+  })
+
+/** What a worker reports about its memory, after a full GC. */
+export const memory = () => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  gc?.()
+  gc?.()
+  const m = process.memoryUsage()
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external }
+}
+
+/** Latency summary in ms (p50, p99, mean, max) of a list of samples. */
+export const summarize = (samples: ReadonlyArray<number>) => {
+  const sorted = [...samples].sort((a, b) => a - b)
+  const at = (q: number) => sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+  const mean = sorted.reduce((s, x) => s + x, 0) / Math.max(1, sorted.length)
+  return { n: sorted.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted[sorted.length - 1] ?? NaN, mean }
+}

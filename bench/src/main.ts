@@ -1,0 +1,728 @@
+/**
+ * errand's benchmarks, side by side with BullMQ and Celery on the same Redis.
+ *
+ *   pnpm bench                         # full run (a few minutes), writes bench/RESULTS.md
+ *   pnpm bench --quick                 # 10,000 tasks, short latency run, 100,000-task backlog (< 1 min)
+ *   pnpm bench --tasks 50000 --only e2e,latency --systems errand,bullmq
+ *
+ * Flags: --tasks N, --quick, --only <workloads>, --systems <systems>,
+ * --repeat K (throughput runs K times, best kept), --prefetch N (errand),
+ * --backlog N (memory: large backlog), --rate N and --seconds S (latency),
+ * --profile / --no-profile (CPU profiles of errand's hot paths; default: on
+ * when a target is missed in a full run), --no-write (leave RESULTS.md alone),
+ * --out FILE. Redis: REDIS_URL (default redis://127.0.0.1:6379).
+ *
+ * Workloads: e2e, e2e-stored, submit, latency, memory, inmemory.
+ * Systems: errand (Redis broker), bullmq, celery.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Celery from "./celery.ts"
+import type { RoleConfig } from "./config.ts"
+import { forkNode, type Message, now, type Proc, rssOf, sleep } from "./proc.ts"
+import * as Profile from "./profile.ts"
+import * as R from "./redis.ts"
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const benchDir = path.join(here, "..")
+
+// ---------------------------------------------------------------------------
+// Flags
+// ---------------------------------------------------------------------------
+
+const argv = process.argv.slice(2)
+const flag = (name: string) => argv.includes(`--${name}`)
+const option = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`)
+  if (i >= 0) return argv[i + 1]
+  const eq = argv.find((a) => a.startsWith(`--${name}=`))
+  return eq?.slice(name.length + 3)
+}
+const numberOption = (name: string, fallback: number) => {
+  const v = option(name)
+  if (v === undefined) return fallback
+  const n = Number(v.replace(/_/g, ""))
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} wants a positive number, got ${v}`)
+  return n
+}
+
+const WORKLOADS = ["e2e", "e2e-stored", "submit", "latency", "memory", "inmemory"] as const
+type Workload = (typeof WORKLOADS)[number]
+const SYSTEMS = ["errand", "bullmq", "celery"] as const
+type System = (typeof SYSTEMS)[number]
+
+const quick = flag("quick")
+const listOption = <T extends string>(name: string, all: ReadonlyArray<T>): ReadonlyArray<T> => {
+  const v = option(name)
+  if (v === undefined) return all
+  const wanted = v.split(",").map((s) => s.trim()).filter((s) => s !== "")
+  for (const w of wanted) {
+    if (!all.includes(w as T)) throw new Error(`--${name}: unknown "${w}" (one of ${all.join(", ")})`)
+  }
+  return all.filter((w) => wanted.includes(w))
+}
+
+const settings = {
+  url: process.env.REDIS_URL && process.env.REDIS_URL !== "" ? process.env.REDIS_URL : "redis://127.0.0.1:6379",
+  tasks: numberOption("tasks", quick ? 10_000 : 100_000),
+  concurrency: 50,
+  prefetch: numberOption("prefetch", 500),
+  repeat: numberOption("repeat", 1),
+  rate: numberOption("rate", 200),
+  seconds: numberOption("seconds", quick ? 2 : 5),
+  backlogSmall: 1_000,
+  backlogLarge: numberOption("backlog", quick ? 100_000 : 1_000_000),
+  only: listOption("only", WORKLOADS),
+  systems: listOption("systems", SYSTEMS),
+  profile: flag("profile") ? true : flag("no-profile") ? false : quick ? false : "on-miss" as const,
+  write: !flag("no-write"),
+  out: option("out") ?? path.join(benchDir, "RESULTS.md")
+}
+
+const runId = Math.random().toString(36).slice(2, 8)
+const SYSTEM_NAMES: Record<System, string> = { errand: "errand (Redis)", bullmq: "BullMQ", celery: "Celery" }
+
+const log = (line: string) => process.stderr.write(`${line}\n`)
+
+// ---------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------
+
+interface Figure {
+  readonly value: number | undefined
+  readonly note?: string | undefined
+}
+
+interface Row {
+  readonly key: string
+  readonly label: string
+  readonly unit: string
+  readonly better: "higher" | "lower" | "none"
+  readonly figures: Partial<Record<System, Figure>>
+  /** Show ratios? (not for deltas near zero, not for single-system rows) */
+  readonly ratio: boolean
+  readonly digits: number
+}
+
+const rows: Array<Row> = []
+const notes: Array<string> = []
+const details: Array<string> = []
+const row = (key: string, label: string, unit: string, better: Row["better"], digits: number, ratio = true): Row => {
+  let r = rows.find((x) => x.key === key)
+  if (r === undefined) {
+    r = { key, label, unit, better, figures: {}, ratio, digits }
+    rows.push(r)
+  }
+  return r
+}
+const put = (r: Row, system: System, figure: Figure) => {
+  ;(r.figures as Record<System, Figure>)[system] = figure
+}
+
+const fmt = (value: number | undefined, digits: number) =>
+  value === undefined || !Number.isFinite(value)
+    ? "—"
+    : value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })
+
+const MB = 1024 * 1024
+
+// ---------------------------------------------------------------------------
+// Plumbing
+// ---------------------------------------------------------------------------
+
+let redis: R.Client
+let celery: Celery.CeleryEnv | undefined
+
+const configFor = (system: System | "memory", workload: string, overrides: Partial<RoleConfig> = {}): RoleConfig => ({
+  url: settings.url,
+  prefix: `errand-bench-${runId}-${system}-${workload}-${Math.random().toString(36).slice(2, 6)}`,
+  queue: "bench",
+  tasks: settings.tasks,
+  concurrency: settings.concurrency,
+  prefetch: settings.prefetch,
+  storeResults: false,
+  mode: "count",
+  rate: settings.rate,
+  warmup: 0,
+  ...overrides
+})
+
+const patternsOf = (system: System, config: RoleConfig) =>
+  system === "errand"
+    ? [`{${config.prefix}:*`, `${config.prefix}:*`]
+    : system === "bullmq"
+    ? [`${config.prefix}:*`]
+    : [`${config.prefix}:*`, `celery-task-meta-${config.prefix}-*`]
+
+const cleanup = async (system: System, config: RoleConfig) => {
+  const n = await R.deleteKeys(redis, patternsOf(system, config))
+  if (process.env.BENCH_VERBOSE) log(`  deleted ${n} keys of ${config.prefix}`)
+}
+
+const workerOf = (system: System, config: RoleConfig, profile?: string): Proc =>
+  system === "celery"
+    ? Celery.worker(celery!, config)
+    : forkNode(`${system}.worker`, `${system}.worker`, config, profile === undefined ? {} : { profile })
+
+const producerOf = (system: System, config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
+  system === "celery"
+    ? Celery.producer(celery!, config, mode)
+    : forkNode(
+      `${system}.${mode === "bulk" ? "producer" : "paced"}`,
+      `${system}.${mode === "bulk" ? "producer" : "paced"}`,
+      config,
+      profile === undefined ? {} : { profile }
+    )
+
+/** How many tasks still wait or run, by each system's keys (to know a run is drained and acknowledged). */
+const outstanding = async (system: System, config: RoleConfig): Promise<number> => {
+  if (system === "errand") {
+    const tag = `{${config.prefix}:${config.queue}}`
+    return (await R.num(redis, "ZCARD", `${tag}:ready`)) + (await R.num(redis, "ZCARD", `${tag}:leased`))
+  }
+  if (system === "bullmq") {
+    const base = `${config.prefix}:${config.queue}`
+    return (await R.num(redis, "LLEN", `${base}:wait`)) + (await R.num(redis, "LLEN", `${base}:active`)) +
+      (await R.num(redis, "ZCARD", `${base}:prioritized`))
+  }
+  return (await R.num(redis, "LLEN", `${config.prefix}:${config.queue}`)) +
+    (await R.num(redis, "HLEN", `${config.prefix}:unacked`))
+}
+
+const withProcs = async <A>(f: (spawned: Array<Proc>) => Promise<A>): Promise<A> => {
+  const spawned: Array<Proc> = []
+  try {
+    return await f(spawned)
+  } finally {
+    await Promise.all(spawned.map((p) => p.kill()))
+  }
+}
+
+const best = <A>(runs: ReadonlyArray<A>, by: (a: A) => number): A =>
+  runs.reduce((a, b) => (by(b) > by(a) ? b : a))
+
+// ---------------------------------------------------------------------------
+// Workloads
+// ---------------------------------------------------------------------------
+
+interface E2E {
+  readonly perSecond: number
+  readonly submitPerSecond: number
+  readonly seconds: number
+}
+
+/** Workloads 1 and 2: the worker idles, the producer submits everything in bulk, the clock stops when all are acknowledged. */
+const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E> => {
+  const config = configFor(system, stored ? "e2e-stored" : "e2e", { storeResults: stored })
+  return withProcs(async (spawned) => {
+    try {
+      const worker = workerOf(system, config, profile)
+      spawned.push(worker)
+      await worker.next("ready", 60_000)
+      const producer = producerOf(system, config, "bulk", profile)
+      spawned.push(producer)
+      await producer.next("ready", 120_000)
+      producer.send({ type: "go" })
+      const submitted = await producer.next("submitted")
+      let at: number
+      if (system === "celery") {
+        await worker.next("handled")
+        while ((await outstanding(system, config)) > 0) await sleep(1)
+        at = now()
+      } else {
+        at = Number((await worker.next("done")).at)
+      }
+      const startedAt = Number(submitted.startedAt)
+      const perSecond = config.tasks / ((at - startedAt) / 1000)
+      const submitPerSecond = config.tasks / ((Number(submitted.endedAt) - startedAt) / 1000)
+      if (profile !== undefined) {
+        // let the Node children end on their own, so --cpu-prof writes the profiles
+        await Promise.race([Promise.all(spawned.map((p) => p.exited)), sleep(20_000)])
+      }
+      return { perSecond, submitPerSecond, seconds: (at - startedAt) / 1000 }
+    } finally {
+      await Promise.all(spawned.map((p) => p.kill()))
+      await cleanup(system, config)
+    }
+  })
+}
+
+const e2e = async (system: System, stored: boolean) => {
+  const runs: Array<E2E> = []
+  for (let i = 0; i < settings.repeat; i++) runs.push(await e2eOnce(system, stored))
+  const b = best(runs, (r) => r.perSecond)
+  const key = stored ? "e2e-stored" : "e2e"
+  put(row(key, `(${stored ? 2 : 1}) end-to-end, ${settings.tasks.toLocaleString("en-US")} no-op tasks, results ${stored ? "stored" : "not stored"}`, "tasks/s", "higher", 0), system, {
+    value: b.perSecond,
+    note: `${b.seconds.toFixed(2)} s; submit phase ${fmt(b.submitPerSecond, 0)}/s${runs.length > 1 ? `; best of ${runs.map((r) => fmt(r.perSecond, 0)).join(", ")}` : ""}`
+  })
+}
+
+/** Workload 3: bulk submit with no worker running. */
+const submitOnce = (system: System) => {
+  const config = configFor(system, "submit")
+  return withProcs(async (spawned) => {
+    try {
+      const producer = producerOf(system, config, "bulk")
+      spawned.push(producer)
+      await producer.next("ready", 120_000)
+      producer.send({ type: "go" })
+      const m = await producer.next("submitted")
+      const waiting = await outstanding(system, config)
+      if (waiting !== config.tasks) notes.push(`${SYSTEM_NAMES[system]} bulk submit: ${waiting} tasks found waiting, expected ${config.tasks}`)
+      return config.tasks / ((Number(m.endedAt) - Number(m.startedAt)) / 1000)
+    } finally {
+      await cleanup(system, config)
+    }
+  })
+}
+
+const submit = async (system: System) => {
+  const runs: Array<number> = []
+  for (let i = 0; i < settings.repeat; i++) runs.push(await submitOnce(system))
+  const api = system === "errand" ? "client.submitMany" : system === "bullmq" ? "queue.addBulk ×1,000" : "apply_async loop, one producer"
+  put(row("submit", `(3) bulk submit, ${settings.tasks.toLocaleString("en-US")} tasks`, "tasks/s", "higher", 0), system, {
+    value: Math.max(...runs),
+    note: api
+  })
+}
+
+/** Workload 4: one submit at a time at a light steady rate; latency from the submit call to the handler's first line. */
+const latency = (system: System) => {
+  const warmup = Math.round(settings.rate / 2)
+  const total = Math.round(settings.rate * settings.seconds) + warmup
+  const config = configFor(system, "latency", { mode: "latency", tasks: total, warmup })
+  return withProcs(async (spawned) => {
+    try {
+      const worker = workerOf(system, config)
+      spawned.push(worker)
+      await worker.next("ready", 60_000)
+      const producer = producerOf(system, config, "paced")
+      spawned.push(producer)
+      await producer.next("ready", 60_000)
+      await sleep(200)
+      producer.send({ type: "go" })
+      const m = await worker.next(system === "celery" ? "handled" : "done", (settings.seconds + 60) * 1000)
+      const l = m.latency as { n: number; p50: number; p90: number; p99: number; max: number; mean: number }
+      const note = `${l.n} tasks at ${settings.rate}/s; p90 ${fmt(l.p90, 2)}, max ${fmt(l.max, 2)} ms`
+      put(row("latency-p50", `(4) submit → handler start, p50, ${settings.rate} tasks/s`, "ms", "lower", 2), system, {
+        value: l.p50,
+        note
+      })
+      put(row("latency-p99", `(4) submit → handler start, p99, ${settings.rate} tasks/s`, "ms", "lower", 2), system, {
+        value: l.p99
+      })
+    } finally {
+      await cleanup(system, config)
+    }
+  })
+}
+
+interface Mem {
+  readonly rss: number
+  readonly heapUsed: number | undefined
+  readonly waiting: number
+}
+
+/** Workload 5: a backlog waits, the worker holds `concurrency` blocked handlers (plus its prefetch); its memory after a full GC. */
+const memoryOnce = (system: System, backlog: number): Promise<Mem> => {
+  const config = configFor(system, `memory${backlog}`, { tasks: backlog, mode: "block" })
+  return withProcs(async (spawned) => {
+    try {
+      // fill
+      if (system === "celery") {
+        const filler = Celery.producer(celery!, config, "fill")
+        spawned.push(filler)
+        await filler.next("filled", 600_000)
+      } else {
+        const filler = producerOf(system, config, "bulk")
+        spawned.push(filler)
+        await filler.next("ready", 120_000)
+        filler.send({ type: "go" })
+        await filler.next("submitted", 900_000)
+      }
+      const before = await outstanding(system, config)
+      const worker = workerOf(system, config)
+      spawned.push(worker)
+      await worker.next("ready", 60_000)
+      if (system === "celery") {
+        let running = 0
+        while (running < config.concurrency) running = Number((await worker.next("started", 60_000)).running)
+      } else {
+        await worker.next("holding", 60_000)
+      }
+      await sleep(3000)
+      const waiting = await outstanding(system, config)
+      if (system === "celery") {
+        return { rss: rssOf(worker.pid) ?? NaN, heapUsed: undefined, waiting: Math.min(before, waiting) }
+      }
+      worker.send({ type: "measure" })
+      const m = await worker.next("memory", 60_000)
+      return { rss: Number(m.rss), heapUsed: Number(m.heapUsed), waiting: Math.min(before, waiting) }
+    } finally {
+      await Promise.all(spawned.map((p) => p.kill()))
+      await cleanup(system, config)
+    }
+  })
+}
+
+const memory = async (system: System) => {
+  const small = await memoryOnce(system, settings.backlogSmall)
+  const large = await memoryOnce(system, settings.backlogLarge)
+  const k = (n: number) => n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n)
+  const sk = k(settings.backlogSmall)
+  const lk = k(settings.backlogLarge)
+  put(row("mem-small", `(5) worker RSS, ${sk} tasks waiting`, "MB", "lower", 1), system, {
+    value: small.rss / MB,
+    note: small.heapUsed === undefined ? "RSS from /proc" : `heap used ${fmt(small.heapUsed / MB, 1)} MB`
+  })
+  put(row("mem-large", `(5) worker RSS, ${lk} tasks waiting`, "MB", "lower", 1), system, {
+    value: large.rss / MB,
+    note: `${large.heapUsed === undefined ? "" : `heap used ${fmt(large.heapUsed / MB, 1)} MB; `}${large.waiting.toLocaleString("en-US")} still waiting in Redis at the measurement`
+  })
+  put(row("mem-delta", `(5) worker RSS delta, ${lk} vs ${sk} waiting`, "MB", "none", 1, false), system, {
+    value: (large.rss - small.rss) / MB,
+    note: large.heapUsed === undefined || small.heapUsed === undefined
+      ? undefined
+      : `heap delta ${fmt((large.heapUsed - small.heapUsed) / MB, 1)} MB`
+  })
+}
+
+/** Workload 6: errand on the in-memory broker, producer and worker in one process. */
+const inMemoryOnce = async (profile?: string) => {
+  const config = configFor("memory", "inmemory")
+  const proc = forkNode("errand.memory", "errand.memory", config, profile === undefined ? {} : { profile })
+  try {
+    const m = await proc.next("done")
+    await Promise.race([proc.exited, sleep(20_000)])
+    return {
+      perSecond: config.tasks / ((Number(m.at) - Number(m.startedAt)) / 1000),
+      submitPerSecond: config.tasks / ((Number(m.submittedAt) - Number(m.startedAt)) / 1000),
+      heap: Number((m.after as { heapUsed: number }).heapUsed) - Number((m.before as { heapUsed: number }).heapUsed)
+    }
+  } finally {
+    await proc.kill()
+  }
+}
+
+const inMemory = async () => {
+  const runs: Array<Awaited<ReturnType<typeof inMemoryOnce>>> = []
+  for (let i = 0; i < settings.repeat; i++) runs.push(await inMemoryOnce())
+  const b = best(runs, (r) => r.perSecond)
+  put(row("inmemory", `(6) in-memory broker end-to-end, ${settings.tasks.toLocaleString("en-US")} tasks (one process)`, "tasks/s", "higher", 0, false), "errand", {
+    value: b.perSecond,
+    note: `submitMany ${fmt(b.submitPerSecond, 0)}/s; heap grew ${fmt(b.heap / MB, 0)} MB (records kept)`
+  })
+}
+
+// ---------------------------------------------------------------------------
+// Table, targets, RESULTS.md
+// ---------------------------------------------------------------------------
+
+const peersOf = (r: Row) => settings.systems.filter((s) => s !== "errand")
+
+const ratioOf = (r: Row): string => {
+  if (!r.ratio || r.better === "none") return "—"
+  const e = r.figures.errand?.value
+  const peers = peersOf(r).map((s) => r.figures[s]?.value).filter((v): v is number => v !== undefined && Number.isFinite(v))
+  if (e === undefined || !Number.isFinite(e) || peers.length === 0) return "—"
+  const bestPeer = r.better === "higher" ? Math.max(...peers) : Math.min(...peers)
+  const factor = r.better === "higher" ? e / bestPeer : bestPeer / e
+  return `${factor.toFixed(2)}× ${factor >= 1 ? "better" : "worse"}`
+}
+
+const table = (): Array<string> => {
+  const systems = settings.systems
+  const header = ["workload", "unit", ...systems.map((s) => SYSTEM_NAMES[s]), "errand vs best peer"]
+  const lines = [`| ${header.join(" | ")} |`, `|${header.map((_, i) => (i < 2 ? "---" : "---:")).join("|")}|`]
+  for (const r of rows) {
+    const cells = systems.map((s) => {
+      const f = r.figures[s]
+      if (f === undefined) return r.key === "inmemory" && s !== "errand" ? "n/a" : "—"
+      return fmt(f.value, r.digits)
+    })
+    lines.push(`| ${[r.label, r.unit, ...cells, ratioOf(r)].join(" | ")} |`)
+  }
+  return lines
+}
+
+interface Target {
+  readonly label: string
+  readonly pass: boolean | undefined
+  readonly detail: string
+}
+
+const targets = (): Array<Target> => {
+  const out: Array<Target> = []
+  const get = (key: string, s: System) => rows.find((r) => r.key === key)?.figures[s]?.value
+  const e2eE = get("e2e", "errand")
+  const e2eB = get("e2e", "bullmq")
+  if (e2eE !== undefined) {
+    out.push({
+      label: "Redis end-to-end ≥ 100,000 tasks/s",
+      pass: e2eE >= 100_000,
+      detail: `${fmt(e2eE, 0)}/s${e2eE < 100_000 ? `: short by ${fmt(100_000 - e2eE, 0)}/s (${(100_000 / e2eE).toFixed(1)}× to go)` : ""}`
+    })
+  }
+  if (e2eE !== undefined && e2eB !== undefined) {
+    const x = e2eE / e2eB
+    out.push({
+      label: "Redis end-to-end ≥ 5× BullMQ",
+      pass: x >= 5,
+      detail: `${x.toFixed(2)}× BullMQ (${fmt(e2eE, 0)} vs ${fmt(e2eB, 0)}/s)${x < 5 ? `: needs ${fmt(5 * e2eB, 0)}/s` : ""}`
+    })
+  }
+  const p50 = get("latency-p50", "errand")
+  const p99 = get("latency-p99", "errand")
+  if (p50 !== undefined) {
+    out.push({ label: "submit → start p50 < 1 ms (Redis, light load)", pass: p50 < 1, detail: `${fmt(p50, 2)} ms${p50 >= 1 ? `: over by ${fmt(p50 - 1, 2)} ms` : ""}` })
+  }
+  if (p99 !== undefined) {
+    out.push({ label: "submit → start p99 < 5 ms (Redis, light load)", pass: p99 < 5, detail: `${fmt(p99, 2)} ms${p99 >= 5 ? `: over by ${fmt(p99 - 5, 2)} ms` : ""}` })
+  }
+  const mem = get("inmemory", "errand")
+  if (mem !== undefined) {
+    out.push({
+      label: "in-memory ≥ 250,000 tasks/s",
+      pass: mem >= 250_000,
+      detail: `${fmt(mem, 0)}/s${mem < 250_000 ? `: short by ${fmt(250_000 - mem, 0)}/s (${(250_000 / mem).toFixed(1)}× to go)` : ""}`
+    })
+  }
+  const delta = get("mem-delta", "errand")
+  if (delta !== undefined) {
+    const large = settings.backlogLarge.toLocaleString("en-US")
+    out.push({
+      label: `worker memory flat (within 50 MB) with 1,000 vs ${large} waiting`,
+      pass: Math.abs(delta) <= 50,
+      detail: `RSS delta ${fmt(delta, 1)} MB${settings.backlogLarge < 1_000_000 ? " (scaled-down backlog; the target is stated for 1,000,000)" : ""}`
+    })
+  }
+  return out
+}
+
+const machine = async () => {
+  const cpus = os.cpus()
+  const redisInfo = await R.info(redis)
+  const version = (pkg: string) => {
+    try {
+      return (JSON.parse(fs.readFileSync(path.join(benchDir, "node_modules", pkg, "package.json"), "utf8")) as { version: string }).version
+    } catch {
+      return "?"
+    }
+  }
+  return [
+    `- date: ${new Date().toISOString()}`,
+    `- CPU: ${cpus[0]?.model ?? "?"}, ${cpus.length} cores (os.cpus), ${os.arch()}`,
+    `- memory: ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB`,
+    `- OS: ${os.type()} ${os.release()}`,
+    `- load average at start: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")} (the machine is shared; figures are single runs unless noted)`,
+    `- Node ${process.version}; effect ${version("effect")}; BullMQ ${version("bullmq")} on ioredis ${version("ioredis")}; node-redis ${version("redis")}`,
+    `- Redis ${redisInfo.version} (${redisInfo.mode}) at ${settings.url.replace(/\/\/[^@]*@/, "//")}`,
+    `- Celery: ${celery === undefined ? "not available" : `${celery.version} (${celery.python}), threads pool`}`
+  ]
+}
+
+// ---------------------------------------------------------------------------
+// Profiles of errand's hot paths
+// ---------------------------------------------------------------------------
+
+const HOT = [
+  "process",
+  "run",
+  "handle",
+  "outcome",
+  "claimer",
+  "claim",
+  "claimNow",
+  "claimQueue",
+  "enqueue",
+  "submitMany",
+  "prepare",
+  "complete",
+  "start",
+  "leaseOp",
+  "locate",
+  "perQueue",
+  "evalIn",
+  "decodeMessage",
+  "loop"
+]
+
+const profiles = async (): Promise<Array<string>> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "errand-bench-prof-"))
+  const out: Array<string> = [
+    "## Where errand's time goes (CPU profiles)",
+    "",
+    "Profiled reruns (`node --cpu-prof`, separate from the measured runs above; profiling slows them down a little).",
+    "Self time is time in the function itself; the area table groups self time by package;",
+    "the inclusive table is time spent in (or below) the named errand functions.",
+    ""
+  ]
+  try {
+    if (settings.systems.includes("errand") && (settings.only.includes("e2e") || settings.only.includes("e2e-stored"))) {
+      log("profiling errand end-to-end on Redis …")
+      const r = await e2eOnce("errand", false, dir)
+      out.push(`### Redis end-to-end, results not stored (${fmt(r.perSecond, 0)} tasks/s while profiled)`, "")
+      for (const [file, title] of [["errand.worker", "Worker process"], ["errand.producer", "Producer process (submitMany)"]] as const) {
+        const f = path.join(dir, `${file}.cpuprofile`)
+        if (fs.existsSync(f)) out.push(...Profile.format(Profile.summarize(f, 20, HOT), `#### ${title}`), "")
+        else out.push(`(no profile written for ${file})`, "")
+      }
+    }
+    if (settings.only.includes("inmemory") && settings.systems.includes("errand")) {
+      log("profiling errand in-memory …")
+      const r = await inMemoryOnce(dir)
+      out.push(`### In-memory end-to-end (${fmt(r.perSecond, 0)} tasks/s while profiled)`, "")
+      const f = path.join(dir, "errand.memory.cpuprofile")
+      if (fs.existsSync(f)) out.push(...Profile.format(Profile.summarize(f, 25, HOT), "#### Producer + worker process"), "")
+    }
+  } finally {
+    if (process.env.BENCH_KEEP_PROFILES) log(`profiles kept in ${dir}`)
+    else fs.rmSync(dir, { recursive: true, force: true })
+  }
+  return out
+}
+
+// ---------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------
+
+const describeRun = () =>
+  `pnpm bench${argv.length > 0 ? ` ${argv.join(" ")}` : ""}`
+
+const main = async () => {
+  const started = Date.now()
+  redis = await R.connect(settings.url).catch((e: unknown) => {
+    throw new Error(`cannot reach Redis at ${settings.url} (set REDIS_URL): ${e instanceof Error ? e.message : String(e)}`)
+  })
+  if (settings.systems.includes("celery")) {
+    const found = Celery.detect()
+    if ("missing" in found) notes.push(found.missing)
+    else celery = found
+  }
+  const systems = settings.systems.filter((s) => s !== "celery" || celery !== undefined)
+  const env = await machine()
+  log(`errand bench ${runId}: ${settings.tasks.toLocaleString("en-US")} tasks, concurrency ${settings.concurrency}, errand prefetch ${settings.prefetch}`)
+  for (const line of env) log(`  ${line.slice(2)}`)
+  for (const n of notes) log(`  note: ${n}`)
+
+  const attempt = async (label: string, system: System | undefined, f: () => Promise<void>) => {
+    log(`${label}${system === undefined ? "" : ` — ${SYSTEM_NAMES[system]}`} …`)
+    const t0 = Date.now()
+    try {
+      await f()
+      log(`  done in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e)
+      notes.push(`${label}${system === undefined ? "" : ` on ${SYSTEM_NAMES[system]}`} failed: ${message.split("\n").slice(0, 6).join(" / ")}`)
+      log(`  FAILED: ${message}`)
+    }
+  }
+
+  for (const workload of settings.only) {
+    if (workload === "inmemory") {
+      if (settings.systems.includes("errand")) await attempt("(6) in-memory end-to-end", "errand", inMemory)
+      continue
+    }
+    for (const system of systems) {
+      switch (workload) {
+        case "e2e":
+          await attempt("(1) end-to-end, results not stored", system, () => e2e(system, false))
+          break
+        case "e2e-stored":
+          await attempt("(2) end-to-end, results stored", system, () => e2e(system, true))
+          break
+        case "submit":
+          await attempt("(3) bulk submit", system, () => submit(system))
+          break
+        case "latency":
+          await attempt("(4) submit → start latency", system, () => latency(system))
+          break
+        case "memory":
+          await attempt("(5) worker memory", system, () => memory(system))
+          break
+      }
+    }
+  }
+
+  const tableLines = table()
+  const targetList = targets()
+  const missed = targetList.some((t) => t.pass === false)
+  let profileLines: Array<string> = []
+  if (settings.profile === true || (settings.profile === "on-miss" && missed)) {
+    try {
+      profileLines = await profiles()
+    } catch (e) {
+      notes.push(`profiling failed: ${e instanceof Error ? e.message : String(e)}`)
+    }
+  }
+
+  console.log()
+  for (const line of tableLines) console.log(line)
+  console.log()
+  for (const t of targetList) console.log(`${t.pass === undefined ? "SKIP" : t.pass ? "PASS" : "MISS"}  ${t.label}: ${t.detail}`)
+  for (const n of notes) console.log(`note: ${n}`)
+  const elapsed = (Date.now() - started) / 1000
+  console.log(`\n(${describeRun()}: ${elapsed.toFixed(0)} s)`)
+
+  if (settings.write) {
+    for (const r of rows) {
+      for (const s of settings.systems) {
+        const f = r.figures[s]
+        if (f?.note !== undefined) details.push(`- ${r.label}, ${SYSTEM_NAMES[s]}: ${f.note}`)
+      }
+    }
+    const analysisFile = path.join(benchDir, "ANALYSIS.md")
+    const analysis = fs.existsSync(analysisFile) ? fs.readFileSync(analysisFile, "utf8").trim().split("\n") : []
+    const md = [
+      "# errand benchmarks",
+      "",
+      `Written by \`${describeRun()}\` (${elapsed.toFixed(0)} s). Do not edit by hand: rerun the bench.`,
+      "",
+      "## Machine",
+      "",
+      ...env,
+      "",
+      "## Results",
+      "",
+      ...tableLines,
+      "",
+      "Ratios: errand's figure against the best peer's, oriented so that above 1× means errand is better",
+      "(higher throughput, lower latency or memory).",
+      "",
+      "## Targets",
+      "",
+      ...targetList.map((t) => `- **${t.pass === undefined ? "SKIP" : t.pass ? "PASS" : "MISS"}** ${t.label}: ${t.detail}`),
+      "",
+      "## Details",
+      "",
+      ...details,
+      ...notes.map((n) => `- note: ${n}`),
+      "",
+      "## How each system is run",
+      "",
+      `- Every worker and producer is its own process; the same Redis, task count (${settings.tasks.toLocaleString("en-US")}) and concurrency (${settings.concurrency}) for all.`,
+      `- errand: \`Worker.make({ concurrency: ${settings.concurrency}, prefetch: ${settings.prefetch} })\` on \`RedisBroker.layer\`; producer \`client.submitMany\` (bulk) or \`client.submit\` (latency); a task's \`storeResult\` follows the workload. Done = the handler ran for every task and the broker holds none (acknowledged).`,
+      `- BullMQ: \`new Worker(queue, fn, { concurrency: ${settings.concurrency} })\` on ioredis, producer \`queue.addBulk\` in chunks of 1,000 (or \`queue.add\`), \`removeOnComplete: true\` when results are not stored, false when they are. Done = N \`completed\` events.`,
+      `- Celery: \`celery worker -P threads -c ${settings.concurrency}\`, Redis broker, \`task_acks_late=True\` (errand's default guarantee), prefetch multiplier 4, Redis result backend only when results are stored; producer \`apply_async\` in a loop on one producer connection. Done = the last task ran and Celery's queue and unacked set are empty.`,
+      "- (1)/(2) time from the first submit to the last acknowledgement, the worker already idle and connected; (3) the same bulk submit with no worker; (4) one submit at a time at a steady rate, latency = handler start − submit call (wall clock, both processes on this machine), the first half second dropped as warm-up; (5) the worker holds its handlers blocked while the backlog waits in Redis, memory read after a full GC (Node: `process.memoryUsage()` after `gc()`; Celery: VmRSS); (6) producer and worker in one process on `MemoryBroker.layer`.",
+      "",
+      ...profileLines,
+      ...analysis
+    ]
+    fs.writeFileSync(settings.out, `${md.join("\n")}\n`)
+    console.log(`wrote ${path.relative(process.cwd(), settings.out)}`)
+  }
+}
+
+main()
+  .catch((e: unknown) => {
+    console.error(e instanceof Error ? e.message : e)
+    process.exitCode = 1
+  })
+  .finally(async () => {
+    Celery.cleanup()
+    await redis?.close().catch(() => {})
+  })

@@ -1,0 +1,40 @@
+/** The orchestrator's own Redis connection: server info, probes, and deleting a run's keys. */
+import { createClient } from "redis"
+
+export type Client = ReturnType<typeof createClient>
+
+export const connect = async (url: string): Promise<Client> => {
+  const client = createClient({ url })
+  client.on("error", () => {})
+  await client.connect()
+  return client
+}
+
+export const info = async (client: Client) => {
+  const text = String(await client.sendCommand(["INFO", "server"]))
+  const field = (name: string) => new RegExp(`^${name}:(.*)$`, "m").exec(text)?.[1]?.trim()
+  return { version: field("redis_version") ?? "?", mode: field("redis_mode") ?? "?" }
+}
+
+export const usedMemory = async (client: Client): Promise<number> => {
+  const text = String(await client.sendCommand(["INFO", "memory"]))
+  return Number(/^used_memory:(\d+)/m.exec(text)?.[1] ?? NaN)
+}
+
+/** Deletes every key matching one of the patterns (SCAN + UNLINK); returns how many. */
+export const deleteKeys = async (client: Client, patterns: ReadonlyArray<string>): Promise<number> => {
+  let deleted = 0
+  for (const pattern of patterns) {
+    let cursor = "0"
+    do {
+      const reply = await client.sendCommand(["SCAN", cursor, "MATCH", pattern, "COUNT", "10000"]) as [string, Array<string>]
+      cursor = String(reply[0])
+      const keys = reply[1]
+      if (keys.length > 0) deleted += Number(await client.sendCommand(["UNLINK", ...keys]))
+    } while (cursor !== "0")
+  }
+  return deleted
+}
+
+export const num = async (client: Client, ...args: Array<string>): Promise<number> =>
+  Number(await client.sendCommand(args))
