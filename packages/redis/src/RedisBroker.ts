@@ -235,9 +235,9 @@ const num = (s: string | null | undefined): number | undefined => {
 /**
  * Subscribes to a pub/sub channel for the lifetime of the scope: calls
  * `onMessage` per message and `onReady` whenever the subscription is
- * (re)established, so waiters can re-check what they may have missed. Returns
- * once subscribed, or after a short while if that takes longer (it keeps
- * trying in the background).
+ * (re)established, so waiters can re-check what they may have missed. It
+ * keeps trying in the background until it is subscribed; the returned effect
+ * waits for that.
  *
  * @since 0.1.0
  */
@@ -245,8 +245,9 @@ export type Subscribe = (
   channel: string,
   onMessage: (message: string) => void,
   onReady: () => void
-) => Effect.Effect<void, never, Scope.Scope>
+) => Effect.Effect<Effect.Effect<void>, never, Scope.Scope>
 
+/** How long a first claim or await waits for its subscription before going on without it. */
 const subscribeTimeout = "2 seconds"
 
 /**
@@ -274,7 +275,7 @@ export const subscribeWith = (redis: Redis.Redis["Service"]): Subscribe => (chan
       Effect.forever,
       Effect.forkScoped
     )
-    yield* Deferred.await(subscribed).pipe(Effect.timeoutOption(subscribeTimeout))
+    return Deferred.await(subscribed)
   })
 
 type NodeRedisClient = NodeRedis.NodeRedis["Service"]["client"]
@@ -318,7 +319,7 @@ export const subscribeNode = (client: NodeRedisClient): Subscribe => (channel, o
       }),
       (subscriber) => Effect.sync(() => subscriber.close())
     )
-    yield* Deferred.await(subscribed).pipe(Effect.timeoutOption(subscribeTimeout))
+    return Deferred.await(subscribed)
   })
 
 /**
@@ -418,13 +419,17 @@ export const makeWith: (options: {
   const subscribe = options.subscribe ?? subscribeWith(redis)
   const wake = new Signals()
   const done = new Signals()
-  const ensureWake = yield* Effect.cached(
-    Scope.provide(layerScope)(subscribe(wakeChannel, (queue) => wake.fire(queue), () => wake.fireAll()))
-  )
-  const ensureDone = yield* Effect.cached(
-    Scope.provide(layerScope)(subscribe(doneChannel, (ids) => {
+  // Started once (uninterruptibly, in the layer's scope); each caller then
+  // waits for it, interruptibly and for at most `subscribeTimeout`.
+  const started = (channel: string, onMessage: (message: string) => void, onReady: () => void) =>
+    Effect.cached(Effect.uninterruptible(Scope.provide(layerScope)(subscribe(channel, onMessage, onReady))))
+  const ready = (start: Effect.Effect<Effect.Effect<void>>) =>
+    Effect.flatMap(start, (subscribed) => Effect.asVoid(Effect.timeoutOption(subscribed, subscribeTimeout)))
+  const ensureWake = ready(yield* started(wakeChannel, (queue) => wake.fire(queue), () => wake.fireAll()))
+  const ensureDone = ready(
+    yield* started(doneChannel, (ids) => {
       for (const id of ids.split("\n")) done.fire(id)
-    }, () => done.fireAll()))
+    }, () => done.fireAll())
   )
 
   // ---------------------------------------------------------------------------

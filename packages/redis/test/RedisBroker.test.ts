@@ -3,6 +3,8 @@ import { Broker } from "@errand/core/Broker"
 import { BrokerError } from "@errand/core/Errors"
 import { ResultBackend } from "@errand/core/ResultBackend"
 import { RedisBroker } from "@errand/redis"
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
+import * as Redis from "effect/persistence/Redis"
 import { Clock, ConfigProvider, Effect, Exit, Fiber, Layer, Option, References } from "effect"
 import { attempt, claimNow, enqueueNow, message, record, withBroker } from "./utils/harness.ts"
 import { command, deletePrefix, freePort, randomPrefix, testRedis } from "./utils/redis.ts"
@@ -497,6 +499,28 @@ describe("RedisBroker", () => {
         expect(ttls.every((t) => t > 0)).toBe(true)
       })
     ))
+
+  it.live("makeWith on any Redis service (generic pub/sub) wakes idle claims and awaits", () =>
+    Effect.gen(function*() {
+      const prefix = randomPrefix()
+      const redis = yield* Redis.Redis
+      const services = yield* RedisBroker.makeWith({ redis, prefix })
+      yield* Effect.gen(function*() {
+        const broker = yield* Broker
+        const backend = yield* ResultBackend
+        const fiber = yield* broker.claim({ queues: ["q"], worker: "w", max: 5, leaseMillis: 1000, waitMillis: 10_000 })
+          .pipe(Effect.forkChild)
+        yield* Effect.sleep(100)
+        const t0 = yield* Clock.currentTimeMillis
+        yield* enqueueNow(message("a"))
+        const [d] = yield* Fiber.join(fiber)
+        expect((yield* Clock.currentTimeMillis) - t0).toBeLessThan(500)
+        const waiting = yield* backend.awaitFinal("a").pipe(Effect.forkChild)
+        yield* Effect.sleep(50)
+        yield* broker.complete([{ id: "a", token: d.token, state: "SUCCESS", result: 1, attempt: attempt("SUCCESS") }])
+        expect(Option.getOrThrow(yield* Fiber.join(waiting)).result).toBe(1)
+      }).pipe(Effect.provide(services), Effect.ensuring(Effect.promise(() => deletePrefix(url, prefix))))
+    }).pipe(Effect.provide(Layer.suspend(() => NodeRedis.layer({ url })))))
 
   it.live("an unreachable Redis fails the layer with a BrokerError that says where", () =>
     Effect.gen(function*() {
