@@ -9,7 +9,7 @@ local tag, nowS = ARGV[1], ARGV[2]
 local out = {}
 for i = 3, #ARGV, 5 do
   local key = taskKey(tag, ARGV[i])
-  local f = redis.call("HMGET", key, "tok", "lw", "revoked")
+  local f = redis.call("HMGET", key, "tok", "lw", "revoked", "xw")
   if f[1] ~= ARGV[i + 1] or not f[2] then
     out[#out + 1] = 1
   elseif f[3] == "1" then
@@ -17,7 +17,7 @@ for i = 3, #ARGV, 5 do
   else
     redis.call("HSET", key, "state", "STARTED", "updatedAt", nowS,
       "lw", ARGV[i + 2], "ls", ARGV[i + 3], "la", ARGV[i + 4])
-    redis.call("HDEL", key, "xw", "xs", "xe", "xa")
+    if f[4] then redis.call("HDEL", key, "xw", "xs", "xe", "xa") end
     out[#out + 1] = 0
   end
 end
