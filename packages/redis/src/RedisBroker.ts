@@ -360,6 +360,9 @@ export const makeWith: (options: {
   const evalIn = <R>(operation: string, script: StepScript<R>, keys: ReadonlyArray<string>, args: ReadonlyArray<Arg>) =>
     redis.eval(script)(keys, args).pipe(Effect.mapError(fail(operation)))
 
+  const invalid = (operation: string, message: string) =>
+    Effect.fail(new BrokerError({ operation, message: `${operation}: ${message}; nothing was written` }))
+
   const send = <A>(operation: string, command: string, ...args: ReadonlyArray<string>) =>
     redis.send<A>(command, ...args).pipe(Effect.mapError(fail(operation)))
 
@@ -527,6 +530,11 @@ export const makeWith: (options: {
   const enqueue = (batch: ReadonlyArray<Submission>): Effect.Effect<ReadonlyArray<Enqueued>, BrokerError> =>
     Effect.gen(function*() {
       if (batch.length === 0) return []
+      // checked before any script runs: a script that fails half-way keeps its earlier writes
+      const bad = batch.find((s) => !Number.isFinite(s.dueAt) || typeof s.message.id !== "string" || s.message.id === "")
+      if (bad !== undefined) {
+        return yield* invalid("enqueue", `task ${String(bad.message.id)} has an invalid id or dueAt (${bad.dueAt})`)
+      }
       const now = yield* Clock.currentTimeMillis
       const groups = groupBy(batch, (s) => s.message.queue)
       yield* register("enqueue", [...groups.keys()])
@@ -643,7 +651,7 @@ export const makeWith: (options: {
       const deliveries: Array<Delivery> = []
       let nextAt: number | undefined
       for (const queue of options.queues) {
-        const result = yield* claimQueue(queue, options, Math.max(0, options.max - deliveries.length), now)
+        const result = yield* claimQueue(queue, options, Math.max(0, Math.floor(options.max) - deliveries.length), now)
         deliveries.push(...result.deliveries)
         if (result.nextAt !== undefined && (nextAt === undefined || result.nextAt < nextAt)) nextAt = result.nextAt
       }
@@ -653,6 +661,9 @@ export const makeWith: (options: {
   const claim = (options: ClaimOptions): Effect.Effect<ReadonlyArray<Delivery>, BrokerError> =>
     Effect.gen(function*() {
       if (options.queues.length === 0) return []
+      if (!(options.leaseMillis > 0) || !Number.isFinite(options.leaseMillis) || !(options.max >= 0)) {
+        return yield* invalid("claim", `leaseMillis must be positive and max at least 0 (got ${options.leaseMillis}, ${options.max})`)
+      }
       yield* register("claim", options.queues)
       const startedAt = yield* Clock.currentTimeMillis
       const until = startedAt + Math.max(0, options.waitMillis)
@@ -682,7 +693,9 @@ export const makeWith: (options: {
     }, "stale" as LeaseStatus)
 
   const renew = (batch: ReadonlyArray<Lease>, leaseMillis: number) =>
-    leaseOp("renew", batch, (queue, items, now) => {
+    !(leaseMillis > 0) || !Number.isFinite(leaseMillis)
+      ? invalid("renew", `leaseMillis must be positive (got ${leaseMillis})`)
+      : leaseOp("renew", batch, (queue, items, now) => {
       const keys = queueKeys(prefix, queue)
       const args: Array<Arg> = [keys.tag, now, leaseMillis]
       for (const l of items) args.push(l.id, l.token)
@@ -705,7 +718,9 @@ export const makeWith: (options: {
     }, false)
 
   const retry = (batch: ReadonlyArray<Reschedule>) =>
-    leaseOp("retry", batch, (queue, items, now) => {
+    batch.some((r) => !Number.isFinite(r.dueAt))
+      ? invalid("retry", `dueAt must be a finite number (task ${batch.find((r) => !Number.isFinite(r.dueAt))?.id})`)
+      : leaseOp("retry", batch, (queue, items, now) => {
       const keys = queueKeys(prefix, queue)
       const args: Array<Arg> = [keys.tag, now, wakeChannel, queue]
       for (const r of items) args.push(r.id, r.token, r.dueAt, json(r.error), json(r.attempt))

@@ -261,6 +261,35 @@ describe("RedisBroker", () => {
       })
     ))
 
+  it.live("invalid input is refused before any script runs (a script failing half-way keeps its writes)", () =>
+    run(() =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const now = yield* Clock.currentTimeMillis
+        const bad = yield* Effect.flip(broker.enqueue([
+          { message: message("ok"), dueAt: now },
+          { message: message("bad"), dueAt: Number.NaN }
+        ]))
+        expect(bad).toBeInstanceOf(BrokerError)
+        expect(bad.message).toContain("task bad")
+        expect(yield* ResultBackend.use((b) => b.get("ok"))).toEqual(Option.none())
+        yield* enqueueNow(message("a"))
+        const claimError = yield* Effect.flip(
+          broker.claim({ queues: ["q"], worker: "w", max: 5, leaseMillis: Number.NaN, waitMillis: 0 })
+        )
+        expect(claimError.operation).toBe("claim")
+        expect((yield* broker.stats(["q"]))[0]).toMatchObject({ ready: 1, running: 0 })
+        const [d] = yield* claimNow()
+        expect((yield* Effect.flip(broker.renew([d], 0))).operation).toBe("renew")
+        expect(
+          (yield* Effect.flip(
+            broker.retry([{ id: d.id, token: d.token, dueAt: Number.POSITIVE_INFINITY, error: err, attempt: attempt("RETRY") }])
+          )).operation
+        ).toBe("retry")
+        expect((yield* record("a")).state).toBe("RECEIVED")
+      })
+    ))
+
   it.live("retry: retries + 1, RETRY, error kept, due at dueAt", () =>
     run(() =>
       Effect.gen(function*() {
