@@ -371,14 +371,11 @@ export const makeWith: (options: {
   // by probing the known queues (`<prefix>:queues`), remembered once found.
   // ---------------------------------------------------------------------------
 
-  const registered = new Set<string>()
-  const register = (operation: string, queues: ReadonlyArray<string>) => {
-    const fresh = queues.filter((q) => !registered.has(q))
-    if (fresh.length === 0) return Effect.void
-    return send(operation, "SADD", queuesKey, ...fresh).pipe(
-      Effect.tap(() => Effect.sync(() => fresh.forEach((q) => registered.add(q))))
-    )
-  }
+  // Sent with every enqueue batch, concurrently with its scripts (same round
+  // trip): cheap, and it survives a Redis that lost its data. Claims need no
+  // registration: every task reaches a queue through enqueue.
+  const register = (operation: string, queues: ReadonlyArray<string>) =>
+    send(operation, "SADD", queuesKey, ...queues)
 
   // Two generations of at most 100k ids each: O(1) and bounded. (Evicting the
   // oldest key of one Map one by one is O(n) per eviction in V8.)
@@ -537,9 +534,8 @@ export const makeWith: (options: {
       }
       const now = yield* Clock.currentTimeMillis
       const groups = groupBy(batch, (s) => s.message.queue)
-      yield* register("enqueue", [...groups.keys()])
       const out = new Array<Enqueued>(batch.length)
-      yield* Effect.forEach(groups, ([queue, indices]) => {
+      const enqueueing = Effect.forEach(groups, ([queue, indices]) => {
         const keys = queueKeys(prefix, queue)
         const args: Array<Arg> = [keys.tag, now, wakeChannel, queue]
         for (const i of indices) {
@@ -573,6 +569,10 @@ export const makeWith: (options: {
           )
         )
       }, { concurrency: "unbounded", discard: true })
+      yield* Effect.all([register("enqueue", [...groups.keys()]), enqueueing], {
+        concurrency: "unbounded",
+        discard: true
+      })
       return out
     }).pipe(Effect.withSpan("RedisBroker.enqueue", { attributes: { size: batch.length } }))
 
@@ -664,7 +664,6 @@ export const makeWith: (options: {
       if (!(options.leaseMillis > 0) || !Number.isFinite(options.leaseMillis) || !(options.max >= 0)) {
         return yield* invalid("claim", `leaseMillis must be positive and max at least 0 (got ${options.leaseMillis}, ${options.max})`)
       }
-      yield* register("claim", options.queues)
       const startedAt = yield* Clock.currentTimeMillis
       const until = startedAt + Math.max(0, options.waitMillis)
       if (options.waitMillis > 0) yield* ensureWake
