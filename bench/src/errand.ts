@@ -19,7 +19,38 @@ const benchTask = (config: RoleConfig) =>
     storeResult: config.storeResults
   })
 
-const redisLayer = (config: RoleConfig) => RedisBroker.layer({ url: config.url, prefix: config.prefix })
+/** Broker calls and items per operation, when BENCH_DIAG is set (diagnostics, not for measured runs). */
+const calls: Record<string, { calls: number; items: number; ms: number }> = {}
+
+const counted = (broker: Broker.Broker["Service"]): Broker.Broker["Service"] => {
+  const wrap = <Args extends ReadonlyArray<any>, A, E>(name: string, f: (...args: Args) => Effect.Effect<A, E>) =>
+  (...args: Args): Effect.Effect<A, E> =>
+    Effect.suspend(() => {
+      const c = (calls[name] ??= { calls: 0, items: 0, ms: 0 })
+      c.calls++
+      c.items += Array.isArray(args[0]) ? args[0].length : 1
+      const t = now()
+      return Effect.ensuring(f(...args), Effect.sync(() => (c.ms += now() - t)))
+    })
+  return Broker.Broker.of({
+    ...broker,
+    enqueue: wrap("enqueue", broker.enqueue),
+    claim: wrap("claim", broker.claim),
+    start: wrap("start", broker.start),
+    renew: wrap("renew", broker.renew),
+    complete: wrap("complete", broker.complete),
+    stats: wrap("stats", broker.stats)
+  })
+}
+
+const diag = process.env.BENCH_DIAG !== undefined && process.env.BENCH_DIAG !== ""
+
+const redisLayer = (config: RoleConfig) => {
+  const base = RedisBroker.layer({ url: config.url, prefix: config.prefix })
+  return diag
+    ? Layer.merge(base, Layer.effect(Broker.Broker, Effect.map(Effect.service(Broker.Broker), counted)).pipe(Layer.provide(base)))
+    : base
+}
 
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.provideService(effect, References.MinimumLogLevel, "Warn")
@@ -81,8 +112,10 @@ const workerProgram = (config: RoleConfig) =>
       at: now(),
       handledAt: handled,
       count,
-      ...(config.mode === "latency" ? { latency: summarize(latencies) } : {})
+      ...(config.mode === "latency" ? { latency: summarize(latencies) } : {}),
+      ...(diag ? { calls } : {})
     })
+    if (diag) console.error(JSON.stringify(calls))
   })
 
 export const worker = (config: RoleConfig) =>
@@ -146,6 +179,7 @@ export const inMemory = (config: RoleConfig) =>
       })
       const payloads = Array.from({ length: config.tasks }, (_, n) => ({ n, t: 0 }))
       const before = memory()
+      const cpu0 = process.cpuUsage()
       const startedAt = now()
       yield* client.submitMany(task, payloads)
       const submittedAt = now()
@@ -157,6 +191,7 @@ export const inMemory = (config: RoleConfig) =>
         yield* Effect.sleep(1)
       }
       const at = now()
-      report({ type: "done", startedAt, submittedAt, at, count, before, after: memory() })
+      const cpu = process.cpuUsage(cpu0)
+      report({ type: "done", startedAt, submittedAt, at, count, cpuMicros: cpu.user + cpu.system, before, after: memory() })
     })).pipe(Effect.provide(Client.layer.pipe(Layer.provideMerge(MemoryBroker.layer))))
   )

@@ -21,7 +21,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Celery from "./celery.ts"
 import type { RoleConfig } from "./config.ts"
-import { forkNode, type Message, now, type Proc, rssOf, sleep } from "./proc.ts"
+import { cpuOf, forkNode, now, type Proc, rssOf, sleep } from "./proc.ts"
 import * as Profile from "./profile.ts"
 import * as R from "./redis.ts"
 
@@ -211,7 +211,12 @@ interface E2E {
   readonly perSecond: number
   readonly submitPerSecond: number
   readonly seconds: number
+  /** CPU microseconds per task: worker, producer, Redis server. */
+  readonly cpu: { readonly worker: number; readonly producer: number; readonly redis: number }
 }
+
+const cpuNote = (c: E2E["cpu"]) =>
+  `CPU per task: worker ${fmt(c.worker, 1)} µs, producer ${fmt(c.producer, 1)} µs, Redis ${fmt(c.redis, 1)} µs`
 
 /** Workloads 1 and 2: the worker idles, the producer submits everything in bulk, the clock stops when all are acknowledged. */
 const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E> => {
@@ -224,8 +229,10 @@ const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E
       const producer = producerOf(system, config, "bulk", profile)
       spawned.push(producer)
       await producer.next("ready", 120_000)
+      const cpu0 = { worker: cpuOf(worker.pid) ?? NaN, producer: cpuOf(producer.pid) ?? NaN, redis: await R.cpu(redis) }
       producer.send({ type: "go" })
       const submitted = await producer.next("submitted")
+      const producerCpu = (cpuOf(producer.pid) ?? NaN) - cpu0.producer
       let at: number
       if (system === "celery") {
         await worker.next("handled")
@@ -234,6 +241,12 @@ const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E
       } else {
         at = Number((await worker.next("done")).at)
       }
+      const perTask = (seconds: number) => (seconds * 1e6) / config.tasks
+      const cpu = {
+        worker: perTask((cpuOf(worker.pid) ?? NaN) - cpu0.worker),
+        producer: perTask(producerCpu),
+        redis: perTask((await R.cpu(redis)) - cpu0.redis)
+      }
       const startedAt = Number(submitted.startedAt)
       const perSecond = config.tasks / ((at - startedAt) / 1000)
       const submitPerSecond = config.tasks / ((Number(submitted.endedAt) - startedAt) / 1000)
@@ -241,7 +254,7 @@ const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E
         // let the Node children end on their own, so --cpu-prof writes the profiles
         await Promise.race([Promise.all(spawned.map((p) => p.exited)), sleep(20_000)])
       }
-      return { perSecond, submitPerSecond, seconds: (at - startedAt) / 1000 }
+      return { perSecond, submitPerSecond, seconds: (at - startedAt) / 1000, cpu }
     } finally {
       await Promise.all(spawned.map((p) => p.kill()))
       await cleanup(system, config)
@@ -256,7 +269,7 @@ const e2e = async (system: System, stored: boolean) => {
   const key = stored ? "e2e-stored" : "e2e"
   put(row(key, `(${stored ? 2 : 1}) end-to-end, ${settings.tasks.toLocaleString("en-US")} no-op tasks, results ${stored ? "stored" : "not stored"}`, "tasks/s", "higher", 0), system, {
     value: b.perSecond,
-    note: `${b.seconds.toFixed(2)} s; submit phase ${fmt(b.submitPerSecond, 0)}/s${runs.length > 1 ? `; best of ${runs.map((r) => fmt(r.perSecond, 0)).join(", ")}` : ""}`
+    note: `${b.seconds.toFixed(2)} s; submit phase ${fmt(b.submitPerSecond, 0)}/s; ${cpuNote(b.cpu)}${runs.length > 1 ? `; best of ${runs.map((r) => fmt(r.perSecond, 0)).join(", ")}` : ""}`
   })
 }
 
@@ -400,6 +413,7 @@ const inMemoryOnce = async (profile?: string) => {
     return {
       perSecond: config.tasks / ((Number(m.at) - Number(m.startedAt)) / 1000),
       submitPerSecond: config.tasks / ((Number(m.submittedAt) - Number(m.startedAt)) / 1000),
+      cpuPerTask: Number(m.cpuMicros) / config.tasks,
       heap: Number((m.after as { heapUsed: number }).heapUsed) - Number((m.before as { heapUsed: number }).heapUsed)
     }
   } finally {
@@ -413,7 +427,7 @@ const inMemory = async () => {
   const b = best(runs, (r) => r.perSecond)
   put(row("inmemory", `(6) in-memory broker end-to-end, ${settings.tasks.toLocaleString("en-US")} tasks (one process)`, "tasks/s", "higher", 0, false), "errand", {
     value: b.perSecond,
-    note: `submitMany ${fmt(b.submitPerSecond, 0)}/s; heap grew ${fmt(b.heap / MB, 0)} MB (records kept)`
+    note: `CPU per task ${fmt(b.cpuPerTask, 1)} µs; submitMany ${fmt(b.submitPerSecond, 0)}/s; heap grew ${fmt(b.heap / MB, 0)} MB (records kept)`
   })
 }
 
@@ -659,8 +673,17 @@ const main = async () => {
     }
   }
 
+  for (const r of rows) {
+    for (const s of settings.systems) {
+      const f = r.figures[s]
+      if (f?.note !== undefined) details.push(`- ${r.label}, ${SYSTEM_NAMES[s]}: ${f.note}`)
+    }
+  }
+
   console.log()
   for (const line of tableLines) console.log(line)
+  console.log()
+  for (const line of details) console.log(line)
   console.log()
   for (const t of targetList) console.log(`${t.pass === undefined ? "SKIP" : t.pass ? "PASS" : "MISS"}  ${t.label}: ${t.detail}`)
   for (const n of notes) console.log(`note: ${n}`)
@@ -668,12 +691,6 @@ const main = async () => {
   console.log(`\n(${describeRun()}: ${elapsed.toFixed(0)} s)`)
 
   if (settings.write) {
-    for (const r of rows) {
-      for (const s of settings.systems) {
-        const f = r.figures[s]
-        if (f?.note !== undefined) details.push(`- ${r.label}, ${SYSTEM_NAMES[s]}: ${f.note}`)
-      }
-    }
     const analysisFile = path.join(benchDir, "ANALYSIS.md")
     const analysis = fs.existsSync(analysisFile) ? fs.readFileSync(analysisFile, "utf8").trim().split("\n") : []
     const md = [

@@ -158,3 +158,15 @@ export const rssOf = (pid: number): number | undefined => {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/** CPU seconds (user + system) a process has used so far, from /proc; undefined where /proc is missing. */
+export const cpuOf = (pid: number): number | undefined => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    // fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return (Number(rest[11]) + Number(rest[12])) / 100
+  } catch {
+    return undefined
+  }
+}

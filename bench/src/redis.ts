@@ -38,3 +38,10 @@ export const deleteKeys = async (client: Client, patterns: ReadonlyArray<string>
 
 export const num = async (client: Client, ...args: Array<string>): Promise<number> =>
   Number(await client.sendCommand(args))
+
+/** Redis server CPU seconds so far (user + sys, all threads). */
+export const cpu = async (client: Client): Promise<number> => {
+  const text = String(await client.sendCommand(["INFO", "cpu"]))
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(text)?.[1] ?? NaN)
+  return field("used_cpu_user") + field("used_cpu_sys")
+}
