@@ -22,7 +22,7 @@
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const plan = FaultPlan.make(
  *   FaultPlan.crash({ task: 0, at: "beforeAck" }),
@@ -49,7 +49,7 @@ const between = (minimum: number, maximum: number) => Schema.Int.check(Schema.is
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const points: ReadonlyArray<FaultPlan.CrashPoint> = FaultPlan.crashPoints
  * // ["beforeStart", "beforeHandler", "inHandler", "beforeAck"]
@@ -69,7 +69,7 @@ export type CrashPoint = typeof CrashPoint.Type
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.crashPoints.length // 4
  * ```
@@ -85,7 +85,7 @@ export const crashPoints = ["beforeStart", "beforeHandler", "inHandler", "before
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.outage({ from: 0, for: "10 seconds", ops: ["renew"] }) // heartbeats fail, nothing else
  * ```
@@ -116,7 +116,7 @@ export type Op = typeof Op.Type
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.workerOps.includes("renew") // true
  * ```
@@ -130,7 +130,7 @@ export const workerOps: ReadonlyArray<Op> = ["claim", "start", "renew", "complet
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const fault: FaultPlan.Crash = { _tag: "Crash", task: 0, attempt: 0, at: "beforeAck" }
  * ```
@@ -156,7 +156,7 @@ export type Crash = typeof Crash.Type
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const fault: FaultPlan.Shutdown = { _tag: "Shutdown", atMillis: 5_000 }
  * ```
@@ -178,7 +178,7 @@ export type Shutdown = typeof Shutdown.Type
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const fault: FaultPlan.BrokerOutage = { _tag: "BrokerOutage", fromMillis: 1_000, forMillis: 30_000 }
  * ```
@@ -201,7 +201,7 @@ export type BrokerOutage = typeof BrokerOutage.Type
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const fault: FaultPlan.SlowBroker = { _tag: "SlowBroker", fromMillis: 0, forMillis: 60_000, delayMillis: 4_000 }
  * ```
@@ -228,7 +228,7 @@ export type SlowBroker = typeof SlowBroker.Type
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const fault: FaultPlan.Duplicate = { _tag: "Duplicate", task: 0, attempt: 0 }
  * ```
@@ -251,7 +251,7 @@ export type Duplicate = typeof Duplicate.Type
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const fault: FaultPlan.Fail = { _tag: "Fail", task: 0, attempt: 0, at: "after" }
  * ```
@@ -275,7 +275,7 @@ export type Fail = typeof Fail.Type
  * @example
  * ```ts
  * import { Schema } from "effect"
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const fault = Schema.decodeUnknownSync(FaultPlan.Fault)({ _tag: "Duplicate", task: 0, attempt: 0 })
  * ```
@@ -294,7 +294,7 @@ export type Fault = typeof Fault.Type
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const kinds: ReadonlyArray<FaultPlan.Kind> = ["Crash", "Duplicate"]
  * ```
@@ -308,7 +308,7 @@ export type Kind = Fault["_tag"]
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.kinds // ["Crash", "Shutdown", "BrokerOutage", "SlowBroker", "Duplicate", "Fail"]
  * ```
@@ -323,7 +323,7 @@ export const kinds: ReadonlyArray<Kind> = ["Crash", "Shutdown", "BrokerOutage", 
  * @example
  * ```ts
  * import { Schema } from "effect"
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * // plans are plain data: store a failing one as JSON, decode it back
  * const plan = Schema.decodeUnknownSync(FaultPlan.FaultPlan)({ faults: [{ _tag: "Crash", task: 0, attempt: 0, at: "inHandler" }] })
@@ -343,7 +343,7 @@ export type FaultPlan = typeof FaultPlan.Type
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.empty.faults.length // 0
  * ```
@@ -357,7 +357,7 @@ export const empty: FaultPlan = { faults: [] }
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const plan = FaultPlan.make(FaultPlan.crash({ task: 0 }), FaultPlan.shutdown({ at: "3 seconds" }))
  * ```
@@ -374,7 +374,7 @@ const millis = (input: Duration.Input): number => Math.round(Duration.toMillis(D
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.crash({ task: 2, attempt: 1, at: "inHandler", after: "500 millis" })
  * ```
@@ -399,7 +399,7 @@ export const crash = (options: {
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.shutdown({ at: "2 seconds" })
  * ```
@@ -417,7 +417,7 @@ export const shutdown = (options: { readonly at: Duration.Input; readonly worker
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.outage({ from: "1 second", for: "30 seconds" })
  * ```
@@ -440,7 +440,7 @@ export const outage = (options: {
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.slowBroker({ from: 0, for: "1 minute", delay: "3 seconds", ops: ["renew"] })
  * ```
@@ -465,7 +465,7 @@ export const slowBroker = (options: {
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.duplicate({ task: 0 })
  * ```
@@ -483,7 +483,7 @@ export const duplicate = (options: { readonly task: number; readonly attempt?: n
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.fail({ task: 0, at: "before" })
  * ```
@@ -518,7 +518,7 @@ const pointText: Record<CrashPoint, string> = {
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * FaultPlan.describe(FaultPlan.crash({ task: 0, at: "beforeAck" }))
  * // "crash the worker running task 0 (attempt 0) after its handler, before the ack"
@@ -558,7 +558,7 @@ export const describe = (fault: Fault): string => {
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * console.log(FaultPlan.format(FaultPlan.make(FaultPlan.duplicate({ task: 0 }))))
  * // 1. deliver task 0 (attempt 0) twice, to two workers at once
@@ -576,7 +576,7 @@ export const format = (plan: FaultPlan | ReadonlyArray<Fault>): string => {
  *
  * @example
  * ```ts
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const options: FaultPlan.ArbitraryOptions = { tasks: 3, attempts: 2, horizon: "1 minute", maxFaults: 3 }
  * ```
@@ -616,7 +616,7 @@ const seconds = (max: number, min = 0) =>
  * ```ts
  * import { it } from "@effect/vitest"
  * import { Effect } from "effect"
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * it.effect.prop("survives any plan", { plan: FaultPlan.arbitrary({ tasks: 3 }) }, ({ plan }) =>
  *   Effect.succeed(FaultPlan.format(plan).length > 0), { arbitrary: { runs: 50 } })
@@ -693,7 +693,7 @@ export const arbitrary = (options: ArbitraryOptions): Arbitrary.Arbitrary<FaultP
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { FaultPlan } from "@errand/core/testing/FaultPlan"
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
  *
  * const plan = Effect.runSync(FaultPlan.sample({ tasks: 3, seed: 42 }))
  * ```
