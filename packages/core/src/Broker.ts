@@ -185,7 +185,11 @@ export interface QueueStats {
  * @since 0.1.0
  */
 export class Broker extends Context.Service<Broker, {
-  /** Enqueue many tasks at once and write their PENDING records. */
+  /**
+   * Enqueue many tasks at once and write their PENDING records. Idempotent
+   * per task id: an id the backend already knows (waiting, running or ended,
+   * until its record expires) is left as it is.
+   */
   readonly enqueue: (batch: ReadonlyArray<Submission>) => Effect.Effect<ReadonlyArray<Enqueued>, BrokerError>
   /**
    * Lease up to `max` tasks, highest priority first, then oldest first.

@@ -250,6 +250,12 @@ export const make = Effect.sync(() => {
       const out: Array<Broker.Enqueued> = []
       let ready = false
       for (const { dedupId, dueAt, message } of batch) {
+        // an id already known is not enqueued again: a producer retrying a
+        // submit whose first try went through must not reset or rerun the task
+        if (records.has(message.id)) {
+          out.push({ id: message.id })
+          continue
+        }
         if (dedupId !== undefined) {
           const existing = dedup.get(dedupKey(message.queue, dedupId))
           if (existing !== undefined) {

@@ -108,6 +108,46 @@ export interface Service {
  */
 export class Worker extends Context.Service<Worker, Service>()("@errand/core/Worker") {}
 
+/**
+ * How a task ends, as the worker's hooks see it just before it is recorded.
+ *
+ * @since 0.1.0
+ */
+export type Final =
+  | { readonly state: "SUCCESS"; readonly result: unknown }
+  | { readonly state: "FAILURE" | "REVOKED"; readonly error: ErrorInfo }
+
+/**
+ * Hooks a worker runs when a task reaches its final state, before the outcome
+ * is acknowledged and while the lease is held: a worker that dies in between
+ * leaves the task to be run again, so a hook runs at least once. What
+ * canvases (chain, group, chord) build on. `result` is encoded (JSON).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { Worker } from "@errand/core"
+ *
+ * const Audit = Layer.succeed(Worker.Hooks, {
+ *   beforeFinal: (message, final) => Effect.log(`${message.task} ${message.id} ends ${final.state}`)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export interface HooksService {
+  readonly beforeFinal: (message: Message, final: Final) => Effect.Effect<void, BrokerError>
+}
+
+/**
+ * The hooks of the workers in this context; none by default.
+ *
+ * @since 0.1.0
+ */
+export const Hooks = Context.Reference<HooksService>("@errand/core/Worker/Hooks", {
+  defaultValue: () => ({ beforeFinal: () => Effect.void })
+})
+
 type StopReason = "shutdown" | "revoked" | "stale" | "killed"
 
 /** An implemented task with its codecs compiled once. */
@@ -163,6 +203,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       })
     }
     const clock = yield* Clock.Clock
+    const hooks = yield* Hooks
     const known = [...registry.keys()].sort()
     const queues = options.queues ?? [...new Set(options.tasks.map((impl) => impl.task.queue))]
     if (queues.length === 0) {
@@ -196,6 +237,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const batched = <I, O>(op: string, call: (batch: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, BrokerError>) =>
       Effect.map(Batcher.make(call, { maxBatch: 512 }), (b) => (item: I) =>
         killed ? Effect.never : persistent(op, b.run(item)))
+    const beforeFinal = (message: Message, final: Final) =>
+      killed ? Effect.void : persistent("beforeFinal hook", hooks.beforeFinal(message, final))
     const start = yield* batched("start", broker.start)
     const complete = yield* batched("complete", broker.complete)
     const retry = yield* batched("retry", broker.retry)
@@ -301,14 +344,16 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         )
         : error
       const entry = attempt("FAILURE")
+      yield* beforeFinal(message, { state: "FAILURE", error: final })
       const ok = yield* complete({ id: d.id, token: d.token, state: "FAILURE", error: final, attempt: entry })
       if (!ok) return yield* stale(d, entry)
       yield* log("Warning", `failed: ${final._tag}: ${final.message}`, d, { task: task.name })
     })
 
-    const dead = Effect.fnUntraced(function*(d: Broker.Delivery, error: ErrorInfo, retries: number) {
+    const dead = Effect.fnUntraced(function*(d: Broker.Delivery, error: ErrorInfo, message?: Message) {
       const now = yield* Clock.currentTimeMillis
-      const attempt = attemptOf({ retries }, now, now, "DEAD", error)
+      const attempt = attemptOf({ retries: message?.retries ?? 0 }, now, now, "DEAD", error)
+      if (message !== undefined) yield* beforeFinal(message, { state: "FAILURE", error })
       const ok = yield* deadLetter({ id: d.id, token: d.token, error, attempt })
       if (!ok) return yield* stale(d, attempt)
       yield* log("Warning", `dead-lettered: ${error._tag}: ${error.message}`, d)
@@ -361,8 +406,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
               issue,
               message: `message ${d.id} in queue ${d.queue} is not an errand message: ${issue}`
             })
-          ),
-          0
+          )
         )
       }
       const message = decoded.value
@@ -379,7 +423,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
               }); deploy a worker that implements it, then redeliver the task`
             })
           ),
-          message.retries
+          message
         )
       }
       const task = registered.task
@@ -399,7 +443,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
                 `perhaps sent by an older producer: ${issue}`
             })
           ),
-          message.retries
+          message
         )
       }
       return run(h, message, registered, payload.value).pipe(
@@ -489,6 +533,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const now = yield* Clock.currentTimeMillis
       const error = info(new TaskRevoked({ taskId: d.id, message: `task ${d.id} was revoked` }))
       const attempt = attemptOf(message, startedAt, now, "REVOKED", error)
+      yield* beforeFinal(message, { state: "REVOKED", error })
       const ok = yield* complete({ id: d.id, token: d.token, state: "REVOKED", error, attempt })
       if (!ok) return yield* stale(d, attempt)
       yield* log("Info", "revoked", d)
@@ -518,6 +563,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
             { startedAt }
           )
         }
+        yield* beforeFinal(message, { state: "SUCCESS", result: encoded.value })
         const attempt = attemptOf(message, startedAt, clock.currentTimeMillisUnsafe(), "SUCCESS")
         const ok = yield* complete({
           id: d.id,

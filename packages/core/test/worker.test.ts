@@ -10,6 +10,7 @@ import {
   TaskContext,
   TaskRevoked,
   TimeLimitExceeded,
+  Worker,
   WorkerLost
 } from "@errand/core"
 import { advance, base, settle, startWorker } from "./utils.ts"
@@ -404,5 +405,28 @@ describe("await gives back errand's own errors with their fields", () => {
         assert.strictEqual(error.worker, "w-gone")
         assert.strictEqual(error.taskId, job.id)
       }
+    }).pipe(Effect.provide(base)))
+})
+
+describe("Worker.Hooks", () => {
+  it.effect("beforeFinal sees each final outcome before it is recorded", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const T = Task.make("test.hooked", { payload: Schema.Struct({ ok: Schema.Boolean }), success: Schema.String })
+      const TLive = Task.implement(T, ({ ok }) => ok ? Effect.succeed("yes") : Effect.die("no"))
+      const client = yield* Client.Client
+      const hooks = {
+        beforeFinal: (message: { readonly id: string }, final: Worker.Final) =>
+          Effect.gen(function*() {
+            const status = yield* client.status(message.id).pipe(Effect.orDie)
+            seen.push(`${final.state}:${"result" in final ? final.result : final.error._tag}:recorded=${status.state}`)
+          })
+      }
+      yield* startWorker({ tasks: [TLive] }).pipe(Effect.provideService(Worker.Hooks, hooks))
+      yield* client.submit(T, { ok: true })
+      yield* advance(1)
+      yield* client.submit(T, { ok: false })
+      yield* advance(1)
+      assert.deepStrictEqual(seen, ["SUCCESS:yes:recorded=STARTED", "FAILURE:TaskDefect:recorded=STARTED"])
     }).pipe(Effect.provide(base)))
 })

@@ -427,6 +427,21 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
           assert.deepStrictEqual(yield* enqueue(c, undefined, "order-1"), { id: c.id })
         }))
 
+      it.effect("enqueue is idempotent per task id: a resubmitted id neither resets nor reruns the task", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue, record } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [d] = yield* broker.claim(claimOptions(queue))
+          assert.deepStrictEqual(yield* enqueue({ ...m, payload: { n: 2 } }), { id: m.id })
+          assert.strictEqual((yield* record(m.id)).state, "RECEIVED")
+          assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
+          yield* broker.complete([{ id: d!.id, token: d!.token, state: "SUCCESS", result: 1, attempt: attempt("SUCCESS") }])
+          yield* enqueue(m)
+          assert.strictEqual((yield* record(m.id)).state, "SUCCESS")
+          assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
+        }))
+
       it.effect("setState: custom states with meta until the task ends; recordStale appends", () =>
         Effect.gen(function*() {
           const { backend, broker, enqueue, queue, record } = yield* setup
