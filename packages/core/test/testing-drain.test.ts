@@ -148,6 +148,17 @@ describe("the harness", () => {
       ])
     }).pipe(Effect.provide(world({ shutdownGrace: "1 second" }))))
 
+  it.effect("workers: 0 — tasks wait until the test starts a worker", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      const job = yield* client.submit(Job, { n: 0, seconds: 1 })
+      const error = yield* Effect.flip(ErrandTest.drain({ maxSteps: 5 }))
+      assert.include(error.message, "no worker is running")
+      assert.strictEqual(yield* ErrandTest.startWorker, "w-1")
+      yield* ErrandTest.drain()
+      yield* ErrandTest.expectHistory(job, [{ outcome: "SUCCESS", worker: "w-1", startedAt: "5 seconds" }])
+    }).pipe(Effect.provide(world({ workers: 0 }))))
+
   it.effect("closing the world with tasks still running does not wait for them", () =>
     Effect.gen(function*() {
       const client = yield* Client.Client

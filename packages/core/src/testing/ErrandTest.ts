@@ -12,11 +12,11 @@
  * @example
  * ```ts
  * import { it } from "@effect/vitest"
- * import { Effect } from "effect"
+ * import { Effect, Layer } from "effect"
  * import { Client } from "@errand/core"
  * import * as ErrandTest from "@errand/core/testing/ErrandTest"
  * import * as FaultPlan from "@errand/core/testing/FaultPlan"
- * import { Charge, ChargeLive } from "../src/Billing.ts"
+ * import { Charge, ChargeLive, Gateway, Ledger } from "../src/Billing.ts"
  *
  * it.effect("a charge survives its worker dying before the ack", () =>
  *   Effect.gen(function*() {
@@ -30,7 +30,7 @@
  *   }).pipe(Effect.provide(ErrandTest.layer({
  *     tasks: [ChargeLive],
  *     faults: FaultPlan.make(FaultPlan.crash({ task: 0, at: "beforeAck" }))
- *   }))))
+ *   }).pipe(Layer.provide(Layer.mergeAll(Ledger.layer, Gateway.layer()))))))
  * ```
  *
  * @since 0.1.0
@@ -89,7 +89,7 @@ import * as History from "./History.ts"
 export interface Options<Tasks extends ReadonlyArray<Task.AnyImplemented>> {
   /** The implemented tasks the workers run. */
   readonly tasks: Tasks
-  /** How many workers run from the start, named `w-1`, `w-2`... Default 1. */
+  /** How many workers run from the start, named `w-1`, `w-2`... Default 1; 0 to start them with `startWorker`. */
   readonly workers?: number | undefined
   /** Handlers run at once per worker. Default 4. */
   readonly concurrency?: number | undefined
@@ -184,6 +184,15 @@ export const PendingTask = Schema.Struct({
 })
 
 /**
+ * The type of \`PendingTask\`.
+ *
+ * @example
+ * ```ts
+ * import * as ErrandTest from "@errand/core/testing/ErrandTest"
+ *
+ * const stuck: ReadonlyArray<ErrandTest.PendingTask> = [{ id: "job-0", task: "job", state: "RETRY", retries: 99 }]
+ * ```
+ *
  * @since 0.1.0
  */
 export type PendingTask = typeof PendingTask.Type
@@ -742,7 +751,7 @@ const make = Effect.fnUntraced(function*<Tasks extends ReadonlyArray<Task.AnyImp
       }), { discard: true })
   )
 
-  for (let i = 0; i < Math.max(1, options.workers ?? 1); i++) yield* startWorker(false)
+  for (let i = 0; i < Math.max(0, options.workers ?? 1); i++) yield* startWorker(false)
   if (faults.some((f) => f._tag === "Duplicate")) yield* startWorker(true)
   yield* Effect.forkScoped(Effect.forever(Effect.andThen(Queue.take(commands), startWorker(false))))
   for (let i = 0; i < faults.length; i++) {
@@ -892,9 +901,12 @@ const make = Effect.fnUntraced(function*<Tasks extends ReadonlyArray<Task.AnyImp
  * import { Effect, Layer } from "effect"
  * import { Client } from "@errand/core"
  * import * as ErrandTest from "@errand/core/testing/ErrandTest"
- * import { Charge, ChargeLive, Ledger } from "../src/Billing.ts"
+ * import { Charge, ChargeLive, Gateway, Ledger } from "../src/Billing.ts"
  *
- * const World = ErrandTest.layer({ tasks: [ChargeLive], concurrency: 4 }).pipe(Layer.provideMerge(Ledger.layer))
+ * // Ledger is merged into the world so the test can read it too
+ * const World = ErrandTest.layer({ tasks: [ChargeLive], concurrency: 4 }).pipe(
+ *   Layer.provideMerge(Layer.mergeAll(Ledger.layer, Gateway.layer()))
+ * )
  *
  * it.effect("charges", () =>
  *   Effect.gen(function*() {
@@ -1145,6 +1157,22 @@ export const kill = (worker?: string): Effect.Effect<void, never, ErrandTest> =>
  */
 export const shutdown = (worker?: string): Effect.Effect<void, never, ErrandTest> =>
   ErrandTest.use((h) => h.shutdown(worker))
+
+/**
+ * Starts one more worker (named after the last one) and returns its id.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as ErrandTest from "@errand/core/testing/ErrandTest"
+ *
+ * // with `workers: 0`, tasks wait until the test starts a worker
+ * const program = Effect.andThen(ErrandTest.advance("1 minute"), ErrandTest.startWorker)
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const startWorker: Effect.Effect<string, never, ErrandTest> = ErrandTest.use((h) => h.startWorker)
 
 /**
  * The current test time, in ms since the test began.

@@ -62,6 +62,15 @@ import type * as History from "./History.ts"
 export const Step = Schema.Literals(["fail", "defect", "retry"])
 
 /**
+ * The type of \`Step\`.
+ *
+ * @example
+ * ```ts
+ * import * as Failures from "@errand/core/testing/Failures"
+ *
+ * const steps: ReadonlyArray<Failures.Step> = ["fail", "retry"]
+ * ```
+ *
  * @since 0.1.0
  */
 export type Step = typeof Step.Type

@@ -60,6 +60,15 @@ const between = (minimum: number, maximum: number) => Schema.Int.check(Schema.is
 export const CrashPoint = Schema.Literals(["beforeStart", "beforeHandler", "inHandler", "beforeAck", "random"])
 
 /**
+ * The type of \`CrashPoint\`.
+ *
+ * @example
+ * ```ts
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
+ *
+ * const at: FaultPlan.CrashPoint = "beforeAck"
+ * ```
+ *
  * @since 0.1.0
  */
 export type CrashPoint = typeof CrashPoint.Type
@@ -107,6 +116,15 @@ export const Op = Schema.Literals([
 ])
 
 /**
+ * The type of \`Op\`.
+ *
+ * @example
+ * ```ts
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
+ *
+ * const op: FaultPlan.Op = "renew"
+ * ```
+ *
  * @since 0.1.0
  */
 export type Op = typeof Op.Type
@@ -146,6 +164,15 @@ export const Crash = Schema.TaggedStruct("Crash", {
 })
 
 /**
+ * The type of \`Crash\`.
+ *
+ * @example
+ * ```ts
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
+ *
+ * const c: FaultPlan.Crash = FaultPlan.crash({ task: 0, at: "inHandler", after: "1 second" })
+ * ```
+ *
  * @since 0.1.0
  */
 export type Crash = typeof Crash.Type
@@ -169,6 +196,15 @@ export const Shutdown = Schema.TaggedStruct("Shutdown", {
 })
 
 /**
+ * The type of \`Shutdown\`.
+ *
+ * @example
+ * ```ts
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
+ *
+ * const s: FaultPlan.Shutdown = FaultPlan.shutdown({ at: "5 seconds" })
+ * ```
+ *
  * @since 0.1.0
  */
 export type Shutdown = typeof Shutdown.Type
@@ -192,6 +228,15 @@ export const BrokerOutage = Schema.TaggedStruct("BrokerOutage", {
 })
 
 /**
+ * The type of \`BrokerOutage\`.
+ *
+ * @example
+ * ```ts
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
+ *
+ * const o: FaultPlan.BrokerOutage = FaultPlan.outage({ from: 0, for: "30 seconds" })
+ * ```
+ *
  * @since 0.1.0
  */
 export type BrokerOutage = typeof BrokerOutage.Type
@@ -216,6 +261,15 @@ export const SlowBroker = Schema.TaggedStruct("SlowBroker", {
 })
 
 /**
+ * The type of \`SlowBroker\`.
+ *
+ * @example
+ * ```ts
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
+ *
+ * const s: FaultPlan.SlowBroker = FaultPlan.slowBroker({ from: 0, for: "1 minute", delay: "2 seconds" })
+ * ```
+ *
  * @since 0.1.0
  */
 export type SlowBroker = typeof SlowBroker.Type
@@ -241,6 +295,15 @@ export const Duplicate = Schema.TaggedStruct("Duplicate", {
 })
 
 /**
+ * The type of \`Duplicate\`.
+ *
+ * @example
+ * ```ts
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
+ *
+ * const d: FaultPlan.Duplicate = FaultPlan.duplicate({ task: 1 })
+ * ```
+ *
  * @since 0.1.0
  */
 export type Duplicate = typeof Duplicate.Type
@@ -265,6 +328,15 @@ export const Fail = Schema.TaggedStruct("Fail", {
 })
 
 /**
+ * The type of \`Fail\`.
+ *
+ * @example
+ * ```ts
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
+ *
+ * const f: FaultPlan.Fail = FaultPlan.fail({ task: 0, at: "before" })
+ * ```
+ *
  * @since 0.1.0
  */
 export type Fail = typeof Fail.Type
@@ -285,6 +357,15 @@ export type Fail = typeof Fail.Type
 export const Fault = Schema.Union([Crash, Shutdown, BrokerOutage, SlowBroker, Duplicate, Fail])
 
 /**
+ * The type of \`Fault\`.
+ *
+ * @example
+ * ```ts
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
+ *
+ * const faults: ReadonlyArray<FaultPlan.Fault> = [FaultPlan.duplicate({ task: 0 }), FaultPlan.shutdown({ at: "2 seconds" })]
+ * ```
+ *
  * @since 0.1.0
  */
 export type Fault = typeof Fault.Type
@@ -334,6 +415,15 @@ export const kinds: ReadonlyArray<Kind> = ["Crash", "Shutdown", "BrokerOutage", 
 export const FaultPlan = Schema.Struct({ faults: Schema.Array(Fault) })
 
 /**
+ * The type of \`FaultPlan\`.
+ *
+ * @example
+ * ```ts
+ * import * as FaultPlan from "@errand/core/testing/FaultPlan"
+ *
+ * const plan: FaultPlan.FaultPlan = FaultPlan.make(FaultPlan.crash({ task: 0, at: "beforeAck" }))
+ * ```
+ *
  * @since 0.1.0
  */
 export type FaultPlan = typeof FaultPlan.Type
