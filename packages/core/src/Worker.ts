@@ -167,6 +167,13 @@ interface Held {
   reason: StopReason | undefined
 }
 
+/**
+ * Held deliveries are keyed by id and token: a worker may claim again a task
+ * whose earlier lease it lost while that attempt still runs, and both must be
+ * renewed, awaited at shutdown and counted.
+ */
+const heldKey = (d: Broker.Lease) => `${d.id}#${d.token}`
+
 const randomId = () => Math.random().toString(36).slice(2, 10)
 
 /**
@@ -652,7 +659,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.logError("worker failed to process a task", cause)
         ),
         Effect.ensuring(Effect.sync(() => {
-          held.delete(h.delivery.id)
+          held.delete(heldKey(h.delivery))
           freeRoom()
         }))
       )
@@ -688,7 +695,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         )
         for (const delivery of batch) {
           const h: Held = { delivery, fiber: undefined, reason: undefined }
-          held.set(delivery.id, h)
+          held.set(heldKey(delivery), h)
           Queue.offerUnsafe(local, h)
         }
       }
@@ -736,7 +743,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       // Prefetched tasks that never started go back at once.
       const waiting = yield* Queue.clear(local)
       if (waiting.length > 0) {
-        for (const h of waiting) held.delete(h.delivery.id)
+        for (const h of waiting) held.delete(heldKey(h.delivery))
         yield* persistent("release", broker.release(waiting.map((h) => ({ id: h.delivery.id, token: h.delivery.token }))))
           .pipe(Effect.timeoutOption("5 seconds"))
       }
