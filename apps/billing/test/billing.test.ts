@@ -1,9 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Arbitrary, Effect, Layer } from "effect"
 import { Client, MaxRetriesExceeded } from "@errand/core"
-import * as ErrandTest from "@errand/core/testing/ErrandTest"
-import * as FaultPlan from "@errand/core/testing/FaultPlan"
-import * as History from "@errand/core/testing/History"
+import { ErrandTest, FaultPlan, History } from "@errand/core/testing"
 import { CardDeclined, Charge, ChargeLive, ChargeNaive, Gateway, Ledger } from "../src/Billing.ts"
 
 /** A test world: the toolkit's harness for `impl`, a fresh ledger, a scripted gateway. */
