@@ -180,6 +180,45 @@ export interface QueueStats {
 }
 
 /**
+ * A worker as it registers itself: who, where, what it consumes. Written by
+ * `heartbeat` with the worker's lease renewals and read back by `workers`.
+ *
+ * @since 0.1.0
+ */
+export interface WorkerInfo {
+  readonly id: string
+  readonly host: string
+  readonly pid: number
+  readonly queues: ReadonlyArray<string>
+  readonly concurrency: number
+  /** When the worker started (ms since the epoch). */
+  readonly startedAt: number
+  /** When it last heartbeated. */
+  readonly heartbeatAt: number
+  /**
+   * Until when that heartbeat vouches for the worker (its lease time): a
+   * worker not heard from past this is gone, and its leases have run out.
+   */
+  readonly aliveUntil: number
+  /** When the broker forgets the entry, unless a later heartbeat renews it. */
+  readonly expiresAt: number
+  /** Tasks held (running or prefetched) at the last heartbeat. */
+  readonly inFlight?: number | undefined
+  /** Set by the last heartbeat of a worker that shut down cleanly. */
+  readonly stoppedAt?: number | undefined
+}
+
+/**
+ * A registered worker's status at `now`: `alive` while its heartbeats come,
+ * `stopped` after a clean shutdown, `gone` when it stopped heartbeating
+ * without one (killed, hung, cut off).
+ *
+ * @since 0.1.0
+ */
+export const workerStatus = (worker: WorkerInfo, now: number): "alive" | "stopped" | "gone" =>
+  worker.stoppedAt !== undefined ? "stopped" : now > worker.aliveUntil ? "gone" : "alive"
+
+/**
  * The broker.
  *
  * @since 0.1.0
@@ -214,8 +253,32 @@ export class Broker extends Context.Service<Broker, {
   readonly release: (batch: ReadonlyArray<Lease>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
   /** Revoke a task: removed if waiting, flagged if running. */
   readonly revoke: (id: string) => Effect.Effect<RevokeResult, BrokerError>
-  /** Bring a dead-lettered task back to its queue, ready now. `false`: no such dead letter. */
+  /**
+   * Bring a dead-lettered task, or one that ended FAILURE, back to its queue,
+   * ready now, state PENDING, its retry count and history kept. A failed
+   * task's message is retained with its record (until the record expires).
+   * `false`: no such dead letter or failed task.
+   */
   readonly redeliver: (id: string) => Effect.Effect<boolean, BrokerError>
   /** Counts per queue. */
   readonly stats: (queues: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<QueueStats>, BrokerError>
+  // Operations for tools (`errand inspect`, `errand purge`). Optional, so a
+  // broker layer written before them still compiles and runs: a worker then
+  // skips registration, and the tools say the broker lacks them. The memory
+  // and Redis layers have them all.
+  /**
+   * Register workers or renew their registrations (one entry per id, the
+   * latest wins). An entry is forgotten at its `expiresAt`.
+   */
+  readonly heartbeat?: ((batch: ReadonlyArray<WorkerInfo>) => Effect.Effect<void, BrokerError>) | undefined
+  /** The registered workers whose entries have not expired, gone and stopped ones included. */
+  readonly workers?: Effect.Effect<ReadonlyArray<WorkerInfo>, BrokerError> | undefined
+  /** The names of the queues the broker knows (every queue a task was enqueued to). */
+  readonly queues?: Effect.Effect<ReadonlyArray<string>, BrokerError> | undefined
+  /**
+   * Remove the waiting (ready and delayed) tasks of each queue; running and
+   * dead-lettered ones stay. Their records become REVOKED (`TaskRevoked`), so
+   * awaiters return. Returns how many were removed, per queue.
+   */
+  readonly purge?: ((queues: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<number>, BrokerError>) | undefined
 }>()("@errand/core/Broker") {}

@@ -25,7 +25,8 @@ import { Deque, MinHeap } from "./internal/heap.ts"
 import { type Attempt, finalStates, type TaskRecord } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 
-type Place = "ready" | "delayed" | "leased" | "dead" | "gone"
+/** `failed`: ended FAILURE, the message kept so `redeliver` can run it again. */
+type Place = "ready" | "delayed" | "leased" | "dead" | "failed" | "gone"
 
 interface Entry {
   readonly id: string
@@ -88,6 +89,9 @@ export const make = Effect.sync(() => {
   const queues = new Map<string, QueueState>()
   const dedup = new Map<string, string>()
   const waiters = new Map<string, Array<Deferred.Deferred<void>>>()
+  const registered = new Map<string, Broker.WorkerInfo>()
+  /** Queues a task was enqueued to (what `queues` lists, as on Redis). */
+  const known = new Set<string>()
   let wakeup = Deferred.makeUnsafe<void>()
 
   const signal = () => {
@@ -169,12 +173,25 @@ export const make = Effect.sync(() => {
     queueOf(entry.queue).counts.dead++
   }
 
-  const remove = (entry: Entry) => {
-    leave(entry)
-    entries.delete(entry.id)
+  const releaseDedup = (entry: Entry) => {
     if (entry.dedupId !== undefined && dedup.get(dedupKey(entry.queue, entry.dedupId)) === entry.id) {
       dedup.delete(dedupKey(entry.queue, entry.dedupId))
     }
+  }
+
+  const remove = (entry: Entry) => {
+    leave(entry)
+    entries.delete(entry.id)
+    releaseDedup(entry)
+  }
+
+  /** A task that ended FAILURE keeps its message (no queue holds it) for `redeliver`. */
+  const toFailed = (entry: Entry) => {
+    leave(entry)
+    entry.place = "failed"
+    entry.lost = undefined
+    entry.revoked = false
+    releaseDedup(entry)
   }
 
   const current = (ref: Ref) => ref.entry.generation === ref.generation
@@ -266,6 +283,7 @@ export const make = Effect.sync(() => {
         }
         const entry = newEntry(message.id, message.queue, message, message.priority, dedupId)
         entries.set(entry.id, entry)
+        known.add(entry.queue)
         records.set(entry.id, {
           id: message.id,
           task: message.task,
@@ -378,7 +396,8 @@ export const make = Effect.sync(() => {
       lease(batch).map((entry, i) => {
         if (entry === undefined) return false
         const item = batch[i]!
-        remove(entry)
+        if (item.state === "FAILURE") toFailed(entry)
+        else remove(entry)
         const record = records.get(entry.id)
         if (record !== undefined) {
           record.state = item.state
@@ -459,7 +478,7 @@ export const make = Effect.sync(() => {
     Effect.map(Clock.currentTimeMillis, (now): Broker.RevokeResult => {
       const entry = entries.get(id)
       const record = records.get(id)
-      if (entry === undefined || entry.place === "dead") {
+      if (entry === undefined || entry.place === "dead" || entry.place === "failed") {
         return record === undefined ? "unknown" : "final"
       }
       if (entry.place === "leased") {
@@ -480,7 +499,7 @@ export const make = Effect.sync(() => {
   const redeliver = (id: string) =>
     Effect.map(Clock.currentTimeMillis, (now) => {
       const entry = entries.get(id)
-      if (entry === undefined || entry.place !== "dead") return false
+      if (entry === undefined || (entry.place !== "dead" && entry.place !== "failed")) return false
       toReady(entry, false)
       const record = records.get(id)
       if (record !== undefined) {
@@ -498,6 +517,43 @@ export const make = Effect.sync(() => {
         return { queue: name, ready: c.ready, delayed: c.delayed, running: c.leased, dead: c.dead }
       })
     )
+
+  const heartbeat = (batch: ReadonlyArray<Broker.WorkerInfo>) =>
+    Effect.sync(() => {
+      for (const worker of batch) registered.set(worker.id, worker)
+    })
+
+  const workers = Effect.map(Clock.currentTimeMillis, (now) => {
+    const out: Array<Broker.WorkerInfo> = []
+    for (const [id, worker] of registered) {
+      if (worker.expiresAt <= now) registered.delete(id)
+      else out.push(worker)
+    }
+    return out
+  })
+
+  const listQueues = Effect.sync(() => [...known].sort())
+
+  const purge = (names: ReadonlyArray<string>) =>
+    Effect.map(Clock.currentTimeMillis, (now) => {
+      const wanted = new Set(names)
+      const counts = new Map<string, number>()
+      for (const entry of [...entries.values()]) {
+        if (!wanted.has(entry.queue) || (entry.place !== "ready" && entry.place !== "delayed")) continue
+        remove(entry)
+        counts.set(entry.queue, (counts.get(entry.queue) ?? 0) + 1)
+        const record = records.get(entry.id)
+        if (record !== undefined) {
+          record.state = "REVOKED"
+          record.updatedAt = now
+          record.error = info(
+            new TaskRevoked({ taskId: entry.id, message: `task ${entry.id} was purged from queue ${entry.queue} before it ran` })
+          )
+        }
+        finish(entry.id)
+      }
+      return names.map((name) => counts.get(name) ?? 0)
+    })
 
   const get = (id: string) =>
     Effect.sync(() => {
@@ -537,6 +593,7 @@ export const make = Effect.sync(() => {
     Effect.sync(() => {
       const entry = newEntry(id, queue, message, 5, undefined)
       entries.set(id, entry)
+      known.add(queue)
       toReady(entry, false)
       signal()
     })
@@ -561,7 +618,11 @@ export const make = Effect.sync(() => {
       release,
       revoke,
       redeliver,
-      stats
+      stats,
+      heartbeat,
+      workers,
+      queues: listQueues,
+      purge
     }),
     backend: ResultBackend.of({ get, setState, recordStale, awaitFinal }),
     store: MemoryStore.of({ pushRaw, pending, nextDueAt })

@@ -23,7 +23,8 @@ import {
   type Reschedule,
   type RevokeResult,
   type Start,
-  type Submission
+  type Submission,
+  type WorkerInfo
 } from "@errand/core/Broker"
 import { BrokerError } from "@errand/core/Errors"
 import { type Attempt, finalStates, TaskRecord } from "@errand/core/Message"
@@ -170,6 +171,37 @@ const recordFields = [
 ] as const
 
 const decodeRecord = Schema.decodeUnknownEffect(TaskRecord)
+
+/** A worker registration as stored (JSON in the workers hash). */
+const WorkerInfoJson = Schema.fromJsonString(Schema.Struct({
+  id: Schema.String,
+  host: Schema.String,
+  pid: Schema.Number,
+  queues: Schema.Array(Schema.String),
+  concurrency: Schema.Number,
+  startedAt: Schema.Number,
+  heartbeatAt: Schema.Number,
+  aliveUntil: Schema.Number,
+  expiresAt: Schema.Number,
+  inFlight: Schema.optional(Schema.Number),
+  stoppedAt: Schema.optional(Schema.Number)
+}))
+
+const decodeWorkerInfo = Schema.decodeUnknownOption(WorkerInfoJson)
+
+/** How many waiting tasks one purge script removes; the caller repeats until a call removes fewer. */
+const purgeChunk = 1000
+
+/**
+ * The keys of the worker registry: a hash id -> WorkerInfo JSON and a sorted
+ * set of ids by expiry, under one hash tag (one slot on a cluster).
+ *
+ * @since 0.1.0
+ */
+export const workerKeys = (prefix: string) => ({
+  info: `{${prefix}:workers}:info`,
+  expiry: `{${prefix}:workers}:expiry`
+})
 
 const leaseStatuses: ReadonlyArray<LeaseStatus> = ["ok", "stale", "revoked"]
 
@@ -791,6 +823,56 @@ export const makeWith: (options: {
       )
     }, { concurrency: "unbounded" })
 
+  const registry = workerKeys(prefix)
+
+  const heartbeat = (batch: ReadonlyArray<WorkerInfo>): Effect.Effect<void, BrokerError> =>
+    Effect.gen(function*() {
+      if (batch.length === 0) return
+      const now = yield* Clock.currentTimeMillis
+      const args: Array<Arg> = [now]
+      for (const w of batch) args.push(w.id, json(w), w.expiresAt)
+      yield* evalIn("heartbeat", scripts.heartbeat, [registry.info, registry.expiry], args)
+    })
+
+  const workers: Effect.Effect<ReadonlyArray<WorkerInfo>, BrokerError> = Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const values = yield* evalIn("workers", scripts.workers, [registry.info, registry.expiry], [now])
+    const out: Array<WorkerInfo> = []
+    for (const value of values) {
+      const decoded = decodeWorkerInfo(String(value))
+      if (Option.isSome(decoded)) out.push(decoded.value)
+    }
+    return out.sort((a, b) => a.startedAt - b.startedAt || a.id.localeCompare(b.id))
+  })
+
+  const listQueues: Effect.Effect<ReadonlyArray<string>, BrokerError> = send<Array<string>>(
+    "queues",
+    "SMEMBERS",
+    queuesKey
+  ).pipe(Effect.map((names) => names.map(String).sort()))
+
+  const purge = (queues: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<number>, BrokerError> =>
+    Effect.forEach(queues, (queue) =>
+      Effect.gen(function*() {
+        const keys = queueKeys(prefix, queue)
+        let total = 0
+        while (true) {
+          const now = yield* Clock.currentTimeMillis
+          const removed = Number(
+            yield* evalIn("purge", scripts.purge, [keys.ready, keys.delayed], [
+              keys.tag,
+              now,
+              ttl,
+              doneChannel,
+              queue,
+              purgeChunk
+            ])
+          )
+          total += removed
+          if (removed < purgeChunk) return total
+        }
+      }), { concurrency: "unbounded" }).pipe(Effect.withSpan("RedisBroker.purge", { attributes: { queues } }))
+
   // ---------------------------------------------------------------------------
   // ResultBackend
   // ---------------------------------------------------------------------------
@@ -884,7 +966,11 @@ export const makeWith: (options: {
     release,
     revoke,
     redeliver,
-    stats
+    stats,
+    heartbeat,
+    workers,
+    queues: listQueues,
+    purge
   }).pipe(
     Context.add(ResultBackend, { get, setState, recordStale, awaitFinal }),
     Context.add(Handle, { prefix, redis, pushRaw })

@@ -469,6 +469,80 @@ describe("RedisBroker", () => {
         expect((yield* record(b.id)).state).toBe("RECEIVED")
       }), { resultTtl: "200 millis" }))
 
+  it.live("a failed task keeps its message until its record expires; redeliver makes it persistent again", () =>
+    run((prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        yield* enqueueNow(message("a"), message("b"))
+        const [a, b] = yield* claimNow()
+        yield* broker.complete([
+          { id: a.id, token: a.token, state: "FAILURE", error: err, attempt: attempt("FAILURE") },
+          { id: b.id, token: b.token, state: "FAILURE", error: err, attempt: attempt("FAILURE") }
+        ])
+        const key = (id: string) => RedisBroker.taskKey(prefix, "q", id)
+        expect(yield* Effect.promise(() => command<number>(url, "HEXISTS", key("a"), "m"))).toBe(1)
+        const ttl = yield* Effect.promise(() => command<number>(url, "PTTL", key("a")))
+        expect(ttl).toBeGreaterThan(0)
+        expect(ttl).toBeLessThanOrEqual(1000)
+        expect(yield* broker.redeliver("a")).toBe(true)
+        expect(yield* Effect.promise(() => command<number>(url, "PTTL", key("a")))).toBe(-1)
+        yield* Effect.sleep(1100)
+        // b's record, and the message with it, expired: nothing left to run again
+        expect(yield* broker.redeliver("b")).toBe(false)
+        expect(yield* ResultBackend.use((r) => r.get("b"))).toEqual(Option.none())
+        const [again] = yield* claimNow()
+        expect(again.id).toBe("a")
+      }), { resultTtl: "1 second" }))
+
+  it.live("purge removes a long queue in chunks; records expire; only the queue's keys are touched", () =>
+    run((prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const now = yield* Clock.currentTimeMillis
+        const ms = Array.from({ length: 2500 }, (_, i) => message(`p${i}`))
+        yield* broker.enqueue(ms.map((m, i) => ({ message: m, dueAt: i % 2 === 0 ? now : now + 60_000 })))
+        yield* enqueueNow(message("other", { queue: "r" }))
+        expect(yield* broker.purge!(["q", "r", "none"])).toEqual([2500, 1, 0])
+        expect(yield* broker.stats(["q", "r"])).toEqual([
+          { queue: "q", ready: 0, delayed: 0, running: 0, dead: 0 },
+          { queue: "r", ready: 0, delayed: 0, running: 0, dead: 0 }
+        ])
+        const r = yield* record("p1")
+        expect(r.state).toBe("REVOKED")
+        expect(r.error?.message).toBe("task p1 was purged from queue q before it ran")
+        expect(yield* Effect.promise(() => command<number>(url, "HEXISTS", RedisBroker.taskKey(prefix, "q", "p1"), "m")))
+          .toBe(0)
+        expect(yield* Effect.promise(() => command<number>(url, "PTTL", RedisBroker.taskKey(prefix, "q", "p1"))))
+          .toBeGreaterThan(0)
+        expect(yield* broker.queues!).toEqual(["q", "r"])
+      })))
+
+  it.live("worker registrations live under {prefix:workers} and are pruned on heartbeat and list", () =>
+    run((prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const now = yield* Clock.currentTimeMillis
+        const info = (id: string, expiresAt: number) => ({
+          id,
+          host: "h",
+          pid: 1,
+          queues: ["q"],
+          concurrency: 1,
+          startedAt: now,
+          heartbeatAt: now,
+          aliveUntil: now + 100,
+          expiresAt
+        })
+        yield* broker.heartbeat!([info("w1", now + 150), info("w2", now + 60_000)])
+        const keys = RedisBroker.workerKeys(prefix)
+        expect(yield* Effect.promise(() => command<number>(url, "HLEN", keys.info))).toBe(2)
+        yield* Effect.sleep(200)
+        yield* broker.heartbeat!([info("w2", now + 60_000)])
+        expect(yield* Effect.promise(() => command<number>(url, "HLEN", keys.info))).toBe(1)
+        expect(yield* Effect.promise(() => command<number>(url, "ZCARD", keys.expiry))).toBe(1)
+        expect((yield* broker.workers!).map((w) => w.id)).toEqual(["w2"])
+      })))
+
   it.live("a batch of 2000 tasks is enqueued, claimed and completed in a few round trips", () =>
     run(() =>
       Effect.gen(function*() {

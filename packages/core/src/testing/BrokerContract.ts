@@ -51,6 +51,25 @@ const attempt = (outcome: Attempt["outcome"], extra: Partial<Attempt> = {}): Att
   ...extra
 })
 
+/** An optional broker operation the suite needs: missing ones fail the test that uses them. */
+const need = <A>(op: A | undefined, name: string): A => {
+  if (op === undefined) throw new Error(`this broker layer does not implement Broker.${name}`)
+  return op
+}
+
+const workerInfo = (id: string, now: number, extra: Partial<Broker.WorkerInfo> = {}): Broker.WorkerInfo => ({
+  id,
+  host: "host-1",
+  pid: 4242,
+  queues: ["a", "b"],
+  concurrency: 8,
+  startedAt: now - 1000,
+  heartbeatAt: now,
+  aliveUntil: now + 10_000,
+  expiresAt: now + 60_000,
+  ...extra
+})
+
 const claimOptions = (queue: string, extra: Partial<Broker.ClaimOptions> = {}): Broker.ClaimOptions => ({
   queues: [queue],
   worker: "w-contract",
@@ -464,6 +483,126 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
           const { backend } = yield* setup
           assert.isTrue(Option.isNone(yield* backend.get(`nope-${rand()}`)))
           assert.isTrue(Option.isNone(yield* backend.awaitFinal(`nope-${rand()}`)))
+        }))
+
+      it.effect("heartbeat registers workers, the latest heartbeat wins, entries are forgotten at expiresAt", () =>
+        Effect.gen(function*() {
+          const { broker, now } = yield* setup
+          const heartbeat = need(broker.heartbeat, "heartbeat")
+          const workers = need(broker.workers, "workers")
+          const a = `w-${rand()}`
+          const b = `w-${rand()}`
+          yield* heartbeat([workerInfo(a, now), workerInfo(b, now, { aliveUntil: now - 1, expiresAt: now + 300 })])
+          const mine = Effect.map(workers, (ws) => ws.filter((w) => w.id === a || w.id === b))
+          const listed = yield* mine
+          assert.deepStrictEqual(listed.map((w) => w.id).sort(), [a, b].sort())
+          assert.deepStrictEqual(listed.find((w) => w.id === a), workerInfo(a, now))
+          assert.strictEqual(Broker.workerStatus(listed.find((w) => w.id === a)!, now), "alive")
+          assert.strictEqual(Broker.workerStatus(listed.find((w) => w.id === b)!, now), "gone")
+          const later = workerInfo(a, now + 50, { inFlight: 3, stoppedAt: now + 50 })
+          yield* heartbeat([later])
+          const updated = (yield* mine).find((w) => w.id === a)!
+          assert.deepStrictEqual(updated, later)
+          assert.strictEqual(Broker.workerStatus(updated, now + 50), "stopped")
+          yield* Effect.sleep(400)
+          assert.deepStrictEqual((yield* mine).map((w) => w.id), [a])
+        }))
+
+      it.effect("queues lists every queue a task was enqueued to", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          const other = `${queue}-other`
+          yield* enqueue(message(queue))
+          yield* enqueue(message(other))
+          const names = yield* need(broker.queues, "queues")
+          assert.includeMembers([...names], [queue, other])
+          assert.notInclude([...names], `${queue}-never`)
+        }))
+
+      it.effect("purge removes ready and delayed tasks as REVOKED (awaiters return), leaves running and dead ones", () =>
+        Effect.gen(function*() {
+          const { backend, broker, enqueue, now, queue, record } = yield* setup
+          const purge = need(broker.purge, "purge")
+          const running = message(queue)
+          const dead = message(queue)
+          yield* enqueue(running)
+          yield* enqueue(dead)
+          const [r, d] = yield* broker.claim(claimOptions(queue))
+          yield* broker.deadLetter([{ id: d!.id, token: d!.token, error: { _tag: "E", message: "m" }, attempt: attempt("DEAD") }])
+          const ready = [message(queue), message(queue), message(queue)]
+          for (const m of ready) yield* enqueue(m, now, m === ready[0] ? "dedup-1" : undefined)
+          const delayed = [message(queue), message(queue)]
+          for (const m of delayed) yield* enqueue(m, now + 60_000)
+          const waiter = yield* Effect.forkChild(backend.awaitFinal(ready[1]!.id))
+          yield* Effect.sleep(20)
+          const other = `${queue}-other`
+          const untouched = message(other)
+          yield* enqueue(untouched)
+          assert.deepStrictEqual(yield* purge([queue, `${queue}-empty`]), [5, 0])
+          assert.deepStrictEqual((yield* broker.stats([queue]))[0], { queue, ready: 0, delayed: 0, running: 1, dead: 1 })
+          assert.strictEqual((yield* broker.stats([other]))[0]!.ready, 1)
+          assert.strictEqual(Option.getOrThrow(yield* Fiber.join(waiter)).state, "REVOKED")
+          for (const m of [...ready, ...delayed]) {
+            const rec = yield* record(m.id)
+            assert.strictEqual(rec.state, "REVOKED")
+            assert.strictEqual(rec.error?._tag, "TaskRevoked")
+          }
+          // the dedup id of a purged task is free again
+          const again = message(queue)
+          assert.deepStrictEqual(yield* enqueue(again, now, "dedup-1"), { id: again.id })
+          // the running task is untouched and still completes
+          assert.deepStrictEqual(
+            yield* broker.complete([{ id: r!.id, token: r!.token, state: "SUCCESS", result: 1, attempt: attempt("SUCCESS") }]),
+            [true]
+          )
+          assert.deepStrictEqual(yield* purge([queue]), [1])
+          assert.deepStrictEqual(yield* purge([queue]), [0])
+        }))
+
+      it.effect("a task that ended FAILURE keeps its message: redeliver runs it again, retries and history kept", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue, record } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [d1] = yield* broker.claim(claimOptions(queue))
+          const error = { _tag: "Flaky", message: "boom" }
+          yield* broker.retry([{ id: d1!.id, token: d1!.token, dueAt: 0, error, attempt: attempt("RETRY", { error }) }])
+          const [d2] = yield* broker.claim(claimOptions(queue))
+          const final = { _tag: "MaxRetriesExceeded", message: "gave up" }
+          yield* broker.complete([{
+            id: d2!.id,
+            token: d2!.token,
+            state: "FAILURE",
+            error: final,
+            attempt: attempt("FAILURE", { attempt: 1, error: final })
+          }])
+          assert.strictEqual((yield* record(m.id)).state, "FAILURE")
+          assert.deepStrictEqual(yield* broker.stats([queue]), [{ queue, ready: 0, delayed: 0, running: 0, dead: 0 }])
+          assert.strictEqual(yield* broker.revoke(m.id), "final")
+          assert.isTrue(yield* broker.redeliver(m.id))
+          assert.isFalse(yield* broker.redeliver(m.id))
+          const pending = yield* record(m.id)
+          assert.strictEqual(pending.state, "PENDING")
+          assert.strictEqual(pending.retries, 1)
+          const [d3] = yield* broker.claim(claimOptions(queue))
+          assert.strictEqual(d3!.id, m.id)
+          assert.deepStrictEqual(d3!.message, { ...m, retries: 1 })
+          yield* broker.complete([{
+            id: d3!.id,
+            token: d3!.token,
+            state: "SUCCESS",
+            result: 7,
+            attempt: attempt("SUCCESS", { attempt: 1 })
+          }])
+          const done = yield* record(m.id)
+          assert.strictEqual(done.state, "SUCCESS")
+          assert.deepStrictEqual(done.history.map((a) => a.outcome), ["RETRY", "FAILURE", "SUCCESS"])
+          // succeeded and revoked tasks are not run again
+          assert.isFalse(yield* broker.redeliver(m.id))
+          const waiting = message(queue)
+          yield* enqueue(waiting)
+          yield* broker.revoke(waiting.id)
+          assert.isFalse(yield* broker.redeliver(waiting.id))
         }))
 
       it.effect("claims across several queues; each claim only sees its queues", () =>

@@ -1,4 +1,6 @@
--- complete: end tasks with SUCCESS / FAILURE / REVOKED.
+-- complete: end tasks with SUCCESS / FAILURE / REVOKED. The message is
+-- dropped, except for FAILURE: it stays with the record (same TTL) for
+-- redeliver.
 -- KEYS[1] leased
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] ttl (ms, 0: keep)  ARGV[4] done channel
 -- then per task, 6 values: id token state result error attempt
@@ -15,7 +17,11 @@ for i = 5, #ARGV, 6 do
     if ARGV[i + 3] ~= "" then push(fields, "result", ARGV[i + 3]) end
     if ARGV[i + 4] ~= "" then push(fields, "error", ARGV[i + 4]) end
     redis.call("HSET", key, unpack(fields))
-    if ARGV[i + 4] ~= "" then
+    if ARGV[i + 2] == "FAILURE" then
+      -- a failed task keeps its message (until the record expires), so
+      -- redeliver can run it again
+      redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
+    elseif ARGV[i + 4] ~= "" then
       redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
     else
       -- the final error is this attempt's: a success after retries has none

@@ -43,5 +43,8 @@ export const scripts = {
   redeliver: step<number>("redeliver"),
   setState: step<number>("setState"),
   recordStale: step<number>("recordStale"),
-  stats: step<Array<number>>("stats")
+  stats: step<Array<number>>("stats"),
+  heartbeat: step<number>("heartbeat"),
+  workers: step<Array<string>>("workers"),
+  purge: step<number>("purge")
 } as const
