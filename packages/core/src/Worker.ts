@@ -81,6 +81,10 @@ export interface Options<Tasks extends ReadonlyArray<Task.AnyImplemented>> {
   readonly idleWait?: Duration.Input | undefined
   /** This worker's id in leases and history. Default: `worker-<random>`. */
   readonly id?: string | undefined
+  /** The host this worker registers under (`errand inspect`). Default: `$HOSTNAME`, else "unknown". */
+  readonly host?: string | undefined
+  /** The process id it registers under. Default: this process's. */
+  readonly pid?: number | undefined
 }
 
 /**
@@ -99,6 +103,12 @@ export interface Service {
    * run out and its tasks come back as `WorkerLost`. For tests.
    */
   readonly kill: Effect.Effect<void>
+  /**
+   * Makes the shutdown cold (a second SIGTERM): no grace, running tasks are
+   * interrupted at once and rescheduled with `WorkerShutdown`. Ends the grace
+   * of a shutdown in progress, or applies when the worker's scope closes.
+   */
+  readonly shutdownNow: Effect.Effect<void>
 }
 
 /**
@@ -176,6 +186,14 @@ const heldKey = (d: Broker.Lease) => `${d.id}#${d.token}`
 
 const randomId = () => Math.random().toString(36).slice(2, 10)
 
+/** How long the broker keeps a worker's registration after its last heartbeat vouched for it. */
+const registrationKeptMillis = 10 * 60_000
+
+const defaultHost = (): string =>
+  (typeof process === "undefined" ? undefined : process.env?.HOSTNAME) || "unknown"
+
+const defaultPid = (): number => (typeof process === "undefined" ? 0 : process.pid)
+
 /**
  * Starts a worker in the current scope; closing the scope shuts it down
  * warmly.
@@ -216,9 +234,34 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     if (queues.length === 0) {
       return yield* Effect.die(new Error("Worker: no queues to consume (pass `queues` or at least one task)"))
     }
+    const cold = Deferred.makeUnsafe<void>()
 
     const held = new Map<string, Held>()
     const local = yield* Queue.unbounded<Held>()
+
+    // Registration: who this worker is, renewed with every heartbeat (`errand inspect`).
+    const host = options.host ?? defaultHost()
+    const pid = options.pid ?? defaultPid()
+    const workerStartedAt = clock.currentTimeMillisUnsafe()
+    const register = (stopped: boolean): Effect.Effect<void> => {
+      const heartbeat = broker.heartbeat
+      if (heartbeat === undefined) return Effect.void
+      return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        heartbeat([{
+          id,
+          host,
+          pid,
+          queues,
+          concurrency,
+          startedAt: workerStartedAt,
+          heartbeatAt: now,
+          aliveUntil: now + leaseMillis,
+          expiresAt: now + leaseMillis + registrationKeptMillis,
+          inFlight: held.size,
+          ...(stopped ? { stoppedAt: now } : {})
+        }])).pipe(Effect.catch((e) => Effect.logWarning(`worker registration failed: ${e.message}`)))
+    }
+    yield* register(false)
     let stopping = false
     let killed = false
     // Signalled when a held task is done; made only while someone waits for it.
@@ -706,14 +749,20 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const heartbeat = Effect.gen(function*() {
       while (true) {
         yield* Effect.sleep(Math.max(1, Math.floor(leaseMillis / 3)))
-        if (held.size === 0) continue
+        if (held.size === 0) {
+          yield* register(false)
+          continue
+        }
         const items = [...held.values()]
-        const statuses = yield* broker.renew(items.map((h) => ({ id: h.delivery.id, token: h.delivery.token })), leaseMillis)
-          .pipe(
-            Effect.catch((e) =>
-              Effect.as(Effect.logWarning(`lease renewal failed: ${e.message}`), items.map(() => "ok" as const))
-            )
-          )
+        const [statuses] = yield* Effect.all([
+          broker.renew(items.map((h) => ({ id: h.delivery.id, token: h.delivery.token })), leaseMillis)
+            .pipe(
+              Effect.catch((e) =>
+                Effect.as(Effect.logWarning(`lease renewal failed: ${e.message}`), items.map(() => "ok" as const))
+              )
+            ),
+          register(false)
+        ], { concurrency: "unbounded" })
         for (let i = 0; i < items.length; i++) {
           const h = items[i]!
           const status = statuses[i]
@@ -750,9 +799,16 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const idle = Effect.gen(function*() {
         while (held.size > 0) yield* waitRoom
       })
-      const done = yield* Effect.timeoutOption(idle, graceMillis)
+      const done = yield* Effect.raceFirst(
+        Effect.timeoutOption(idle, graceMillis),
+        Effect.as(Deferred.await(cold), Option.none<void>())
+      )
       if (Option.isNone(done)) {
-        yield* Effect.logInfo(`worker ${id}: grace of ${graceMillis} ms over; interrupting ${held.size} tasks`)
+        yield* Effect.logInfo(
+          Deferred.isDoneUnsafe(cold)
+            ? `worker ${id}: cold shutdown; interrupting ${held.size} tasks`
+            : `worker ${id}: grace of ${graceMillis} ms over; interrupting ${held.size} tasks`
+        )
         for (const h of held.values()) {
           h.reason = "shutdown"
           if (h.fiber !== undefined) yield* Effect.forkDetach(Fiber.interrupt(h.fiber))
@@ -760,6 +816,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         yield* Effect.timeoutOption(idle, "10 seconds")
       }
       yield* Fiber.interruptAll([heartbeatFiber, ...runners])
+      yield* register(true).pipe(Effect.timeoutOption("2 seconds"))
     })
     yield* Effect.addFinalizer(() => shutdown)
 
@@ -767,7 +824,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       id,
       queues,
       inFlight: Effect.sync(() => held.size),
-      kill
+      kill,
+      shutdownNow: Deferred.succeed(cold, undefined).pipe(Effect.asVoid)
     } satisfies Service
   })
 
