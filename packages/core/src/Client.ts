@@ -20,6 +20,7 @@
  */
 import { Clock, Context, Duration, Effect, Layer, Option, Schema, type Scope } from "effect"
 import * as Broker from "./Broker.ts"
+import * as Canvas from "./Canvas.ts"
 import {
   type AwaitError,
   type BrokerError,
@@ -77,6 +78,65 @@ export interface SubmitOptions {
 export type Status = TaskRecord
 
 /**
+ * A submitted canvas: its id (the id of its record) and its definition, for
+ * a typed `awaitCanvas`.
+ *
+ * @since 0.1.0
+ */
+export interface CanvasJob<C extends Canvas.Any> {
+  readonly id: string
+  readonly canvas: C
+}
+
+/**
+ * Options of `submitCanvas`: they apply to the canvas's coordinator (a
+ * countdown delays the whole canvas); members keep their tasks' queues and
+ * priorities and inherit `headers`.
+ *
+ * @since 0.1.0
+ */
+export interface CanvasSubmitOptions {
+  readonly countdown?: Duration.Input | undefined
+  readonly eta?: Date | number | undefined
+  readonly priority?: number | undefined
+  /** The coordinators' queue (default `errand.canvas`; run `Canvas.layer({ queues })` on it). */
+  readonly queue?: string | undefined
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** Choose the canvas id (default: a random UUID). Members get `<id>/<path>`. */
+  readonly id?: string | undefined
+}
+
+/**
+ * The options argument of `submitCanvas`: required, with the canvas's
+ * `input`, when its first steps take one (unbound tasks); optional otherwise.
+ *
+ * @since 0.1.0
+ */
+export type CanvasSubmitArgs<C extends Canvas.Any> = unknown extends Canvas.Input<C>
+  ? [options?: CanvasSubmitOptions & { readonly input?: unknown }]
+  : [options: CanvasSubmitOptions & { readonly input: Canvas.Input<C> }]
+
+/**
+ * A canvas and its members, each with its live record (`None` when not
+ * submitted yet).
+ *
+ * @since 0.1.0
+ */
+export interface CanvasStatus {
+  readonly id: string
+  readonly state: string
+  /** The canvas's own record (the coordinator task's). */
+  readonly record: TaskRecord
+  readonly members: ReadonlyArray<{
+    readonly path: string
+    readonly id: string
+    readonly task: string
+    readonly state: string
+    readonly record: Option.Option<TaskRecord>
+  }>
+}
+
+/**
  * @since 0.1.0
  */
 export interface Service {
@@ -100,6 +160,26 @@ export interface Service {
   readonly status: (id: string) => Effect.Effect<Status, TaskNotFound | BrokerError>
   /** Revoke a task: removed if waiting, interrupted at its worker's next heartbeat if running. */
   readonly revoke: (id: string) => Effect.Effect<Broker.RevokeResult, BrokerError>
+  /**
+   * Submit a canvas (chain, group, chord, nested): validates bound payloads
+   * and the input, then enqueues its coordinator. Needs `Canvas.layer` in
+   * some worker process.
+   */
+  readonly submitCanvas: <C extends Canvas.Any>(
+    canvas: C,
+    ...args: CanvasSubmitArgs<C>
+  ) => Effect.Effect<CanvasJob<C>, PayloadInvalid | BrokerError>
+  /**
+   * Wait for a canvas to end: its typed result, or `CanvasFailed` naming the
+   * member that failed (with that member's typed error as `cause`).
+   */
+  readonly awaitCanvas: <C extends Canvas.Any>(
+    job: CanvasJob<C>
+  ) => Effect.Effect<Canvas.Success<C>, Canvas.MemberError<C> | AwaitError | TaskNotFound | BrokerError>
+  /** A canvas's record and the live records of its members. */
+  readonly canvasStatus: (
+    canvas: string | CanvasJob<Canvas.Any>
+  ) => Effect.Effect<CanvasStatus, TaskNotFound | BrokerError>
 }
 
 /**
@@ -248,7 +328,85 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
         onSome: Effect.succeed
       }))
 
-  return Client.of({ submit, submitMany, await: awaitJob, status, revoke: broker.revoke })
+  const submitCanvas = <C extends Canvas.Any>(canvas: C, ...args: CanvasSubmitArgs<C>) =>
+    Effect.gen(function*() {
+      const options: (CanvasSubmitOptions & { readonly input?: unknown }) | undefined = args[0]
+      const root = yield* Canvas.encode(canvas, options?.input)
+      const job = yield* submit(Canvas.Coordinator, root, {
+        countdown: options?.countdown,
+        eta: options?.eta,
+        priority: options?.priority,
+        queue: options?.queue,
+        headers: options?.headers,
+        id: options?.id
+      })
+      return { id: job.id, canvas } satisfies CanvasJob<C>
+    })
+
+  const awaitCanvas = <C extends Canvas.Any>(job: CanvasJob<C>) =>
+    Effect.gen(function*() {
+      const found = yield* backend.awaitFinal(job.id)
+      if (Option.isNone(found)) {
+        return yield* new TaskNotFound({ taskId: job.id, message: `no canvas ${job.id} is known to the result backend` })
+      }
+      const record = found.value
+      if (record.state === "SUCCESS") return yield* Canvas.decodeResult(job.canvas, job.id, record.result)
+      const error = yield* Effect.flip(errorOf(Canvas.Coordinator, record))
+      if (!(error instanceof Canvas.CanvasFailed)) return yield* Effect.fail(error)
+      const task = Canvas.taskAt(job.canvas, error.path)
+      const member: TaskRecord = {
+        id: error.member,
+        task: error.task,
+        queue: task?.queue ?? "",
+        state: error.state,
+        retries: 0,
+        submittedAt: 0,
+        updatedAt: 0,
+        error: error.error,
+        history: []
+      }
+      const cause = error.error._tag === "TaskNotFound"
+        ? new TaskNotFound({ taskId: error.member, message: error.error.message })
+        : task === undefined
+        ? new TaskDefect({ taskId: error.member, message: `${error.error._tag}: ${error.error.message}` })
+        : yield* Effect.flip(errorOf(task, member))
+      Object.defineProperty(error, "cause", { value: cause, enumerable: false, configurable: true, writable: true })
+      return yield* Effect.fail(error as Canvas.MemberError<C>)
+    })
+
+  const canvasStatus = (canvas: string | CanvasJob<Canvas.Any>) =>
+    Effect.gen(function*() {
+      const id = typeof canvas === "string" ? canvas : canvas.id
+      const record = yield* status(id)
+      const listed = typeof canvas === "string"
+        ? Canvas.membersOf(record)
+        : Canvas.members(canvas.canvas).map((m) => ({
+          path: m.path,
+          id: Canvas.memberId(id, m.path),
+          task: m.task.name,
+          state: "WAITING"
+        }))
+      const members = yield* Effect.forEach(listed, (m) =>
+        Effect.map(backend.get(m.id), (r) => ({
+          path: m.path,
+          id: m.id,
+          task: m.task,
+          state: Option.match(r, { onNone: () => m.state, onSome: (r) => r.state }),
+          record: r
+        })), { concurrency: 16 })
+      return { id, state: record.state, record, members } satisfies CanvasStatus
+    })
+
+  return Client.of({
+    submit,
+    submitMany,
+    await: awaitJob,
+    status,
+    revoke: broker.revoke,
+    submitCanvas,
+    awaitCanvas,
+    canvasStatus
+  })
 })
 
 /**

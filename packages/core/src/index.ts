@@ -4,6 +4,8 @@
  * @since 0.1.0
  */
 
+/** Typed, durable workflows: chain, group, chord. */
+export * as Canvas from "./Canvas.ts"
 /** Producing tasks: submit, await, status, revoke. */
 export * as Client from "./Client.ts"
 /** The broker service and its batched, fenced operations. */
