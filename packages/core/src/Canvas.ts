@@ -131,9 +131,11 @@ export interface StepMismatch<Previous, S> {
 
 type Check<Previous, S> = [Previous] extends [Input<S>] ? S : StepMismatch<Previous, S>
 
+// a tuple is checked step by step; the rest of an array of unknown length is not checked
 type CheckChain<Steps, Previous, Acc extends ReadonlyArray<unknown>> = Steps extends readonly [infer H, ...infer R]
   ? CheckChain<R, Success<H>, [...Acc, Check<Previous, H>]>
-  : Acc
+  : Steps extends readonly [] ? Acc
+  : [...Acc, ...(Steps & ReadonlyArray<unknown>)]
 
 type Last<Steps> = Steps extends readonly [...Array<any>, infer L] ? L : never
 
