@@ -66,14 +66,16 @@ const listOption = <T extends string>(name: string, all: ReadonlyArray<T>): Read
 
 const settings = {
   url: process.env.REDIS_URL && process.env.REDIS_URL !== "" ? process.env.REDIS_URL : "redis://127.0.0.1:6379",
-  tasks: numberOption("tasks", quick ? 10_000 : 100_000),
+  tasks: numberOption("tasks", quick ? 5_000 : 100_000),
   concurrency: 50,
   prefetch: numberOption("prefetch", 500),
   repeat: numberOption("repeat", 1),
   rate: numberOption("rate", 200),
   seconds: numberOption("seconds", quick ? 2 : 5),
   backlogSmall: 1_000,
-  backlogLarge: numberOption("backlog", quick ? 100_000 : 1_000_000),
+  backlogLarge: numberOption("backlog", quick ? 50_000 : 1_000_000),
+  /** How long a worker holding its handlers settles before its memory is read. */
+  settleMs: quick ? 1000 : 3000,
   only: listOption("only", WORKLOADS),
   systems: listOption("systems", SYSTEMS),
   profile: flag("profile") ? true : flag("no-profile") ? false : quick ? false : "on-miss" as const,
@@ -156,17 +158,47 @@ const patternsOf = (system: System, config: RoleConfig) =>
     ? [`${config.prefix}:*`]
     : [`${config.prefix}:*`, `celery-task-meta-${config.prefix}-*`]
 
+/** Key patterns of runs in progress, deleted on Ctrl-C too. */
+const live = new Set<string>()
+
 const cleanup = async (system: System, config: RoleConfig) => {
-  const n = await R.deleteKeys(redis, patternsOf(system, config))
+  const patterns = patternsOf(system, config)
+  const n = await R.deleteKeys(redis, patterns)
+  for (const p of patterns) live.delete(p)
   if (process.env.BENCH_VERBOSE) log(`  deleted ${n} keys of ${config.prefix}`)
 }
 
+const procs = new Set<Proc>()
+
+process.once("SIGINT", () => {
+  log("interrupted: stopping children and deleting this run's keys …")
+  for (const p of procs) p.child.kill("SIGKILL")
+  R.deleteKeys(redis, [...live]).catch(() => 0).finally(() => {
+    Celery.cleanup()
+    process.exit(130)
+  })
+})
+
+/** Tracks a child for Ctrl-C and the run's keys for deletion. */
+const track = (system: System, config: RoleConfig, proc: Proc): Proc => {
+  procs.add(proc)
+  proc.exited.then(() => procs.delete(proc))
+  for (const p of patternsOf(system, config)) live.add(p)
+  return proc
+}
+
 const workerOf = (system: System, config: RoleConfig, profile?: string): Proc =>
+  track(system, config, workerProc(system, config, profile))
+
+const workerProc = (system: System, config: RoleConfig, profile?: string): Proc =>
   system === "celery"
     ? Celery.worker(celery!, config)
     : forkNode(`${system}.worker`, `${system}.worker`, config, profile === undefined ? {} : { profile })
 
 const producerOf = (system: System, config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
+  track(system, config, producerProc(system, config, mode, profile))
+
+const producerProc = (system: System, config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
   system === "celery"
     ? Celery.producer(celery!, config, mode)
     : forkNode(
@@ -346,7 +378,7 @@ const memoryOnce = (system: System, backlog: number): Promise<Mem> => {
     try {
       // fill
       if (system === "celery") {
-        const filler = Celery.producer(celery!, config, "fill")
+        const filler = track(system, config, Celery.producer(celery!, config, "fill"))
         spawned.push(filler)
         await filler.next("filled", 600_000)
       } else {
@@ -366,7 +398,7 @@ const memoryOnce = (system: System, backlog: number): Promise<Mem> => {
       } else {
         await worker.next("holding", 60_000)
       }
-      await sleep(3000)
+      await sleep(settings.settleMs)
       const waiting = await outstanding(system, config)
       if (system === "celery") {
         return { rss: rssOf(worker.pid) ?? NaN, heapUsed: undefined, waiting: Math.min(before, waiting) }
@@ -407,6 +439,7 @@ const memory = async (system: System) => {
 const inMemoryOnce = async (profile?: string) => {
   const config = configFor("memory", "inmemory")
   const proc = forkNode("errand.memory", "errand.memory", config, profile === undefined ? {} : { profile })
+  procs.add(proc)
   try {
     const m = await proc.next("done")
     await Promise.race([proc.exited, sleep(20_000)])
@@ -534,7 +567,13 @@ const machine = async () => {
     `- load average at start: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")} (the machine is shared; figures are single runs unless noted)`,
     `- Node ${process.version}; effect ${version("effect")}; BullMQ ${version("bullmq")} on ioredis ${version("ioredis")}; node-redis ${version("redis")}`,
     `- Redis ${redisInfo.version} (${redisInfo.mode}) at ${settings.url.replace(/\/\/[^@]*@/, "//")}`,
-    `- Celery: ${celery === undefined ? "not available" : `${celery.version} (${celery.python}), threads pool`}`
+    `- Celery: ${
+      celery !== undefined
+        ? `${celery.version} (${celery.python}), threads pool`
+        : settings.systems.includes("celery")
+        ? "not available (rows skipped)"
+        : "not run (--systems)"
+    }`
   ]
 }
 
@@ -688,6 +727,7 @@ const main = async () => {
   for (const t of targetList) console.log(`${t.pass === undefined ? "SKIP" : t.pass ? "PASS" : "MISS"}  ${t.label}: ${t.detail}`)
   for (const n of notes) console.log(`note: ${n}`)
   const elapsed = (Date.now() - started) / 1000
+  env.push(`- load average at the end: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")}`)
   console.log(`\n(${describeRun()}: ${elapsed.toFixed(0)} s)`)
 
   if (settings.write) {
