@@ -4,6 +4,8 @@
  * @since 0.1.0
  */
 
+/** Periodic tasks with one leader among many processes. */
+export * as Beat from "./Beat.ts"
 /** Typed, durable workflows: chain, group, chord. */
 export * as Canvas from "./Canvas.ts"
 /** Producing tasks: submit, await, status, revoke. */
