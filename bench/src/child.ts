@@ -19,6 +19,8 @@ const main = async () => {
       return (await import("./errand.ts")).paced(config)
     case "errand.memory":
       return (await import("./errand.ts")).inMemory(config)
+    case "errand.steps":
+      return (await import("./errand.ts")).steps(config)
     case "bullmq.worker":
       return (await import("./bullmq.ts")).worker(config)
     case "bullmq.producer":

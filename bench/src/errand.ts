@@ -195,3 +195,115 @@ export const inMemory = (config: RoleConfig) =>
       report({ type: "done", startedAt, submittedAt, at, count, cpuMicros: cpu.user + cpu.system, before, after: memory() })
     })).pipe(Effect.provide(Client.layer.pipe(Layer.provideMerge(MemoryBroker.layer))))
   )
+
+/**
+ * Diagnostics for RESULTS.md: errand's Redis CPU per task for each broker step
+ * (batched as the worker batches them), and the round trip of each step for a
+ * single task (the latency budget of submit → start).
+ */
+export const steps = (config: RoleConfig) =>
+  run(
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      const redis = yield* Effect.promise(() => import("./redis.ts").then((R) => R.connect(config.url)))
+      const R = yield* Effect.promise(() => import("./redis.ts"))
+      const n = config.tasks
+      const queue = config.queue
+      const submission = (i: number, at: number): Broker.Submission => ({
+        message: {
+          id: `${config.prefix}-${i}`,
+          task: "bench.noop",
+          queue,
+          payload: { n: i, t: 0 },
+          headers: {},
+          priority: 5,
+          retries: 0,
+          submittedAt: at
+        },
+        dueAt: at
+      })
+      const at = Date.now()
+      const cpuPerTask: Record<string, number> = {}
+      const phase = <A>(name: string, effect: Effect.Effect<A, unknown>) =>
+        Effect.gen(function*() {
+          const c0 = yield* Effect.promise(() => R.cpu(redis))
+          const a = yield* effect
+          const c1 = yield* Effect.promise(() => R.cpu(redis))
+          cpuPerTask[name] = ((c1 - c0) * 1e6) / n
+          return a
+        })
+      yield* phase(
+        "enqueue (batches of 1,000)",
+        Effect.forEach(
+          Array.from({ length: Math.ceil(n / 1000) }, (_, k) => k),
+          (k) => broker.enqueue(Array.from({ length: Math.min(1000, n - k * 1000) }, (_, j) => submission(k * 1000 + j, at))),
+          { discard: true }
+        )
+      )
+      const deliveries: Array<Broker.Delivery> = []
+      yield* phase(
+        `claim (batches of ${config.prefetch})`,
+        Effect.gen(function*() {
+          while (deliveries.length < n) {
+            const got = yield* broker.claim({ queues: [queue], worker: "w", max: config.prefetch, leaseMillis: 60_000, waitMillis: 0 })
+            if (got.length === 0) break
+            deliveries.push(...got)
+          }
+        })
+      )
+      const B = config.concurrency
+      const chunks = Array.from({ length: Math.ceil(deliveries.length / B) }, (_, k) => deliveries.slice(k * B, k * B + B))
+      yield* phase(
+        `start (batches of ${B})`,
+        Effect.forEach(chunks, (c) =>
+          broker.start(c.map((d) => ({ id: d.id, token: d.token, worker: "w", startedAt: at, ackEarly: false }))), {
+          discard: true
+        })
+      )
+      yield* phase(
+        `complete (batches of ${B})`,
+        Effect.forEach(chunks, (c) =>
+          broker.complete(c.map((d) => ({
+            id: d.id,
+            token: d.token,
+            state: "SUCCESS" as const,
+            result: 1,
+            storeResult: false,
+            attempt: { attempt: 0, worker: "w", startedAt: at, endedAt: at, outcome: "SUCCESS" as const }
+          }))), { discard: true })
+      )
+      // single-task round trips
+      const rounds = 200
+      const rt: Record<string, Array<number>> = { enqueue: [], claim: [], start: [], complete: [] }
+      const time = <A>(name: string, effect: Effect.Effect<A, unknown>) =>
+        Effect.gen(function*() {
+          const t = now()
+          const a = yield* effect
+          rt[name]!.push(now() - t)
+          return a
+        })
+      for (let i = 0; i < rounds; i++) {
+        yield* time("enqueue", broker.enqueue([submission(n + i, Date.now())]))
+        const [d] = yield* time("claim", broker.claim({ queues: [queue], worker: "w", max: 1, leaseMillis: 60_000, waitMillis: 0 }))
+        if (d === undefined) continue
+        yield* time("start", broker.start([{ id: d.id, token: d.token, worker: "w", startedAt: Date.now(), ackEarly: false }]))
+        yield* time("complete", broker.complete([{
+          id: d.id,
+          token: d.token,
+          state: "SUCCESS",
+          storeResult: false,
+          attempt: { attempt: 0, worker: "w", startedAt: at, endedAt: at, outcome: "SUCCESS" }
+        }]))
+      }
+      const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN
+      const roundTrips = Object.fromEntries(Object.entries(rt).map(([k, v]) => [k, median(v)]))
+      const ping: Array<number> = []
+      for (let i = 0; i < rounds; i++) {
+        const t = now()
+        yield* Effect.promise(() => redis.ping())
+        ping.push(now() - t)
+      }
+      yield* Effect.promise(() => redis.close())
+      report({ type: "steps", cpuPerTask, roundTrips: { ...roundTrips, "PING (node-redis, no Effect)": median(ping) } })
+    }).pipe(Effect.scoped, Effect.provide(redisLayer(config)))
+  )

@@ -624,6 +624,33 @@ const profiles = async (): Promise<Array<string>> => {
         else out.push(`(no profile written for ${file})`, "")
       }
     }
+    if (settings.systems.includes("errand") && settings.only.some((w) => w === "e2e" || w === "e2e-stored" || w === "latency")) {
+      log("measuring errand's broker steps on Redis …")
+      const config = configFor("errand", "steps", { tasks: 20_000 })
+      const proc = track("errand", config, forkNode("errand.steps", "errand.steps", config))
+      try {
+        const m = await proc.next("steps", 300_000)
+        const cpu = m.cpuPerTask as Record<string, number>
+        const rt = m.roundTrips as Record<string, number>
+        const total = Object.values(cpu).reduce((a, b) => a + b, 0)
+        out.push(
+          "### errand's broker steps on Redis",
+          "",
+          `Redis server CPU per task for each step, batched as the worker batches them (${config.tasks.toLocaleString("en-US")} tasks), and the median round trip of each step for one task (Effect + node-redis + Lua):`,
+          "",
+          "| step | Redis CPU per task | one-task round trip |",
+          "|---|---:|---:|"
+        )
+        const names = Object.keys(cpu)
+        const rtOf = (name: string) => rt[name.split(" ")[0]!]
+        for (const name of names) out.push(`| ${name} | ${fmt(cpu[name], 1)} µs | ${fmt(rtOf(name), 3)} ms |`)
+        out.push(`| **whole lease cycle** | **${fmt(total, 1)} µs** → Redis alone caps errand at ~${fmt(1e6 / total, 0)} tasks/s on one core | |`)
+        out.push(`| PING (node-redis, no Effect, no Lua) | | ${fmt(rt["PING (node-redis, no Effect)"], 3)} ms |`, "")
+      } finally {
+        await proc.kill()
+        await cleanup("errand", config)
+      }
+    }
     if (settings.only.includes("inmemory") && settings.systems.includes("errand")) {
       log("profiling errand in-memory …")
       const r = await inMemoryOnce(dir)
