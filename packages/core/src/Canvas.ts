@@ -539,6 +539,31 @@ const label = (s: Internal.LeafState | undefined): string => {
 
 const traceHeaders = new Set(["x-trace-id", "x-span-id"])
 
+/**
+ * Revokes the members among `ids` that have not started (waiting in their
+ * queue, delayed for a retry, or claimed but not started); running ones are
+ * left to finish. Returns the ids revoked.
+ *
+ * @since 0.1.0
+ */
+export const revokeMembers = (
+  ids: ReadonlyArray<string>
+): Effect.Effect<ReadonlySet<string>, BrokerError, Broker.Broker | ResultBackend> =>
+  Effect.gen(function*() {
+    const broker = yield* Broker.Broker
+    const backend = yield* ResultBackend
+    const revoked = new Set<string>()
+    yield* Effect.forEach(ids, (id) =>
+      Effect.gen(function*() {
+        const record = yield* backend.get(id)
+        if (Option.isNone(record) || !["PENDING", "RECEIVED", "RETRY"].includes(record.value.state)) return
+        const result = yield* broker.revoke(id)
+        // "running": it was claimed, not started; its worker revokes it when it starts
+        if (result === "revoked" || result === "running") revoked.add(id)
+      }), { concurrency: 16, discard: true })
+    return revoked
+  })
+
 /** Runs one canvas until it ends; safe to run again at any point. */
 const coordinate = Effect.fnUntraced(function*(root: Internal.Root) {
   const ctx = yield* TaskContext
@@ -600,75 +625,99 @@ const coordinate = Effect.fnUntraced(function*(root: Internal.Root) {
   const headers: Record<string, string> = {}
   for (const [k, v] of Object.entries(ctx.headers)) if (!traceHeaders.has(k)) headers[k] = v
 
-  while (true) {
-    const { outcome, submit } = Internal.evaluate(root.canvas, root.input, (path) => states.get(path))
-    if (outcome._tag === "Failed") {
-      // Revoke the members that wait (ready, delayed for a retry, or claimed
-      // but not started); running ones finish on their own.
+  /** Revokes the submitted members that have not started; running ones finish on their own. */
+  const revokeWaiting = (why: string) =>
+    Effect.gen(function*() {
       const waiting = leaves.filter((leaf) => states.get(leaf.path)?._tag === "Waiting")
-      yield* Effect.forEach(waiting, (leaf) =>
-        Effect.gen(function*() {
-          const id = Internal.leafId(canvasId, leaf.path)
-          const record = yield* persistent("get", backend.get(id))
-          if (Option.isSome(record) && ["PENDING", "RECEIVED", "RETRY"].includes(record.value.state)) {
-            const revoked = yield* persistent("revoke", broker.revoke(id))
-            if (revoked === "revoked") {
-              states.set(leaf.path, {
-                _tag: "Failed",
-                state: "REVOKED",
-                error: { _tag: "TaskRevoked", message: `revoked: canvas ${canvasId} failed` },
-                at: Number.MAX_SAFE_INTEGER
-              })
-            }
-          }
-        }), { concurrency: 16, discard: true })
-      yield* writeMeta
-      const id = Internal.leafId(canvasId, outcome.path)
-      return yield* new CanvasFailed({
-        canvasId,
-        member: id,
-        path: outcome.path,
-        task: outcome.task,
-        state: outcome.state,
-        error: outcome.error,
-        message: `canvas ${canvasId} failed: member ${outcome.path} (${outcome.task}, task ${id}) ended ${outcome.state}` +
-          ` with ${outcome.error._tag}: ${outcome.error.message}`
-      })
-    }
-    if (outcome._tag === "Done") {
-      yield* writeMeta
-      return outcome.result
-    }
-    if (submit.length > 0) {
-      const now = yield* Clock.currentTimeMillis
-      const span = yield* Effect.option(Effect.currentSpan)
-      const trace = Option.isSome(span) ? { "x-trace-id": span.value.traceId, "x-span-id": span.value.spanId } : {}
-      yield* persistent(
-        "enqueue",
-        broker.enqueue(submit.map(({ leaf, payload }): Broker.Submission => {
-          const message: Message = {
-            id: Internal.leafId(canvasId, leaf.path),
-            task: leaf.spec.task,
-            queue: leaf.spec.queue,
-            payload,
-            headers: { ...headers, ...trace, "x-errand-canvas": canvasId, "x-errand-canvas-path": leaf.path },
-            priority: leaf.spec.priority,
-            retries: 0,
-            submittedAt: now
-          }
-          return { message, dueAt: now }
-        }))
+      const revoked = yield* persistent(
+        "revoke",
+        revokeMembers(waiting.map((leaf) => Internal.leafId(canvasId, leaf.path))).pipe(
+          Effect.provideService(Broker.Broker, broker),
+          Effect.provideService(ResultBackend, backend)
+        )
       )
-      for (const { leaf } of submit) {
-        states.set(leaf.path, { _tag: "Waiting" })
-        yield* watch(leaf.path)
+      for (const leaf of waiting) {
+        if (!revoked.has(Internal.leafId(canvasId, leaf.path))) continue
+        states.set(leaf.path, {
+          _tag: "Failed",
+          state: "REVOKED",
+          error: { _tag: "TaskRevoked", message: `revoked: ${why}` },
+          at: Number.MAX_SAFE_INTEGER
+        })
       }
-    }
-    // the list of submitted members is the checkpoint a later coordinator reads
+    })
+
+  // Revoked while running (Client.revoke / revokeCanvas on the canvas): its
+  // worker interrupts this coordinator; the members that wait go too.
+  const onRevoke = Effect.gen(function*() {
+    const record = yield* backend.get(canvasId)
+    if (Option.isNone(record) || record.value.revoked !== true) return
+    yield* revokeWaiting(`canvas ${canvasId} was revoked`)
     yield* writeMeta
-    const ended = yield* Queue.takeAll(finals)
-    for (const [path, record] of ended) states.set(path, stateOf(Internal.leafId(canvasId, path), record, true))
-  }
+  }).pipe(Effect.timeout("10 seconds"), Effect.ignore)
+
+  const run = Effect.gen(function*() {
+    while (true) {
+      const { outcome, submit } = Internal.evaluate(root.canvas, root.input, (path) => states.get(path))
+      if (outcome._tag === "Failed") {
+        const self = yield* persistent("get", backend.get(canvasId))
+        if (Option.isSome(self) && self.value.revoked === true) {
+          // the canvas itself was revoked (which revoked this member): its
+          // worker interrupts this coordinator at its next heartbeat
+          yield* revokeWaiting(`canvas ${canvasId} was revoked`)
+          yield* writeMeta
+          return yield* Effect.never
+        }
+        yield* revokeWaiting(`canvas ${canvasId} failed`)
+        yield* writeMeta
+        const id = Internal.leafId(canvasId, outcome.path)
+        return yield* new CanvasFailed({
+          canvasId,
+          member: id,
+          path: outcome.path,
+          task: outcome.task,
+          state: outcome.state,
+          error: outcome.error,
+          message: `canvas ${canvasId} failed: member ${outcome.path} (${outcome.task}, task ${id}) ended ${outcome.state}` +
+            ` with ${outcome.error._tag}: ${outcome.error.message}`
+        })
+      }
+      if (outcome._tag === "Done") {
+        yield* writeMeta
+        return outcome.result
+      }
+      if (submit.length > 0) {
+        const now = yield* Clock.currentTimeMillis
+        const span = yield* Effect.option(Effect.currentSpan)
+        const trace = Option.isSome(span) ? { "x-trace-id": span.value.traceId, "x-span-id": span.value.spanId } : {}
+        yield* persistent(
+          "enqueue",
+          broker.enqueue(submit.map(({ leaf, payload }): Broker.Submission => {
+            const message: Message = {
+              id: Internal.leafId(canvasId, leaf.path),
+              task: leaf.spec.task,
+              queue: leaf.spec.queue,
+              payload,
+              headers: { ...headers, ...trace, "x-errand-canvas": canvasId, "x-errand-canvas-path": leaf.path },
+              priority: leaf.spec.priority,
+              retries: 0,
+              submittedAt: now
+            }
+            return { message, dueAt: now }
+          }))
+        )
+        for (const { leaf } of submit) {
+          states.set(leaf.path, { _tag: "Waiting" })
+          yield* watch(leaf.path)
+        }
+      }
+      // the list of submitted members is the checkpoint a later coordinator reads
+      yield* writeMeta
+      const ended = yield* Queue.takeAll(finals)
+      for (const [path, record] of ended) states.set(path, stateOf(Internal.leafId(canvasId, path), record, true))
+    }
+  })
+  return yield* Effect.onInterrupt(run, () => onRevoke)
 })
 
 /**

@@ -176,6 +176,12 @@ export interface Service {
   readonly awaitCanvas: <C extends Canvas.Any>(
     job: CanvasJob<C>
   ) => Effect.Effect<Canvas.Success<C>, Canvas.MemberError<C> | AwaitError | TaskNotFound | BrokerError>
+  /**
+   * Revoke a canvas: its coordinator stops (at its worker's next heartbeat
+   * when running) and its members that have not started are revoked; running
+   * members finish. Awaiting it then fails with `TaskRevoked`.
+   */
+  readonly revokeCanvas: (id: string) => Effect.Effect<Broker.RevokeResult, BrokerError>
   /** A canvas's record and the live records of its members. */
   readonly canvasStatus: (
     canvas: string | CanvasJob<Canvas.Any>
@@ -397,6 +403,26 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
       return { id, state: record.state, record, members } satisfies CanvasStatus
     })
 
+  const revokeCanvas = (id: string) =>
+    Effect.gen(function*() {
+      const result = yield* broker.revoke(id)
+      // A running coordinator revokes its waiting members when interrupted,
+      // but one that is waiting, or whose lease is running out after a crash,
+      // never runs again: revoke what earlier attempts submitted here.
+      if (result === "revoked" || result === "running") {
+        const record = yield* backend.get(id)
+        const submitted = Option.match(record, {
+          onNone: () => [],
+          onSome: (r) => Canvas.membersOf(r).filter((m) => m.state === "SUBMITTED").map((m) => m.id)
+        })
+        yield* Canvas.revokeMembers(submitted).pipe(
+          Effect.provideService(Broker.Broker, broker),
+          Effect.provideService(ResultBackend, backend)
+        )
+      }
+      return result
+    })
+
   return Client.of({
     submit,
     submitMany,
@@ -405,6 +431,7 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
     revoke: broker.revoke,
     submitCanvas,
     awaitCanvas,
+    revokeCanvas,
     canvasStatus
   })
 })

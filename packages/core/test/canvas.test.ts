@@ -256,6 +256,48 @@ describe("Canvas", () => {
       }
     }).pipe(Effect.provide(base)))
 
+  it.effect("revoking a running canvas stops its coordinator and revokes its members that have not started", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      runs.clear()
+      yield* startWorker({ tasks: impls, concurrency: 1, prefetch: 1 })
+      yield* Canvas.make()
+      const job = yield* client.submitCanvas(
+        Canvas.chord([5, 5, 5, 5].map((n) => Canvas.task(Sleep, n)), Sum),
+        { id: "revoked" }
+      )
+      yield* advance(1)
+      assert.strictEqual(yield* client.revokeCanvas("revoked"), "running")
+      yield* advance(10)
+      const error = yield* Effect.flip(client.awaitCanvas(job))
+      assert.strictEqual(error._tag, "TaskRevoked")
+      const status = yield* client.canvasStatus(job)
+      assert.strictEqual(status.state, "REVOKED")
+      // the first member was running: it finished; the others never ran, the body was never submitted
+      assert.deepStrictEqual(status.members.map((m) => m.state), ["SUCCESS", "REVOKED", "REVOKED", "REVOKED", "WAITING"])
+      assert.strictEqual(runs.get("sleep"), 1)
+    }).pipe(Effect.provide(base)))
+
+  it.effect("revoking a canvas whose coordinator was lost revokes what it had submitted", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      runs.clear()
+      yield* startWorker({ tasks: impls, concurrency: 1, prefetch: 1 })
+      const coordinator = yield* Canvas.make({ lease: "3 seconds" })
+      const job = yield* client.submitCanvas(Canvas.group([5, 5, 5].map((n) => Canvas.task(Sleep, n))), { id: "orphan" })
+      yield* advance(1)
+      yield* coordinator.kill
+      yield* advance(1)
+      // its lease has not run out yet: the broker still sees it running
+      assert.strictEqual(yield* client.revokeCanvas("orphan"), "running")
+      yield* Canvas.make()
+      yield* advance(20)
+      assert.strictEqual((yield* Effect.flip(client.awaitCanvas(job)))._tag, "TaskRevoked")
+      const status = yield* client.canvasStatus(job)
+      assert.deepStrictEqual(status.members.map((m) => m.state), ["SUCCESS", "REVOKED", "REVOKED"])
+      assert.strictEqual(runs.get("sleep"), 1)
+    }).pipe(Effect.provide(base)))
+
   it.effect("a bound payload that does not match its Schema fails the submit and enqueues nothing", () =>
     Effect.gen(function*() {
       const client = yield* setup
