@@ -269,6 +269,16 @@ export const make = (
       }
     })
 
+    /** Whether a generation below `n` is the leader task now (read errors: no). */
+    const smallerGeneration = (n: number) =>
+      Effect.gen(function*() {
+        for (let g = 0; g < n; g++) {
+          const record = yield* backend.get(leaderId(name, g))
+          if (Option.isNone(record) || !finalStates.has(record.value.state)) return true
+        }
+        return false
+      }).pipe(Effect.orElseSucceed(() => false))
+
     /** The checkpoint of generation `n`, or of an earlier one (after a revoke or purge). */
     const checkpoint = (n: number) =>
       Effect.gen(function*() {
@@ -401,7 +411,7 @@ export const make = (
           if (status === "ok") {
             vouched = now + leaseMillis
             // a smaller generation came back (an old record expired): it is the leader task now
-            if ((yield* generation) < n) {
+            if (yield* smallerGeneration(n)) {
               yield* persistent("complete", broker.complete([{ ...lease, state: "SUCCESS", attempt: ended(now, "SUCCESS") }]))
               break
             }

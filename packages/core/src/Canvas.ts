@@ -2,36 +2,46 @@
  * Canvases: typed, durable workflows built from tasks, as Celery's canvas.
  *
  * - `chain(a, b, c)`: each step's result is the next step's payload (checked
- *   at compile time); the chain's result is the last step's.
- * - `group([a, b])`: members run in parallel; the result is the tuple of
- *   their results.
- * - `chord([a, b], c)`: a group, then `c` once with all their results.
+ *   at compile time); the chain yields its last step's result.
+ * - `group([a, b])`: members run in parallel, each on the group's input; the
+ *   group yields the tuple of their results.
+ * - `chord([a, b], c)`: a group, then `c` once, on all their results, after
+ *   every member succeeded.
  *
  * Canvases nest. A step is a task (it takes its input as payload) or
  * `Canvas.task(T, payload)` (bound: it runs on that payload and ignores its
- * input). Submit a canvas with `Client.submitCanvas`, wait for its typed
- * result with `Client.awaitCanvas`, read it with `Client.status(id)` (its
- * members are in `meta.canvas.members`) or `Client.canvasStatus`.
+ * input, Celery's immutable signature). Submit with `Client.submitCanvas`,
+ * wait for the typed result with `Client.awaitCanvas`, read it with
+ * `Client.status(id)` (members in `meta.canvas.members`) or
+ * `Client.canvasStatus`, stop it with `Client.revokeCanvas`.
  *
  * Durability: a canvas is a coordinator task (`errand.canvas`, run by
- * `Canvas.layer` in any worker process) whose payload is the canvas. The
- * coordinator derives every decision from the records of the members, whose
- * ids are deterministic (`<canvasId>/<path>`), and submits a member by
- * enqueueing that id, which is idempotent: a coordinator that dies is run
- * again by another process, finds where the canvas stands and goes on, and
- * never submits a member twice. A chord's body is submitted once, after every
- * member of its header ended SUCCESS.
+ * `Canvas.layer` in any number of worker processes) whose payload is the
+ * canvas. The coordinator takes every decision from the members' records,
+ * whose ids are deterministic (`<canvasId>/<path>`), and submits a member by
+ * enqueueing that id, which is idempotent. A coordinator that dies is run
+ * again elsewhere (its lease runs out, its retry policy brings it back), finds
+ * where the canvas stands and goes on, never submitting a member twice. A
+ * chord's body is submitted once, after every header member ended SUCCESS.
+ * A member that ends FAILURE or REVOKED (after its own retries) fails the
+ * canvas with `CanvasFailed` naming it; members that have not started are
+ * revoked, later steps never submitted.
+ *
+ * Results travel between steps in their JSON form (as stored): the previous
+ * step's success Schema and the next step's payload Schema must agree on it,
+ * which they do when they are the same Schema or plain JSON types. A
+ * mismatch shows as the next member failing with `PayloadInvalid`.
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
- * import { Canvas, Client } from "@errand/core"
- * import { Fetch, Parse, Store, Summarise } from "./tasks.ts"
+ * import { Effect, Layer } from "effect"
+ * import { Canvas, Client, Worker } from "@errand/core"
+ * import { Fetch, Parse, Report, Store, Summarise } from "./tasks.ts"
  *
  * const pipeline = Canvas.chain(
  *   Canvas.task(Fetch, { url: "https://example.com" }), // -> string
  *   Parse,                                              // string -> Doc
- *   Canvas.chord([Store, Summarise], Canvas.task(Report)) // Doc -> [Stored, Summary] -> Report
+ *   Canvas.chord([Store, Summarise], Report)            // Doc -> [Stored, Summary] -> Report
  * )
  *
  * Effect.gen(function*() {
@@ -39,6 +49,9 @@
  *   const job = yield* client.submitCanvas(pipeline)
  *   const report = yield* client.awaitCanvas(job) // typed; fails with CanvasFailed naming the member
  * })
+ *
+ * // in worker processes: the tasks, and the coordinators
+ * const WorkerLive = Layer.mergeAll(Worker.layer({ tasks: [FetchLive, ParseLive, ...] }), Canvas.layer())
  * ```
  *
  * @since 0.1.0
