@@ -42,6 +42,16 @@ const setup = Effect.gen(function*() {
 })
 
 describe("Beat", () => {
+  it("entries are typed: the payload (or what its function returns) must match the task", () => {
+    const ok = Beat.entry({ id: "a", task: Tick, payload: { at: "x" }, schedule: "* * * * *" })
+    const fromTime = Beat.entry({ id: "b", task: Tick, payload: (at) => ({ at: at.toISOString() }), schedule: "0 3 * * *" })
+    // @ts-expect-error `at` must be a string
+    const wrong = Beat.entry({ id: "c", task: Tick, payload: { at: 1 }, schedule: "* * * * *" })
+    // @ts-expect-error the function must return the payload
+    const wrongFn = Beat.entry({ id: "d", task: Tick, payload: (at) => ({ at }), schedule: Schedule.spaced("1 minute") })
+    assert.isDefined(ok && fromTime && wrong && wrongFn)
+  })
+
   it.effect("submits each scheduled time once, on time, with a deterministic id", () =>
     Effect.gen(function*() {
       const client = yield* setup
