@@ -285,8 +285,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         Effect.orDie
       )
     const batched = <I, O>(op: string, call: (batch: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, BrokerError>) =>
-      Effect.map(Batcher.make(call, { maxBatch: 512 }), (b) => (item: I) =>
-        killed ? Effect.never : persistent(op, b.run(item)))
+      // the outage retry wraps the batch's one broker call, not each item
+      Effect.map(
+        Batcher.make((batch: ReadonlyArray<I>) => persistent(op, call(batch)), { maxBatch: 512 }),
+        (b) => (item: I) => killed ? Effect.never : b.run(item)
+      )
     const beforeFinal = (message: Message, final: Final) =>
       killed ? Effect.void : persistent("beforeFinal hook", hooks.beforeFinal(message, final))
     const start = yield* batched("start", broker.start)
