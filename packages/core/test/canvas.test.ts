@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Exit, Option, Schema, Scope } from "effect"
 import { Broker, Canvas, Client, ResultBackend, Retry, Task, TaskContext } from "@errand/core"
 import { advance, base, settle, startWorker } from "./utils.ts"
 
@@ -210,6 +210,28 @@ describe("Canvas", () => {
       for (const path of ["0", "1.0.0", "1.0.1", "1.1"]) {
         assert.deepStrictEqual((yield* client.status(`resumed/${path}`)).history.map((h) => h.outcome), ["SUCCESS"])
       }
+    }).pipe(Effect.provide(base)))
+
+  it.effect("a coordinator shut down warmly gives its canvases back at once; another finishes them", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      runs.clear()
+      yield* startWorker({ tasks: impls, concurrency: 8 })
+      const scope = yield* Scope.make()
+      yield* Canvas.make({ id: "coord-a" }).pipe(Scope.provide(scope))
+      const job = yield* client.submitCanvas(Canvas.chain(Canvas.task(Sleep, 3), Canvas.task(Sleep, 3)), { id: "handed-over" })
+      yield* advance(1)
+      // no waiting for the canvas to end: coordinators hold nothing but a lease
+      yield* Scope.close(scope, Exit.void)
+      yield* Canvas.make({ id: "coord-b" })
+      yield* advance(8)
+      assert.strictEqual(yield* client.awaitCanvas(job), 3)
+      const root = yield* client.status("handed-over")
+      assert.deepStrictEqual(root.history.map((h) => [h.worker, h.outcome, h.error?._tag]), [
+        ["coord-a", "RETRY", "WorkerShutdown"],
+        ["coord-b", "SUCCESS", undefined]
+      ])
+      assert.strictEqual(runs.get("sleep"), 2)
     }).pipe(Effect.provide(base)))
 
   it.effect("a member whose record is gone (expired, purged) fails the canvas instead of running again", () =>
