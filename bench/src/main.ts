@@ -84,7 +84,7 @@ const settings = {
 }
 
 const runId = Math.random().toString(36).slice(2, 8)
-const SYSTEM_NAMES: Record<System, string> = { errand: "errand (Redis)", bullmq: "BullMQ", celery: "Celery" }
+const SYSTEM_NAMES: Record<System, string> = { errand: "errand", bullmq: "BullMQ", celery: "Celery" }
 
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
@@ -581,27 +581,6 @@ const machine = async () => {
 // Profiles of errand's hot paths
 // ---------------------------------------------------------------------------
 
-const HOT = [
-  "process",
-  "run",
-  "handle",
-  "outcome",
-  "claimer",
-  "claim",
-  "claimNow",
-  "claimQueue",
-  "enqueue",
-  "submitMany",
-  "prepare",
-  "complete",
-  "start",
-  "leaseOp",
-  "locate",
-  "perQueue",
-  "evalIn",
-  "decodeMessage",
-  "loop"
-]
 
 const profiles = async (): Promise<Array<string>> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "errand-bench-prof-"))
@@ -609,8 +588,12 @@ const profiles = async (): Promise<Array<string>> => {
     "## Where errand's time goes (CPU profiles)",
     "",
     "Profiled reruns (`node --cpu-prof`, separate from the measured runs above; profiling slows them down a little).",
-    "Self time is time in the function itself; the area table groups self time by package;",
-    "the inclusive table is time spent in (or below) the named errand functions.",
+    "Self time is time in the function itself, the area table groups it by package, and \"per task\" divides by the",
+    "tasks of the run (module loading at startup included). The profiler samples wall time while JavaScript runs, so",
+    "`writeUtf8String` (the write of a command to the Redis socket) also holds the time the worker is descheduled right",
+    "after waking Redis on this 2-vCPU machine: read it as the cost of a round trip, not of encoding strings. Effect runs",
+    "continuations from its own run loop, so errand's functions show little inclusive time; their cost shows up as",
+    "Effect runtime frames (`runLoop`, `makeExit`, `evaluate`, …) and GC.",
     ""
   ]
   try {
@@ -620,7 +603,7 @@ const profiles = async (): Promise<Array<string>> => {
       out.push(`### Redis end-to-end, results not stored (${fmt(r.perSecond, 0)} tasks/s while profiled)`, "")
       for (const [file, title] of [["errand.worker", "Worker process"], ["errand.producer", "Producer process (submitMany)"]] as const) {
         const f = path.join(dir, `${file}.cpuprofile`)
-        if (fs.existsSync(f)) out.push(...Profile.format(Profile.summarize(f, 20, HOT), `#### ${title}`), "")
+        if (fs.existsSync(f)) out.push(...Profile.format(Profile.summarize(f, 20), `#### ${title}`, settings.tasks), "")
         else out.push(`(no profile written for ${file})`, "")
       }
     }
@@ -656,7 +639,7 @@ const profiles = async (): Promise<Array<string>> => {
       const r = await inMemoryOnce(dir)
       out.push(`### In-memory end-to-end (${fmt(r.perSecond, 0)} tasks/s while profiled)`, "")
       const f = path.join(dir, "errand.memory.cpuprofile")
-      if (fs.existsSync(f)) out.push(...Profile.format(Profile.summarize(f, 25, HOT), "#### Producer + worker process"), "")
+      if (fs.existsSync(f)) out.push(...Profile.format(Profile.summarize(f, 25), "#### Producer + worker process", settings.tasks), "")
     }
   } finally {
     if (process.env.BENCH_KEEP_PROFILES) log(`profiles kept in ${dir}`)
@@ -742,7 +725,7 @@ const main = async () => {
   for (const r of rows) {
     for (const s of settings.systems) {
       const f = r.figures[s]
-      if (f?.note !== undefined) details.push(`- ${r.label}, ${SYSTEM_NAMES[s]}: ${f.note}`)
+      if (f?.note !== undefined) details.push(`- ${r.label}, ${r.key === "inmemory" ? "errand" : SYSTEM_NAMES[s]}: ${f.note}`)
     }
   }
 
@@ -773,6 +756,7 @@ const main = async () => {
       "",
       ...tableLines,
       "",
+      "Rows 1–5 run every system on the same Redis (errand on `RedisBroker.layer`); row 6 is errand on `MemoryBroker.layer`.",
       "Ratios: errand's figure against the best peer's, oriented so that above 1× means errand is better",
       "(higher throughput, lower latency or memory).",
       "",

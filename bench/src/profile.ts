@@ -127,12 +127,21 @@ export const summarize = (file: string, topN = 25, inclusiveNames: ReadonlyArray
   }
 }
 
-export const format = (s: Summary, title: string): Array<string> => {
+/** Markdown tables of a summary; with `tasks`, also self time per task. */
+export const format = (s: Summary, title: string, tasks?: number): Array<string> => {
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`
-  const lines = [`${title}: ${s.totalMs.toFixed(0)} ms on CPU (idle excluded)`, "", "| self time | share | function | where |", "|---:|---:|---|---|"]
-  for (const r of s.top) lines.push(`| ${r.ms.toFixed(0)} ms | ${pct(r.share)} | \`${r.name}\` | ${r.where} |`)
-  lines.push("", "| area | self time | share |", "|---|---:|---:|")
-  for (const a of s.areas) lines.push(`| ${a.area} | ${a.ms.toFixed(0)} ms | ${pct(a.share)} |`)
+  const per = (ms: number) => (tasks === undefined ? "" : ` ${((ms * 1000) / tasks).toFixed(2)} µs |`)
+  const perHead = tasks === undefined ? "" : " per task |"
+  const perRule = tasks === undefined ? "" : "---:|"
+  const lines = [
+    `${title}: ${s.totalMs.toFixed(0)} ms sampled (idle excluded)`,
+    "",
+    `| self time | share |${perHead} function | where |`,
+    `|---:|---:|${perRule}---|---|`
+  ]
+  for (const r of s.top) lines.push(`| ${r.ms.toFixed(0)} ms | ${pct(r.share)} |${per(r.ms)} \`${r.name}\` | ${r.where} |`)
+  lines.push("", `| area | self time | share |${perHead}`, `|---|---:|---:|${perRule}`)
+  for (const a of s.areas) lines.push(`| ${a.area} | ${a.ms.toFixed(0)} ms | ${pct(a.share)} |${per(a.ms)}`)
   if (s.inclusive.length > 0) {
     lines.push("", "| inclusive (incl. callees) | share | function | where |", "|---:|---:|---|---|")
     for (const r of s.inclusive.slice(0, 20)) lines.push(`| ${r.ms.toFixed(0)} ms | ${pct(r.share)} | \`${r.name}\` | ${r.where} |`)
