@@ -21,7 +21,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Celery from "./celery.ts"
 import type { RoleConfig } from "./config.ts"
-import { cpuOf, forkNode, now, type Proc, rssOf, sleep } from "./proc.ts"
+import { cpuOf, forkNode, now, type Proc, rssOf, sleep, timeout } from "./proc.ts"
 import * as Profile from "./profile.ts"
 import * as R from "./redis.ts"
 
@@ -284,7 +284,7 @@ const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E
       const submitPerSecond = config.tasks / ((Number(submitted.endedAt) - startedAt) / 1000)
       if (profile !== undefined) {
         // let the Node children end on their own, so --cpu-prof writes the profiles
-        await Promise.race([Promise.all(spawned.map((p) => p.exited)), sleep(20_000)])
+        await Promise.race([Promise.all(spawned.map((p) => p.exited)), timeout(20_000)])
       }
       return { perSecond, submitPerSecond, seconds: (at - startedAt) / 1000, cpu }
     } finally {
@@ -442,7 +442,7 @@ const inMemoryOnce = async (profile?: string) => {
   procs.add(proc)
   try {
     const m = await proc.next("done")
-    await Promise.race([proc.exited, sleep(20_000)])
+    await Promise.race([proc.exited, timeout(20_000)])
     return {
       perSecond: config.tasks / ((Number(m.at) - Number(m.startedAt)) / 1000),
       submitPerSecond: config.tasks / ((Number(m.submittedAt) - Number(m.startedAt)) / 1000),

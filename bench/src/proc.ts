@@ -170,3 +170,6 @@ export const cpuOf = (pid: number): number | undefined => {
     return undefined
   }
 }
+
+/** A timeout that does not keep the process alive (for races against a child's exit). */
+export const timeout = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref())
