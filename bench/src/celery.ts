@@ -139,11 +139,10 @@ export interface CeleryEnv {
   readonly version: string
 }
 
-/** A Python with celery and redis importable: `BENCH_PYTHON`, `python3` on the PATH, then `/usr/bin/python3`. */
+/** A Python with celery and redis importable: `BENCH_PYTHON` if set, else `python3` on the PATH, then `/usr/bin/python3`. */
 export const detect = (): CeleryEnv | { readonly missing: string } => {
-  const candidates = [process.env.BENCH_PYTHON, "python3", "/usr/bin/python3"].filter((c): c is string =>
-    c !== undefined && c !== ""
-  )
+  const chosen = process.env.BENCH_PYTHON
+  const candidates = chosen !== undefined && chosen !== "" ? [chosen] : ["python3", "/usr/bin/python3"]
   const tried: Array<string> = []
   for (const python of [...new Set(candidates)]) {
     const r = spawnSync(python, ["-c", "import celery, redis; print(celery.__version__)"], { encoding: "utf8" })

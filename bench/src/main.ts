@@ -64,7 +64,23 @@ const listOption = <T extends string>(name: string, all: ReadonlyArray<T>): Read
   return all.filter((w) => wanted.includes(w))
 }
 
-const settings = {
+const settings: {
+  url: string
+  tasks: number
+  concurrency: number
+  prefetch: number
+  repeat: number
+  rate: number
+  seconds: number
+  backlogSmall: number
+  backlogLarge: number
+  settleMs: number
+  only: ReadonlyArray<Workload>
+  systems: ReadonlyArray<System>
+  profile: boolean | "on-miss"
+  write: boolean
+  out: string
+} = {
   url: process.env.REDIS_URL && process.env.REDIS_URL !== "" ? process.env.REDIS_URL : "redis://127.0.0.1:6379",
   tasks: numberOption("tasks", quick ? 5_000 : 100_000),
   concurrency: 50,
@@ -76,9 +92,9 @@ const settings = {
   backlogLarge: numberOption("backlog", quick ? 50_000 : 1_000_000),
   /** How long a worker holding its handlers settles before its memory is read. */
   settleMs: quick ? 1000 : 3000,
-  only: listOption("only", WORKLOADS),
+  only: listOption("only", WORKLOADS) as ReadonlyArray<Workload>,
   systems: listOption("systems", SYSTEMS),
-  profile: flag("profile") ? true : flag("no-profile") ? false : quick ? false : "on-miss" as const,
+  profile: (flag("profile") ? true : flag("no-profile") ? false : quick ? false : "on-miss") as boolean | "on-miss",
   write: !flag("no-write"),
   out: option("out") ?? path.join(benchDir, "RESULTS.md")
 }
@@ -134,7 +150,7 @@ const MB = 1024 * 1024
 // Plumbing
 // ---------------------------------------------------------------------------
 
-let redis: R.Client
+let redis: R.Client = undefined as unknown as R.Client
 let celery: Celery.CeleryEnv | undefined
 
 const configFor = (system: System | "memory", workload: string, overrides: Partial<RoleConfig> = {}): RoleConfig => ({
@@ -551,7 +567,7 @@ const targets = (): Array<Target> => {
 
 const machine = async () => {
   const cpus = os.cpus()
-  const redisInfo = await R.info(redis)
+  const redisInfo = redis === undefined ? { version: "unreachable", mode: "?" } : await R.info(redis)
   const version = (pkg: string) => {
     try {
       return (JSON.parse(fs.readFileSync(path.join(benchDir, "node_modules", pkg, "package.json"), "utf8")) as { version: string }).version
@@ -657,9 +673,23 @@ const describeRun = () =>
 
 const main = async () => {
   const started = Date.now()
-  redis = await R.connect(settings.url).catch((e: unknown) => {
-    throw new Error(`cannot reach Redis at ${settings.url} (set REDIS_URL): ${e instanceof Error ? e.message : String(e)}`)
-  })
+  const reachable = await R.connect(settings.url).then(
+    (client) => {
+      redis = client
+      return true
+    },
+    (e: unknown) => {
+      notes.push(
+        `Redis at ${settings.url} is unreachable (${e instanceof Error ? e.message : String(e)}): ` +
+          "only the in-memory row was run. Start Redis or set REDIS_URL."
+      )
+      return false
+    }
+  )
+  if (!reachable) {
+    settings.only = settings.only.filter((w) => w === "inmemory")
+    settings.profile = false
+  }
   if (settings.systems.includes("celery")) {
     const found = Celery.detect()
     if ("missing" in found) notes.push(found.missing)

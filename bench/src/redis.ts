@@ -4,7 +4,8 @@ import { createClient } from "redis"
 export type Client = ReturnType<typeof createClient>
 
 export const connect = async (url: string): Promise<Client> => {
-  const client = createClient({ url })
+  // no reconnect loop: an unreachable Redis fails the connect at once
+  const client = createClient({ url, socket: { reconnectStrategy: false, connectTimeout: 5000 } })
   client.on("error", () => {})
   await client.connect()
   return client
