@@ -335,6 +335,7 @@ const submitOnce = (system: System) => {
       if (waiting !== config.tasks) notes.push(`${SYSTEM_NAMES[system]} bulk submit: ${waiting} tasks found waiting, expected ${config.tasks}`)
       return config.tasks / ((Number(m.endedAt) - Number(m.startedAt)) / 1000)
     } finally {
+      await Promise.all(spawned.map((p) => p.kill()))
       await cleanup(system, config)
     }
   })
@@ -376,6 +377,8 @@ const latency = (system: System) => {
         value: l.p99
       })
     } finally {
+      // children first: a live worker would write its registry keys again
+      await Promise.all(spawned.map((p) => p.kill()))
       await cleanup(system, config)
     }
   })
