@@ -259,7 +259,12 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           expiresAt: now + leaseMillis + registrationKeptMillis,
           inFlight: held.size,
           ...(stopped ? { stoppedAt: now } : {})
-        }])).pipe(Effect.catch((e) => Effect.logWarning(`worker registration failed: ${e.message}`)))
+        }])).pipe(Effect.catch((e) =>
+          // at shutdown the broker may already be closed; the entry then shows as gone after a lease
+          stopped
+            ? Effect.logDebug(`worker stop not registered: ${e.message}`)
+            : Effect.logWarning(`worker registration failed: ${e.message}`)
+        ))
     }
     yield* register(false)
     let stopping = false
@@ -752,20 +757,18 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const heartbeat = Effect.gen(function*() {
       while (true) {
         yield* Effect.sleep(Math.max(1, Math.floor(leaseMillis / 3)))
+        // the registration is renewed after the leases, which come first
         if (held.size === 0) {
           yield* register(false)
           continue
         }
         const items = [...held.values()]
-        const [statuses] = yield* Effect.all([
-          broker.renew(items.map((h) => ({ id: h.delivery.id, token: h.delivery.token })), leaseMillis)
-            .pipe(
-              Effect.catch((e) =>
-                Effect.as(Effect.logWarning(`lease renewal failed: ${e.message}`), items.map(() => "ok" as const))
-              )
-            ),
-          register(false)
-        ], { concurrency: "unbounded" })
+        const statuses = yield* broker.renew(items.map((h) => ({ id: h.delivery.id, token: h.delivery.token })), leaseMillis)
+          .pipe(
+            Effect.catch((e) =>
+              Effect.as(Effect.logWarning(`lease renewal failed: ${e.message}`), items.map(() => "ok" as const))
+            )
+          )
         for (let i = 0; i < items.length; i++) {
           const h = items[i]!
           const status = statuses[i]
@@ -773,6 +776,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           h.reason = status === "revoked" ? "revoked" : "stale"
           if (h.fiber !== undefined) yield* Effect.forkDetach(Fiber.interrupt(h.fiber))
         }
+        yield* register(false)
       }
     })
     const heartbeatFiber = yield* Effect.forkScoped(heartbeat, { startImmediately: true })
