@@ -32,6 +32,13 @@ afterAll(async () => {
 
 const TASKS = 2_000
 const WORKERS = 4
+/**
+ * Kills stop after this long, so a machine too loaded to keep up with restarts
+ * every half second still finishes (typically the tasks are all done well
+ * before: 12 s alone, 20-40 s beside other test files on two cores).
+ */
+const CHAOS_MILLIS = 35_000
+const DEADLINE_MILLIS = 55_000
 
 describe("chaos", () => {
   it.live("4 workers, 2,000 tasks, a random worker killed (SIGKILL) every 500 ms: nothing lost, every duplicate explained", () =>
@@ -61,14 +68,15 @@ describe("chaos", () => {
 
         let kills = 0
         while ((yield* waiting) > 0) {
-          if (Date.now() - t0 > 55_000) {
+          if (Date.now() - t0 > DEADLINE_MILLIS) {
             const started = all.filter((p) => p.stdout().includes(" started\n")).length
             throw new Error(
-              `chaos did not settle in 55 s: ${yield* waiting} tasks left; ${all.length} worker processes, ` +
+              `chaos did not settle in ${DEADLINE_MILLIS} ms: ${yield* waiting} tasks left; ${all.length} worker processes, ` +
                 `${started} of them started, ${kills} SIGKILLs (a loaded machine starts processes slowly)`
             )
           }
           yield* Effect.sleep(500)
+          if (Date.now() - t0 > CHAOS_MILLIS) continue
           // a random worker that is up (killing one still starting would test nothing)
           const up = workers.flatMap((w, slot) => w.child.exitCode === null && w.child.signalCode === null &&
               w.stdout().includes(" started\n") ? [slot] : [])
@@ -116,7 +124,7 @@ describe("chaos", () => {
           }
         }
         expect(unexplained).toEqual([])
-        expect(kills).toBeGreaterThanOrEqual(5)
+        expect(kills).toBeGreaterThanOrEqual(10)
         expect(duplicates).toBeGreaterThan(0)
         console.log(
           `chaos: ${TASKS} tasks on ${WORKERS} workers settled in ${settled} ms; ${kills} SIGKILLs, ` +

@@ -8,7 +8,17 @@ import { Client } from "@errand/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import { Busy, Sleep } from "./fixtures/tasks.ts"
-import { readRuns, runsFile, lockProcesses, testRedis, waitUntil, withDeployment } from "./utils.ts"
+import {
+  lockProcesses,
+  readRuns,
+  runCli,
+  runsFile,
+  spawnCli,
+  tasksModule,
+  testRedis,
+  waitUntil,
+  withDeployment
+} from "./utils.ts"
 
 let url = ""
 let stop: () => Promise<void> = async () => {}
@@ -109,6 +119,41 @@ describe("errand worker: signals", () => {
         }
       })
     ), 60_000)
+})
+
+describe("errand worker: options", () => {
+  it.live("--broker memory, several --tasks modules, --queues; bad values are usage errors", () =>
+    Effect.gen(function*() {
+      const w = spawnCli([
+        "worker",
+        "--broker",
+        "memory",
+        "-t",
+        tasksModule,
+        "-t",
+        "apps/cli/test/fixtures/more-tasks.ts",
+        "-Q",
+        "default,other",
+        "--id",
+        "w-mem"
+      ])
+      yield* Effect.promise(() => w.waitFor("w-mem started"))
+      expect(w.stdout()).toMatch(/^  broker {7}memory \(this process only\)$/m)
+      expect(w.stdout()).toMatch(/^  tasks {8}cli\.busy, cli\.failOnce, cli\.flaky, cli\.sleep, cli\.unimplemented$/m)
+      expect(w.stdout()).toMatch(/^  queues {7}default, other$/m)
+      expect(w.stdout()).toMatch(/^  lease {8}10 s, shutdown grace 30 s, watchdog 5\.0 s$/m)
+      w.child.kill("SIGTERM")
+      expect(yield* Effect.promise(() => w.exited)).toEqual({ code: 0, signal: null })
+
+      const [zero, lease] = yield* Effect.all([
+        Effect.promise(() => runCli(["worker", "-t", tasksModule, "--broker", "memory", "--concurrency", "0"])),
+        Effect.promise(() => runCli(["worker", "-t", tasksModule, "--broker", "memory", "--lease", "soon"]))
+      ], { concurrency: 2 })
+      expect(zero.code).toBe(2)
+      expect(zero.stdout + zero.stderr).toContain("--concurrency must be a whole number of at least 1, got 0")
+      expect(lease.code).toBe(2)
+      expect(lease.stdout + lease.stderr).toContain(`"soon" is not a duration (examples: 500ms, 10s, 2m, 1h, "10 seconds")`)
+    }), 60_000)
 })
 
 describe("errand worker: a handler that blocks the event loop past its lease", () => {
