@@ -517,7 +517,7 @@ describe("RedisBroker", () => {
         expect(yield* broker.queues!).toEqual(["q", "r"])
       })))
 
-  it.live("worker registrations live under {prefix:workers} and are pruned on heartbeat and list", () =>
+  it.live("worker registrations live under {prefix:workers}, are pruned on heartbeat and list, and expire", () =>
     run((prefix) =>
       Effect.gen(function*() {
         const broker = yield* Broker
@@ -541,6 +541,12 @@ describe("RedisBroker", () => {
         expect(yield* Effect.promise(() => command<number>(url, "HLEN", keys.info))).toBe(1)
         expect(yield* Effect.promise(() => command<number>(url, "ZCARD", keys.expiry))).toBe(1)
         expect((yield* broker.workers!).map((w) => w.id)).toEqual(["w2"])
+        // the keys expire with their longest-lived entry
+        for (const key of [keys.info, keys.expiry]) {
+          const pttl = yield* Effect.promise(() => command<number>(url, "PTTL", key))
+          expect(pttl).toBeGreaterThan(55_000)
+          expect(pttl).toBeLessThanOrEqual(60_000)
+        }
       })))
 
   it.live("a batch of 2000 tasks is enqueued, claimed and completed in a few round trips", () =>
