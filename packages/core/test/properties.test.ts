@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Random, Schema } from "effect"
 import { Broker, Client, Retry, Task, TaskContext } from "@errand/core"
-import { advance, base, settle, startWorker } from "./utils.ts"
+import { advance, base, drainAll, settle, startWorker } from "./utils.ts"
 
 const int = (minimum: number, maximum: number) => Schema.Int.check(Schema.isBetween({ minimum, maximum }))
 
@@ -91,6 +91,7 @@ describe("properties", () => {
           { concurrency: "unbounded" }
         )
         yield* advance(Math.ceil((tasks * 3) / (concurrency * workers)) + 5)
+        yield* drainAll(600)
         for (let n = 0; n < tasks; n++) assert.strictEqual(runs.get(n), 1, `task ${n} ran ${runs.get(n)} times`)
         for (let n = 0; n < tasks; n++) {
           const status = yield* client.status(jobs[n]!.id)
@@ -141,6 +142,7 @@ describe("properties", () => {
           pool[crash.worker] = yield* startWorker(options)
         }
         yield* advance(400)
+        yield* drainAll(600)
         yield* settle
         for (let n = 0; n < tasks; n++) {
           const status = yield* client.status(jobs[n]!.id)

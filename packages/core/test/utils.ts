@@ -36,3 +36,18 @@ export type Services = Broker.Broker | ResultBackend.ResultBackend | Client.Clie
 
 /** Client + memory broker, no worker (tests start their own). */
 export const base: Layer.Layer<Services> = Client.layer.pipe(Layer.provideMerge(MemoryBroker.layer))
+
+/**
+ * Advances the TestClock a second at a time until the memory broker holds no
+ * ready, delayed or leased task (at most `maxSeconds`): assertions then see
+ * every task ended, however the scheduler interleaved the fibers.
+ */
+export const drainAll = (maxSeconds: number) =>
+  Effect.gen(function*() {
+    const store = yield* MemoryBroker.MemoryStore
+    yield* settle
+    for (let i = 0; i < maxSeconds && (yield* store.pending) > 0; i++) {
+      yield* TestClock.adjust("1 second")
+      yield* settle
+    }
+  })
