@@ -5,64 +5,28 @@
  * from the first run to the last is submitted exactly once (one task, run
  * once), the ones missed during the takeover (the lease is 2.5 s) caught up.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Beat, Client } from "@errand/core"
-import { RedisBroker } from "@errand/redis"
-import { type ChildProcess, spawn } from "node:child_process"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { Tick } from "./fixtures/beat-tasks.ts"
-import { deletePrefix, randomPrefix, testRedis } from "./utils/redis.ts"
+import { type ScriptProcess, spawnWorker, useTestRedis, waitUntil, withPrefix } from "./utils/process.ts"
 
-let url = ""
-let stop: () => Promise<void> = async () => {}
-
-beforeAll(async () => {
-  const redis = await testRedis()
-  url = redis.url
-  stop = redis.stop
-})
-
-afterAll(() => stop())
+const redis = useTestRedis()
 
 const script = new URL("./fixtures/beat-worker.ts", import.meta.url).pathname
 
-interface Member {
+interface Member extends ScriptProcess {
   readonly id: string
-  readonly child: ChildProcess
-  readonly output: () => string
-  readonly exited: Promise<number | null>
 }
 
-const spawnMember = (prefix: string, id: string): Member => {
-  const child = spawn(process.execPath, ["--import", "tsx", script], {
-    cwd: new URL("../../..", import.meta.url).pathname,
-    env: { ...process.env, ERRAND_REDIS_URL: url, ERRAND_REDIS_PREFIX: prefix, WORKER_ID: id },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let output = ""
-  child.stdout?.on("data", (d) => (output += String(d)))
-  child.stderr?.on("data", (d) => (output += String(d)))
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { id, child, output: () => output, exited }
-}
-
-const waitUntil = <E, R>(check: Effect.Effect<boolean, E, R>, what: string, millis = 20_000) =>
-  Effect.gen(function*() {
-    const until = Date.now() + millis
-    while (!(yield* check)) {
-      if (Date.now() > until) return yield* Effect.die(new Error(`timed out waiting until ${what}`))
-      yield* Effect.sleep(50)
-    }
-  })
+const spawnMember = (prefix: string, id: string): Member => ({ id, ...spawnWorker(script, redis.url(), prefix, id) })
 
 const decodeMeta = Schema.decodeUnknownOption(Beat.Meta)
 
 describe("beat across processes on Redis", () => {
   it.live("three processes, the leader killed: each scheduled second is submitted exactly once", () =>
-    Effect.suspend(() => {
-      const prefix = randomPrefix()
-      const members: Array<Member> = []
-      return Effect.gen(function*() {
+    withPrefix(redis.url, (prefix, members: Array<Member>) =>
+      Effect.gen(function*() {
         const client = yield* Client.Client
         /** Who leads, and the last second it submitted, from the leader task's record. */
         const leader = Effect.map(Effect.option(client.status(Beat.leaderId("default", 0))), (found) =>
@@ -75,25 +39,28 @@ describe("beat across processes on Redis", () => {
         yield* waitUntil(
           Effect.flatMap(leader, (l) => Option.isSome(l) ? exists(Math.floor(l.value.last / 1000) * 1000) : Effect.succeed(false)),
           "a leader submits",
-          30_000
+          30_000,
+          50
         )
         const first = Option.getOrThrow(yield* leader)
         let firstRun = Math.floor(first.last / 1000) * 1000
         while (yield* exists(firstRun - 1000)) firstRun -= 1000
         // let it run a few seconds, then kill it
-        yield* waitUntil(Effect.map(leader, (l) => Option.isSome(l) && l.value.last >= firstRun + 2000), "three runs")
+        yield* waitUntil(Effect.map(leader, (l) => Option.isSome(l) && l.value.last >= firstRun + 2000), "three runs", 20_000, 50)
         const victim = members.find((m) => m.id === first.id)!
         victim.child.kill("SIGKILL")
         expect(yield* Effect.promise(() => victim.exited)).toBeNull()
         const killedAt = Date.now()
         yield* waitUntil(
           Effect.map(leader, (l) => Option.isSome(l) && l.value.id !== first.id),
-          "another member leads"
+          "another member leads",
+          20_000,
+          50
         )
         const second = Option.getOrThrow(yield* leader)
         expect(["b-1", "b-2", "b-3"].filter((id) => id !== first.id)).toContain(second.id)
         // a few runs under the new leader
-        yield* waitUntil(Effect.map(leader, (l) => Option.isSome(l) && l.value.last >= killedAt + 3000), "runs after the takeover")
+        yield* waitUntil(Effect.map(leader, (l) => Option.isSome(l) && l.value.last >= killedAt + 3000), "runs after the takeover", 20_000, 50)
         const lastRun = Option.getOrThrow(yield* leader).last
 
         // every second from the first run to the last has one task, which ran once
@@ -110,13 +77,5 @@ describe("beat across processes on Redis", () => {
         expect(late.length).toBeGreaterThanOrEqual(1)
         // only whole seconds: nothing between them
         expect(yield* exists(firstRun + 500)).toBe(false)
-      }).pipe(
-        Effect.provide(Client.layer.pipe(Layer.provide(RedisBroker.layer({ url, prefix })))),
-        Effect.ensuring(Effect.promise(async () => {
-          for (const m of members) if (m.child.exitCode === null) m.child.kill("SIGKILL")
-          await Promise.all(members.map((m) => m.exited))
-          await deletePrefix(url, prefix)
-        }))
-      )
-    }), 60_000)
+      })), 60_000)
 })

@@ -4,74 +4,20 @@
  * nothing; the chord's body runs once, after every member; a failing member
  * fails the canvas and the members still waiting are revoked.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Canvas, Client } from "@errand/core"
-import { RedisBroker } from "@errand/redis"
-import { type ChildProcess, spawn } from "node:child_process"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Option } from "effect"
 import { Refuse, Total, Work } from "./fixtures/canvas-tasks.ts"
-import { deletePrefix, randomPrefix, testRedis } from "./utils/redis.ts"
+import { type ScriptProcess, spawnWorker, useTestRedis, waitUntil, withPrefix } from "./utils/process.ts"
 
-let url = ""
-let stop: () => Promise<void> = async () => {}
-
-beforeAll(async () => {
-  const redis = await testRedis()
-  url = redis.url
-  stop = redis.stop
-})
-
-afterAll(() => stop())
+const redis = useTestRedis()
 
 const workerScript = new URL("./fixtures/canvas-worker.ts", import.meta.url).pathname
-
-interface WorkerProcess {
-  readonly child: ChildProcess
-  readonly output: () => string
-  readonly exited: Promise<number | null>
-}
-
-const spawnWorker = (prefix: string, id: string): WorkerProcess => {
-  const child = spawn(process.execPath, ["--import", "tsx", workerScript], {
-    cwd: new URL("../../..", import.meta.url).pathname,
-    env: { ...process.env, ERRAND_REDIS_URL: url, ERRAND_REDIS_PREFIX: prefix, WORKER_ID: id },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let output = ""
-  child.stdout?.on("data", (d) => (output += String(d)))
-  child.stderr?.on("data", (d) => (output += String(d)))
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { child, output: () => output, exited }
-}
-
-const withPrefix = <A, E>(
-  body: (prefix: string, workers: Array<WorkerProcess>) => Effect.Effect<A, E, Client.Client>
-) =>
-  Effect.suspend(() => {
-    const prefix = randomPrefix()
-    const workers: Array<WorkerProcess> = []
-    return body(prefix, workers).pipe(
-      Effect.provide(Client.layer.pipe(Layer.provide(RedisBroker.layer({ url, prefix })))),
-      Effect.ensuring(Effect.promise(async () => {
-        for (const w of workers) if (w.child.exitCode === null) w.child.kill("SIGKILL")
-        await Promise.all(workers.map((w) => w.exited))
-        await deletePrefix(url, prefix)
-      }))
-    )
-  })
-
-const waitUntil = <E, R>(check: Effect.Effect<boolean, E, R>, what: string, millis = 20_000) =>
-  Effect.gen(function*() {
-    const until = Date.now() + millis
-    while (!(yield* check)) {
-      if (Date.now() > until) return yield* Effect.die(new Error(`timed out waiting until ${what}`))
-      yield* Effect.sleep(20)
-    }
-  })
+const spawn = (prefix: string, id: string) => spawnWorker(workerScript, redis.url(), prefix, id)
 
 describe("canvases across worker processes on Redis", () => {
   it.live("SIGKILL mid-chord (members and coordinator on the killed process): the canvas ends, its body runs once", () =>
-    withPrefix((prefix, workers) =>
+    withPrefix(redis.url, (prefix, workers: Array<ScriptProcess>) =>
       Effect.gen(function*() {
         const client = yield* Client.Client
         // a chain into a chord of 8 members into its body
@@ -83,12 +29,12 @@ describe("canvases across worker processes on Redis", () => {
           )
         )
         const job = yield* client.submitCanvas(canvas, { id: "mid-chord" })
-        const a = spawnWorker(prefix, "w-a")
+        const a = spawn(prefix, "w-a")
         workers.push(a)
         const started = Effect.map(client.canvasStatus("mid-chord"), (s) =>
           s.members.filter((m) => m.path.startsWith("1.0.") && m.state === "STARTED").length)
         yield* waitUntil(Effect.map(started, (n) => n >= 2), "w-a runs members of the chord", 30_000)
-        workers.push(spawnWorker(prefix, "w-b"))
+        workers.push(spawn(prefix, "w-b"))
         a.child.kill("SIGKILL")
         expect(yield* Effect.promise(() => a.exited)).toBeNull()
 
@@ -120,7 +66,7 @@ describe("canvases across worker processes on Redis", () => {
     ), 60_000)
 
   it.live("a failing member fails the canvas across processes; members still waiting are revoked", () =>
-    withPrefix((prefix, workers) =>
+    withPrefix(redis.url, (prefix, workers: Array<ScriptProcess>) =>
       Effect.gen(function*() {
         const client = yield* Client.Client
         // two worker processes hold at most 16 tasks: most of the 24 slow members wait in the queue
@@ -132,7 +78,7 @@ describe("canvases across worker processes on Redis", () => {
           Total
         )
         const job = yield* client.submitCanvas(canvas, { id: "failing" })
-        workers.push(spawnWorker(prefix, "w-a"), spawnWorker(prefix, "w-b"))
+        workers.push(spawn(prefix, "w-a"), spawn(prefix, "w-b"))
         const error = yield* Effect.flip(client.awaitCanvas(job).pipe(Effect.timeout("40 seconds")))
         expect(error._tag).toBe("CanvasFailed")
         if (error._tag !== "CanvasFailed") return

@@ -4,26 +4,17 @@
  * input ends the same way. Plus several worker processes and a producer
  * process on one Redis: 10,000 tasks, each run once, each result stored.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Broker } from "@errand/core/Broker"
 import { Client, MaxRetriesExceeded, MemoryBroker, Retry, Task, TaskContext, Worker } from "@errand/core"
 import type { ResultBackend } from "@errand/core/ResultBackend"
 import { RedisBroker } from "@errand/redis"
-import { type ChildProcess, spawn } from "node:child_process"
 import { Effect, Exit, Layer, References, Schema, Scope } from "effect"
 import { Sleep } from "./fixtures/tasks.ts"
-import { deletePrefix, randomPrefix, testRedis } from "./utils/redis.ts"
+import { type ScriptProcess, spawnScript, spawnWorker, useTestRedis, withPrefix } from "./utils/process.ts"
+import { deletePrefix, randomPrefix } from "./utils/redis.ts"
 
-let url = ""
-let stop: () => Promise<void> = async () => {}
-
-beforeAll(async () => {
-  const redis = await testRedis()
-  url = redis.url
-  stop = redis.stop
-})
-
-afterAll(() => stop())
+const redis = useTestRedis()
 
 class Flaky extends Schema.TaggedError<Flaky>()("Flaky", { message: Schema.String }) {}
 
@@ -111,10 +102,10 @@ describe("Redis and memory layers agree", () => {
       )
       const prefix = randomPrefix()
       const onRedis = yield* (scenario as Effect.Effect<Awaited<typeof onMemory>, unknown, Services>).pipe(
-        Effect.provide(Client.layer.pipe(Layer.provideMerge(RedisBroker.layer({ url, prefix })))),
+        Effect.provide(Client.layer.pipe(Layer.provideMerge(RedisBroker.layer({ url: redis.url(), prefix })))),
         Effect.scoped,
         quiet,
-        Effect.ensuring(Effect.promise(() => deletePrefix(url, prefix)))
+        Effect.ensuring(Effect.promise(() => deletePrefix(redis.url(), prefix)))
       )
       expect(onRedis).toEqual(onMemory)
       expect(onRedis.failing.history.map((h) => h.countdown)).toEqual([100, 200, 300, 400, 500, undefined])
@@ -128,30 +119,20 @@ describe("Redis and memory layers agree", () => {
     }), 30_000)
 })
 
-const root = new URL("../../..", import.meta.url).pathname
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname
-
-const run = (script: string, env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null>; output: () => string } => {
-  const child = spawn(process.execPath, ["--import", "tsx", script], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let output = ""
-  child.stdout?.on("data", (d) => (output += String(d)))
-  child.stderr?.on("data", (d) => (output += String(d)))
-  return { child, output: () => output, exited: new Promise((resolve) => child.once("exit", resolve)) }
-}
 
 describe("several worker processes and a producer process on one Redis", () => {
   it.live("10,000 tasks: each run exactly once, each result stored", () =>
-    Effect.gen(function*() {
-      const prefix = randomPrefix()
-      const count = 10_000
-      const env = { ERRAND_REDIS_URL: url, ERRAND_REDIS_PREFIX: prefix }
-      const workers = [1, 2, 3].map((n) => run(fixture("worker.ts"), { ...env, WORKER_ID: `w-${n}` }))
-      yield* Effect.gen(function*() {
-        const producer = run(fixture("producer.ts"), { ...env, COUNT: String(count), ID_PREFIX: "p" })
+    withPrefix(redis.url, (prefix, processes: Array<ScriptProcess>) =>
+      Effect.gen(function*() {
+        const count = 10_000
+        for (const n of [1, 2, 3]) processes.push(spawnWorker(fixture("worker.ts"), redis.url(), prefix, `w-${n}`))
+        const producer = spawnScript(fixture("producer.ts"), {
+          ERRAND_REDIS_URL: redis.url(),
+          ERRAND_REDIS_PREFIX: prefix,
+          COUNT: String(count),
+          ID_PREFIX: "p"
+        })
         const code = yield* Effect.promise(() => producer.exited)
         expect(code, producer.output()).toBe(0)
         const client = yield* Client.Client
@@ -170,13 +151,5 @@ describe("several worker processes and a producer process on one Redis", () => {
         }
         expect(final.length).toBe(count)
         expect(workersSeen.size).toBe(3)
-      }).pipe(
-        Effect.provide(Client.layer.pipe(Layer.provide(RedisBroker.layer({ url, prefix })))),
-        Effect.ensuring(Effect.promise(async () => {
-          for (const w of workers) w.child.kill("SIGTERM")
-          await Promise.all(workers.map((w) => w.exited))
-          await deletePrefix(url, prefix)
-        }))
-      )
-    }), 120_000)
+      })), 120_000)
 })

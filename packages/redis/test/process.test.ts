@@ -4,80 +4,24 @@
  * SIGTERM (warm shutdown: running tasks are rescheduled as WorkerShutdown,
  * prefetched ones released). Every task still ends SUCCESS.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Client } from "@errand/core"
-import { RedisBroker } from "@errand/redis"
-import { type ChildProcess, spawn } from "node:child_process"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { Sleep } from "./fixtures/tasks.ts"
-import { deletePrefix, randomPrefix, testRedis } from "./utils/redis.ts"
+import { type ScriptProcess, spawnWorker, useTestRedis, waitUntil, withPrefix } from "./utils/process.ts"
 
-let url = ""
-let stop: () => Promise<void> = async () => {}
-
-beforeAll(async () => {
-  const redis = await testRedis()
-  url = redis.url
-  stop = redis.stop
-})
-
-afterAll(() => stop())
+const redis = useTestRedis()
 
 const workerScript = new URL("./fixtures/worker.ts", import.meta.url).pathname
-
-interface WorkerProcess {
-  readonly child: ChildProcess
-  readonly output: () => string
-  readonly exited: Promise<number | null>
-}
-
-const spawnWorker = (prefix: string, id: string): WorkerProcess => {
-  // process.execPath: the Node running the tests (24), not whatever `node` is on PATH
-  const child = spawn(process.execPath, ["--import", "tsx", workerScript], {
-    cwd: new URL("../../..", import.meta.url).pathname,
-    env: { ...process.env, ERRAND_REDIS_URL: url, ERRAND_REDIS_PREFIX: prefix, WORKER_ID: id },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let output = ""
-  child.stdout?.on("data", (d) => (output += String(d)))
-  child.stderr?.on("data", (d) => (output += String(d)))
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
-  return { child, output: () => output, exited }
-}
-
-/** Runs `body` with a Client on a fresh prefix; kills leftover workers and deletes the keys after. */
-const withPrefix = <A, E>(
-  body: (prefix: string, workers: Array<WorkerProcess>) => Effect.Effect<A, E, Client.Client>
-) =>
-  Effect.suspend(() => {
-    const prefix = randomPrefix()
-    const workers: Array<WorkerProcess> = []
-    return body(prefix, workers).pipe(
-      Effect.provide(Client.layer.pipe(Layer.provide(RedisBroker.layer({ url, prefix })))),
-      Effect.ensuring(Effect.promise(async () => {
-        for (const w of workers) if (w.child.exitCode === null) w.child.kill("SIGKILL")
-        await Promise.all(workers.map((w) => w.exited))
-        await deletePrefix(url, prefix)
-      }))
-    )
-  })
-
-const waitUntil = <E, R>(check: Effect.Effect<boolean, E, R>, what: string, millis = 20_000) =>
-  Effect.gen(function*() {
-    const until = Date.now() + millis
-    while (!(yield* check)) {
-      if (Date.now() > until) return yield* Effect.die(new Error(`timed out waiting until ${what}`))
-      yield* Effect.sleep(20)
-    }
-  })
+const spawn = (prefix: string, id: string) => spawnWorker(workerScript, redis.url(), prefix, id)
 
 describe("worker processes on Redis", () => {
   it.live("SIGKILL: the killed worker's running tasks come back as WorkerLost; every task ends SUCCESS", () =>
-    withPrefix((prefix, workers) =>
+    withPrefix(redis.url, (prefix, workers: Array<ScriptProcess>) =>
       Effect.gen(function*() {
         const client = yield* Client.Client
         const jobs = yield* client.submitMany(Sleep, Array.from({ length: 10 }, () => ({ millis: 600 })))
-        const a = spawnWorker(prefix, "w-a")
+        const a = spawn(prefix, "w-a")
         workers.push(a)
         const started = () =>
           Effect.forEach(jobs, (job) => client.status(job.id)).pipe(
@@ -86,7 +30,7 @@ describe("worker processes on Redis", () => {
         yield* waitUntil(Effect.map(started(), (n) => n >= 2), "w-a runs tasks")
         a.child.kill("SIGKILL")
         expect(yield* Effect.promise(() => a.exited)).toBeNull()
-        workers.push(spawnWorker(prefix, "w-b"))
+        workers.push(spawn(prefix, "w-b"))
         const results = yield* Effect.forEach(jobs, (job) => client.await(job), { concurrency: "unbounded" })
           .pipe(Effect.timeout("40 seconds"))
         expect(results.every((r) => /^attempt \d by w-[ab]$/.test(r))).toBe(true)
@@ -104,11 +48,11 @@ describe("worker processes on Redis", () => {
     ), 60_000)
 
   it.live("SIGTERM: warm shutdown reschedules running tasks (WorkerShutdown) and releases prefetched ones", () =>
-    withPrefix((prefix, workers) =>
+    withPrefix(redis.url, (prefix, workers: Array<ScriptProcess>) =>
       Effect.gen(function*() {
         const client = yield* Client.Client
         const jobs = yield* client.submitMany(Sleep, Array.from({ length: 8 }, () => ({ millis: 1500 })))
-        const a = spawnWorker(prefix, "w-a")
+        const a = spawn(prefix, "w-a")
         workers.push(a)
         yield* waitUntil(
           Effect.forEach(jobs, (job) => client.status(job.id)).pipe(
@@ -125,7 +69,7 @@ describe("worker processes on Redis", () => {
         expect(rescheduled.length).toBe(4)
         // nothing is left leased by the stopped worker
         expect(afterStop.every((s) => s.state === "RETRY" || s.state === "PENDING")).toBe(true)
-        workers.push(spawnWorker(prefix, "w-b"))
+        workers.push(spawn(prefix, "w-b"))
         yield* Effect.forEach(jobs, (job) => client.await(job), { concurrency: "unbounded" })
           .pipe(Effect.timeout("40 seconds"))
         const statuses = yield* Effect.forEach(jobs, (job) => client.status(job.id))
