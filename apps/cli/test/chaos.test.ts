@@ -7,28 +7,14 @@
  * are on disk) must be explained by a LOST entry (WorkerLost) of that worker
  * and attempt in the task's history.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Client } from "@errand/core"
 import { Broker } from "@errand/core/Broker"
 import { Effect } from "effect"
 import { Sleep } from "./fixtures/tasks.ts"
-import { type CliProcess, readRuns, runsFile, lockProcesses, testRedis, withDeployment } from "./utils.ts"
+import { type CliProcess, readRuns, runsFile, useCliRedis, withDeployment } from "./utils.ts"
 
-let url = ""
-let stop: () => Promise<void> = async () => {}
-let unlock = () => {}
-
-beforeAll(async () => {
-  unlock = await lockProcesses()
-  const redis = await testRedis()
-  url = redis.url
-  stop = redis.stop
-}, 600_000)
-
-afterAll(async () => {
-  await stop()
-  unlock()
-})
+const redis = useCliRedis()
 
 const TASKS = 2_000
 const WORKERS = 4
@@ -42,7 +28,7 @@ const DEADLINE_MILLIS = 55_000
 
 describe("chaos", () => {
   it.live("4 workers, 2,000 tasks, a random worker killed (SIGKILL) every 500 ms: nothing lost, every duplicate explained", () =>
-    withDeployment(() => url, (d) =>
+    withDeployment(redis.url, (d) =>
       Effect.gen(function*() {
         const client = yield* Client.Client
         const broker = yield* Broker

@@ -4,7 +4,7 @@
  * clear errors, not stack traces, for a bad Redis URL, a missing tasks module
  * and an unknown id.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Client, TaskRevoked } from "@errand/core"
 import { Broker } from "@errand/core/Broker"
 import { Effect, Fiber } from "effect"
@@ -12,25 +12,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { FailOnce, Flakey, Sleep, Unimplemented } from "./fixtures/tasks.ts"
-import { runCli, lockProcesses, testRedis, waitUntil, withDeployment } from "./utils.ts"
+import { runCli, useCliRedis, waitUntil, withDeployment } from "./utils.ts"
 
-let url = ""
-let stop: () => Promise<void> = async () => {}
-let unlock = () => {}
+const redis = useCliRedis()
 
-beforeAll(async () => {
-  unlock = await lockProcesses()
-  const redis = await testRedis()
-  url = redis.url
-  stop = redis.stop
-}, 600_000)
-
-afterAll(async () => {
-  await stop()
-  unlock()
-})
-
-const run = <A, E>(body: Parameters<typeof withDeployment<A, E>>[1]) => withDeployment(() => url, body)
+const run = <A, E>(body: Parameters<typeof withDeployment<A, E>>[1]) => withDeployment(redis.url, body)
 
 const cli = (args: ReadonlyArray<string>, options?: Parameters<typeof runCli>[1]) =>
   Effect.promise(() => runCli(args, options))
@@ -115,7 +101,7 @@ describe("errand CLI", () => {
         const text = yield* Effect.promise(() => d.cli(["inspect"]))
         expect(text.code).toBe(0)
         const out = text.stdout
-        expect(out).toContain(`Redis ${url.replace(/^redis:\/\//, "")}/0, prefix ${d.prefix}`)
+        expect(out).toContain(`Redis ${redis.url().replace(/^redis:\/\//, "")}/0, prefix ${d.prefix}`)
         expect(out).toContain("workers: 1 alive, 1 gone, 0 stopped")
         expect(out).toMatch(/^id\s+host\s+pid\s+queues\s+concurrency\s+held\s+started\s+last heartbeat\s+status$/m)
         const host = os.hostname()
@@ -238,7 +224,7 @@ describe("errand CLI", () => {
         expect(declined.code).toBe(4)
         expect(declined.stdout).toBe(
           `Delete 5 waiting tasks (3 ready, 2 delayed) from queue idle in Redis ${
-            url.replace(/^redis:\/\//, "")
+            redis.url().replace(/^redis:\/\//, "")
           }/0, prefix ${d.prefix}? Running (0) and dead (0) tasks are kept. [y/N] `
         )
         expect(declined.stderr).toBe("errand: nothing purged from queue idle\n")
@@ -267,9 +253,9 @@ describe("errand CLI", () => {
           cli(["status", "x", "--redis", "redis://127.0.0.1:1"]),
           cli(["inspect", "--redis", "not a url"]),
           cli(["worker", "--tasks", "apps/cli/test/fixtures/tasks.ts", "--redis", "http://127.0.0.1:6379"]),
-          cli(["worker", "--tasks", "./apps/cli/test/fixtures/nope.ts", "--redis", url]),
-          cli(["worker", "--tasks", "apps/cli/src/Format.ts", "--redis", url]),
-          cli(["worker", "--tasks", "@errand/no-such-package", "--redis", url]),
+          cli(["worker", "--tasks", "./apps/cli/test/fixtures/nope.ts", "--redis", redis.url()]),
+          cli(["worker", "--tasks", "apps/cli/src/Format.ts", "--redis", redis.url()]),
+          cli(["worker", "--tasks", "@errand/no-such-package", "--redis", redis.url()]),
           Effect.promise(() => d.cli(["status", "no-such-task"])),
           cli(["status", "x"])
         ], { concurrency: 4 })
@@ -290,7 +276,7 @@ describe("errand CLI", () => {
         expect(noPackage!.stderr).toContain(`errand: cannot load the tasks module "@errand/no-such-package"`)
         expect(unknown).toMatchObject({ code: 3, stdout: "" })
         expect(unknown!.stderr).toBe(
-          `errand: no task no-such-task in Redis ${url.replace(/^redis:\/\//, "")}/0, prefix ${d.prefix}: ` +
+          `errand: no task no-such-task in Redis ${redis.url().replace(/^redis:\/\//, "")}/0, prefix ${d.prefix}: ` +
             `never submitted there, or its record expired (check --redis and --prefix)\n`
         )
         expect(noRedis!.stderr).toBe("errand: no Redis to connect to: pass --redis <url> or set ERRAND_REDIS_URL\n")

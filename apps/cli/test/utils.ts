@@ -4,6 +4,7 @@
  * packages/redis/test/utils (REDIS_URL, or a private redis-server), each test
  * on a key prefix of its own.
  */
+import { afterAll, beforeAll } from "@effect/vitest"
 import { Client } from "@errand/core"
 import type { Broker } from "@errand/core/Broker"
 import type { ResultBackend } from "@errand/core/ResultBackend"
@@ -13,7 +14,8 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { deletePrefix, randomPrefix } from "../../../packages/redis/test/utils/redis.ts"
+import { waitUntil as waitUntilEvery } from "../../../packages/redis/test/utils/process.ts"
+import { deletePrefix, randomPrefix, testRedis } from "../../../packages/redis/test/utils/redis.ts"
 
 export { command, testRedis } from "../../../packages/redis/test/utils/redis.ts"
 
@@ -190,13 +192,7 @@ export const withDeployment = <A, E>(
 
 /** Polls `check` every 25 ms until it holds (dies after `millis`). */
 export const waitUntil = <E, R>(check: Effect.Effect<boolean, E, R>, what: string, millis = 20_000) =>
-  Effect.gen(function*() {
-    const until = Date.now() + millis
-    while (!(yield* check)) {
-      if (Date.now() > until) return yield* Effect.die(new Error(`timed out waiting until ${what}`))
-      yield* Effect.sleep(25)
-    }
-  })
+  waitUntilEvery(check, what, millis, 25)
 
 const lockDir = path.join(os.tmpdir(), "errand-cli-tests.lock")
 
@@ -229,4 +225,26 @@ export const lockProcesses = async (): Promise<() => void> => {
       await new Promise((r) => setTimeout(r, 200))
     }
   }
+}
+
+/**
+ * The setup every CLI test file shares: takes the process lock, starts a
+ * test Redis before the file's tests and stops it (and releases the lock)
+ * after. Returns the Redis URL (read it inside tests).
+ */
+export const useCliRedis = (): { readonly url: () => string } => {
+  let url = ""
+  let stop: () => Promise<void> = async () => {}
+  let unlock = () => {}
+  beforeAll(async () => {
+    unlock = await lockProcesses()
+    const redis = await testRedis()
+    url = redis.url
+    stop = redis.stop
+  }, 600_000)
+  afterAll(async () => {
+    await stop()
+    unlock()
+  })
+  return { url: () => url }
 }

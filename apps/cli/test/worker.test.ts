@@ -3,40 +3,25 @@
  * shutdown, exit 0) and a handler that blocks the event loop past its lease,
  * with and without the watchdog.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Client } from "@errand/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import { Busy, Sleep } from "./fixtures/tasks.ts"
 import {
-  lockProcesses,
   readRuns,
   runCli,
   runsFile,
   spawnCli,
   tasksModule,
-  testRedis,
+  useCliRedis,
   waitUntil,
   withDeployment
 } from "./utils.ts"
 
-let url = ""
-let stop: () => Promise<void> = async () => {}
-let unlock = () => {}
+const redis = useCliRedis()
 
-beforeAll(async () => {
-  unlock = await lockProcesses()
-  const redis = await testRedis()
-  url = redis.url
-  stop = redis.stop
-}, 600_000)
-
-afterAll(async () => {
-  await stop()
-  unlock()
-})
-
-const run = <A, E>(body: Parameters<typeof withDeployment<A, E>>[1]) => withDeployment(() => url, body)
+const run = <A, E>(body: Parameters<typeof withDeployment<A, E>>[1]) => withDeployment(redis.url, body)
 
 const statuses = (ids: ReadonlyArray<string>) => Effect.forEach(ids, (id) => Client.Client.use((c) => c.status(id)))
 
