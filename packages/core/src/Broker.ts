@@ -84,6 +84,12 @@ export interface Delivery extends Lease {
    * attempt is reported even when the worker that claimed it next dies too.
    */
   readonly lost?: LostLease | undefined
+  /**
+   * Set when the claim also started this attempt (`ClaimOptions.start`): the
+   * task is STARTED at this time by the claiming worker, as after `start`
+   * with `ackEarly: false`. No `start` call is needed for it.
+   */
+  readonly startedAt?: number | undefined
 }
 
 /**
@@ -97,6 +103,15 @@ export interface ClaimOptions {
   readonly leaseMillis: number
   /** How long to wait for a task when none is ready; 0 returns at once. */
   readonly waitMillis: number
+  /**
+   * Start up to this many of the claimed tasks in the same step, as `start`
+   * with `ackEarly: false` would (state STARTED, started by `worker` at the
+   * claim time): the first ones in claim order that carry no lost marker and
+   * are not flagged revoked. Those come back with `startedAt` set. A worker
+   * passes how many of its runners are idle, which saves the `start` round
+   * trip for tasks that go straight to a handler. Default 0.
+   */
+  readonly start?: number | undefined
 }
 
 /**
@@ -249,7 +264,11 @@ export class Broker extends Context.Service<Broker, {
   readonly retry: (batch: ReadonlyArray<Reschedule>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
   /** Move messages to the dead letters, state FAILURE. `false`: stale. */
   readonly deadLetter: (batch: ReadonlyArray<DeadLetter>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
-  /** Give back leased tasks that were never started (a worker shutting down with prefetched tasks). */
+  /**
+   * Give back leased tasks whose handlers never ran (a worker shutting down
+   * with prefetched tasks): ready at once, PENDING, no attempt counted and no
+   * lost marker, even when the claim had started them.
+   */
   readonly release: (batch: ReadonlyArray<Lease>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
   /** Revoke a task: removed if waiting, flagged if running. */
   readonly revoke: (id: string) => Effect.Effect<RevokeResult, BrokerError>

@@ -310,6 +310,8 @@ export const make = Effect.sync(() => {
 
   const claimNow = (options: Broker.ClaimOptions, now: number): Array<Broker.Delivery> => {
     const out: Array<Broker.Delivery> = []
+    const toStart = options.start ?? 0
+    let started = 0
     for (const name of options.queues) {
       const q = queueOf(name)
       promote(q, now)
@@ -325,9 +327,15 @@ export const make = Effect.sync(() => {
           // so it survives a claimer that dies before handling it.
           const lost = entry.lost
           toLeased(entry, options.worker, now + options.leaseMillis)
+          // started in the same step (ClaimOptions.start), as `start` would
+          const startNow = started < toStart && lost === undefined && !entry.revoked
+          if (startNow) {
+            started++
+            entry.startedAt = now
+          }
           const record = records.get(entry.id)
           if (record !== undefined) {
-            record.state = "RECEIVED"
+            record.state = startNow ? "STARTED" : "RECEIVED"
             record.updatedAt = now
           }
           out.push({
@@ -336,7 +344,8 @@ export const make = Effect.sync(() => {
             queue: entry.queue,
             deadline: entry.deadline,
             message: entry.message,
-            ...(lost === undefined ? {} : { lost })
+            ...(lost === undefined ? {} : { lost }),
+            ...(startNow ? { startedAt: now } : {})
           })
         }
       }

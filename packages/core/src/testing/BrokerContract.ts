@@ -308,6 +308,77 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
           assert.isUndefined(again!.lost?.startedAt)
         }))
 
+      it.effect("claim with start: the first tasks are STARTED in the same step, the rest only leased", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue, record } = yield* setup
+          const ms = [message(queue), message(queue), message(queue)]
+          for (const m of ms) yield* enqueue(m)
+          const before = yield* Clock.currentTimeMillis
+          const claimed = yield* broker.claim(claimOptions(queue, { worker: "w-s", start: 2 }))
+          assert.deepStrictEqual(claimed.map((d) => d.id), ms.map((m) => m.id))
+          assert.isTrue(claimed[0]!.startedAt !== undefined && claimed[0]!.startedAt >= before)
+          assert.isDefined(claimed[1]!.startedAt)
+          assert.isUndefined(claimed[2]!.startedAt)
+          assert.strictEqual((yield* record(ms[0]!.id)).state, "STARTED")
+          assert.strictEqual((yield* record(ms[1]!.id)).state, "STARTED")
+          assert.strictEqual((yield* record(ms[2]!.id)).state, "RECEIVED")
+          // a started lease completes without a start call, and a second start of it is harmless
+          assert.deepStrictEqual(
+            yield* broker.start([{ id: claimed[1]!.id, token: claimed[1]!.token, worker: "w-s", startedAt: 9, ackEarly: true }]),
+            ["ok"]
+          )
+          assert.deepStrictEqual(
+            yield* broker.complete([{ id: claimed[0]!.id, token: claimed[0]!.token, state: "SUCCESS", attempt: attempt("SUCCESS") }]),
+            [true]
+          )
+          assert.strictEqual((yield* record(ms[0]!.id)).state, "SUCCESS")
+          // release forgets the attempt the claim started: no lost marker when claimed again
+          assert.deepStrictEqual(yield* broker.release([{ id: claimed[1]!.id, token: claimed[1]!.token }, {
+            id: claimed[2]!.id,
+            token: claimed[2]!.token
+          }]), [true, true])
+          assert.strictEqual((yield* record(ms[1]!.id)).state, "PENDING")
+          const again = yield* broker.claim(claimOptions(queue))
+          assert.deepStrictEqual(again.map((d) => d.id).sort(), [ms[1]!.id, ms[2]!.id].sort())
+          for (const d of again) {
+            assert.isUndefined(d.lost)
+            assert.isUndefined(d.startedAt)
+          }
+        }))
+
+      it.effect("claim with start: a lease it started and then lost comes back lost with that start", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [d] = yield* broker.claim(claimOptions(queue, { leaseMillis: 100, worker: "w-1", start: 1 }))
+          assert.isDefined(d!.startedAt)
+          yield* Effect.sleep(250)
+          const [again] = yield* broker.claim(claimOptions(queue, { worker: "w-2", start: 1 }))
+          assert.strictEqual(again!.lost?.worker, "w-1")
+          assert.strictEqual(again!.lost?.startedAt, d!.startedAt)
+          assert.strictEqual(again!.lost?.ackedEarly, false)
+          // a delivery that reports a lost attempt is not started by the claim: its marker stays until handled
+          assert.isUndefined(again!.startedAt)
+        }))
+
+      it.effect("claim with start leaves a task flagged revoked to `start`, which reports it", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          const m = message(queue)
+          yield* enqueue(m)
+          const [d] = yield* broker.claim(claimOptions(queue, { leaseMillis: 100 }))
+          assert.strictEqual(yield* broker.revoke(m.id), "running")
+          yield* Effect.sleep(250)
+          const [again] = yield* broker.claim(claimOptions(queue, { start: 1 }))
+          assert.strictEqual(again!.id, d!.id)
+          assert.isUndefined(again!.startedAt)
+          assert.deepStrictEqual(
+            yield* broker.start([{ id: again!.id, token: again!.token, worker: "w", startedAt: 1, ackEarly: false }]),
+            ["revoked"]
+          )
+        }))
+
       it.effect("renew keeps a lease alive past its first deadline", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
