@@ -29,7 +29,6 @@ import {
   Layer,
   LogLevel,
   Option,
-  Queue,
   Schedule,
   Schema,
   type Scope,
@@ -171,18 +170,42 @@ interface Registered {
 
 const decodeMessageExit = Schema.decodeUnknownExit(MessageSchema)
 
+/**
+ * A delivery the worker holds, from its claim until its outcome has landed in
+ * the broker. Held deliveries are keyed by the delivery itself (id and token):
+ * a worker may claim again a task whose earlier lease it lost while that
+ * attempt still runs, and both must be renewed, awaited at shutdown and
+ * counted.
+ */
 interface Held {
   readonly delivery: Broker.Delivery
   fiber: Fiber.Fiber<unknown, unknown> | undefined
   reason: StopReason | undefined
+  /** Its outcome is queued for the broker: the runner has moved on, the lease is still held. */
+  acking: boolean
 }
 
 /**
- * Held deliveries are keyed by id and token: a worker may claim again a task
- * whose earlier lease it lost while that attempt still runs, and both must be
- * renewed, awaited at shutdown and counted.
+ * A well-formed message, checked field by field: the Schema decode runs
+ * only for messages that fail this, to say what is wrong with them.
  */
-const heldKey = (d: Broker.Lease) => `${d.id}#${d.token}`
+const isMessage = (u: unknown): u is Message => {
+  if (typeof u !== "object" || u === null) return false
+  const m = u as Record<string, unknown>
+  if (
+    typeof m.id !== "string" || typeof m.task !== "string" || typeof m.queue !== "string" ||
+    typeof m.priority !== "number" || typeof m.retries !== "number" || typeof m.submittedAt !== "number" ||
+    !("payload" in m) ||
+    (m.eta !== undefined && typeof m.eta !== "number") ||
+    (m.storeResult !== undefined && typeof m.storeResult !== "boolean")
+  ) return false
+  const headers = m.headers
+  if (typeof headers !== "object" || headers === null || Array.isArray(headers)) return false
+  for (const key in headers) {
+    if (typeof (headers as Record<string, unknown>)[key] !== "string") return false
+  }
+  return true
+}
 
 const randomId = () => Math.random().toString(36).slice(2, 10)
 
@@ -236,8 +259,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     }
     const cold = Deferred.makeUnsafe<void>()
 
-    const held = new Map<string, Held>()
-    const local = yield* Queue.unbounded<Held>()
+    const held = new Map<Broker.Delivery, Held>()
+    // Claimed deliveries waiting for a runner, oldest first.
+    const waiting: Array<Held> = []
 
     // Registration: who this worker is, renewed with every heartbeat (`errand inspect`).
     const host = options.host ?? defaultHost()
@@ -298,9 +322,62 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const beforeFinal = (message: Message, final: Final) =>
       killed ? Effect.void : persistent("beforeFinal hook", hooks.beforeFinal(message, final))
     const start = yield* batched("start", broker.start)
-    const complete = yield* batched("complete", broker.complete)
-    const retry = yield* batched("retry", broker.retry)
-    const deadLetter = yield* batched("deadLetter", broker.deadLetter)
+
+    /** A held delivery is done: its outcome landed (or it needs none). */
+    const done = (d: Broker.Delivery) => {
+      held.delete(d)
+      freeRoom()
+    }
+
+    /**
+     * Acknowledgements (complete, retry, deadLetter) do not hold up the
+     * runner: the outcome is queued, the runner takes its next task, and a
+     * flusher fiber writes the queued outcomes in one broker call per batch.
+     * The delivery stays held (its lease renewed, shutdown waiting for it)
+     * until its outcome lands; one the broker refuses (the lease was taken
+     * over) is kept in history as STALE.
+     */
+    const acks = <I extends Broker.Lease>(
+      op: string,
+      call: (batch: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
+    ) =>
+      Effect.gen(function*() {
+        let queued: Array<{ readonly item: I; readonly d: Broker.Delivery; readonly attempt: Attempt }> = []
+        let signal: Deferred.Deferred<void> | undefined
+        const flusher = Effect.gen(function*() {
+          while (true) {
+            if (queued.length === 0) {
+              yield* Deferred.await(signal ??= Deferred.makeUnsafe<void>())
+              continue
+            }
+            if (killed) return yield* Effect.never
+            const batch = queued.length <= 512 ? queued : queued.splice(0, 512)
+            if (batch === queued) queued = []
+            const oks = yield* persistent(op, call(batch.map((q) => q.item)))
+            for (let i = 0; i < batch.length; i++) {
+              const q = batch[i]!
+              if (oks[i] !== true) yield* stale(q.d, q.attempt)
+              done(q.d)
+            }
+          }
+        })
+        yield* Effect.forkScoped(flusher)
+        return (d: Broker.Delivery, item: I, attempt: Attempt): Effect.Effect<void> =>
+          Effect.sync(() => {
+            if (killed) return
+            const h = held.get(d)
+            if (h !== undefined) h.acking = true
+            queued.push({ item, d, attempt })
+            if (signal !== undefined) {
+              const s = signal
+              signal = undefined
+              Deferred.doneUnsafe(s, Effect.void)
+            }
+          })
+      })
+    const complete = yield* acks("complete", broker.complete)
+    const retry = yield* acks("retry", broker.retry)
+    const deadLetter = yield* acks("deadLetter", broker.deadLetter)
 
     const attemptOf = (
       message: { readonly retries: number },
@@ -380,8 +457,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (decision._tag === "Retry") {
         const countdown = Duration.toMillis(decision.countdown)
         const entry = attempt("RETRY", countdown)
-        const ok = yield* retry({ id: d.id, token: d.token, dueAt: now + countdown, error, attempt: entry })
-        if (!ok) return yield* stale(d, entry)
+        yield* retry(d, { id: d.id, token: d.token, dueAt: now + countdown, error, attempt: entry }, entry)
         return yield* log("Info", `retry in ${countdown} ms after ${error._tag}`, d, {
           task: task.name,
           attempt: message.retries,
@@ -403,8 +479,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         : error
       const entry = attempt("FAILURE")
       yield* beforeFinal(message, { state: "FAILURE", error: final })
-      const ok = yield* complete({ id: d.id, token: d.token, state: "FAILURE", error: final, attempt: entry })
-      if (!ok) return yield* stale(d, entry)
+      yield* complete(d, { id: d.id, token: d.token, state: "FAILURE", error: final, attempt: entry }, entry)
       yield* log("Warning", `failed: ${final._tag}: ${final.message}`, d, { task: task.name })
     })
 
@@ -412,8 +487,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const now = yield* Clock.currentTimeMillis
       const attempt = attemptOf({ retries: message?.retries ?? 0 }, now, now, "DEAD", error)
       if (message !== undefined) yield* beforeFinal(message, { state: "FAILURE", error })
-      const ok = yield* deadLetter({ id: d.id, token: d.token, error, attempt })
-      if (!ok) return yield* stale(d, attempt)
+      yield* deadLetter(d, { id: d.id, token: d.token, error, attempt }, attempt)
       yield* log("Warning", `dead-lettered: ${error._tag}: ${error.message}`, d)
     })
 
@@ -453,7 +527,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     /** Runs one delivery to its outcome. Checks that need no I/O run synchronously. */
     const process = (h: Held): Effect.Effect<void> => {
       const d = h.delivery
-      const decoded = decodeMessageExit(d.message)
+      const decoded = isMessage(d.message) ? Exit.succeed(d.message) : decodeMessageExit(d.message)
       if (Exit.isFailure(decoded)) {
         const issue = Cause.pretty(decoded.cause)
         return dead(
@@ -520,8 +594,12 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     ): Effect.fn.Return<void> {
       const d = h.delivery
       const task = registered.task
-      const startedAt = clock.currentTimeMillisUnsafe()
-      const status = yield* start({ id: d.id, token: d.token, worker: id, startedAt, ackEarly: !task.acksLate })
+      // A claim that started the task (`ClaimOptions.start`) spares the round
+      // trip, unless the task acknowledges early, which `start` records.
+      const startedAt = d.startedAt ?? clock.currentTimeMillisUnsafe()
+      const status = d.startedAt !== undefined && task.acksLate
+        ? "ok"
+        : yield* start({ id: d.id, token: d.token, worker: id, startedAt, ackEarly: !task.acksLate })
       if (status === "stale") {
         return yield* log("Warning", "lease was taken over before the task started; skipped", d)
       }
@@ -541,11 +619,16 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         retry: retryRequest
       })
       const handler = registered.impl.handler(payload).pipe(
-        Effect.provideService(TaskContext, ctx),
-        Effect.provideContext(services)
+        Effect.provideContext(Context.add(services, TaskContext, ctx))
       ) as Effect.Effect<unknown, unknown>
       const fiber = yield* Effect.forkChild(handler, { startImmediately: true })
       h.fiber = fiber
+      if (Option.isNone(task.softTimeLimit) && Option.isNone(task.timeLimit)) {
+        const exit = yield* Fiber.await(fiber)
+        h.fiber = undefined
+        if (h.reason === "killed" || killed) return
+        return yield* outcome(h, message, registered, startedAt, exit, false)
+      }
       let soft = false
       const soft$ = Option.match(task.softTimeLimit, {
         onNone: () => Fiber.await(fiber),
@@ -592,8 +675,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const error = info(new TaskRevoked({ taskId: d.id, message: `task ${d.id} was revoked` }))
       const attempt = attemptOf(message, startedAt, now, "REVOKED", error)
       yield* beforeFinal(message, { state: "REVOKED", error })
-      const ok = yield* complete({ id: d.id, token: d.token, state: "REVOKED", error, attempt })
-      if (!ok) return yield* stale(d, attempt)
+      yield* complete(d, { id: d.id, token: d.token, state: "REVOKED", error, attempt }, attempt)
       yield* log("Info", "revoked", d)
     })
 
@@ -623,15 +705,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         }
         yield* beforeFinal(message, { state: "SUCCESS", result: encoded.value })
         const attempt = attemptOf(message, startedAt, clock.currentTimeMillisUnsafe(), "SUCCESS")
-        const ok = yield* complete({
+        yield* complete(d, {
           id: d.id,
           token: d.token,
           state: "SUCCESS",
           result: encoded.value,
           attempt,
           storeResult: task.storeResult && message.storeResult !== false
-        })
-        if (!ok) return yield* stale(d, attempt)
+        }, attempt)
         return yield* log("Debug", "succeeded", d, { task: task.name })
       }
       const cause = exit.cause
@@ -704,19 +785,38 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       )
     })
 
-    const handle = (h: Held): Effect.Effect<void> =>
-      process(h).pipe(
-        Effect.catchCause((cause) =>
-          Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.logError("worker failed to process a task", cause)
-        ),
-        Effect.ensuring(Effect.sync(() => {
-          held.delete(heldKey(h.delivery))
-          freeRoom()
-        }))
-      )
-
-    // Runners: `concurrency` fibers taking from the local buffer.
-    const runner = Effect.forever(Effect.flatMap(Queue.take(local), handle))
+    // Runners: `concurrency` fibers taking claimed deliveries in order. A
+    // runner is free as soon as its task's outcome is queued for the broker.
+    let idleRunners = 0
+    let workSignal: Deferred.Deferred<void> | undefined
+    const awaitWork = Effect.suspend(() => {
+      idleRunners++
+      return Deferred.await(workSignal ??= Deferred.makeUnsafe<void>())
+    })
+    const offerWork = (hs: ReadonlyArray<Held>) => {
+      for (const h of hs) waiting.push(h)
+      if (workSignal !== undefined && hs.length > 0) {
+        const s = workSignal
+        workSignal = undefined
+        idleRunners = 0
+        Deferred.doneUnsafe(s, Effect.void)
+      }
+    }
+    const runner = Effect.gen(function*() {
+      while (true) {
+        const h = waiting.shift()
+        if (h === undefined) {
+          yield* awaitWork
+          continue
+        }
+        const exit = yield* Effect.exit(process(h))
+        if (Exit.isFailure(exit)) {
+          if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
+          yield* Effect.logError("worker failed to process a task", exit.cause)
+        }
+        if (!h.acking) done(h.delivery)
+      }
+    })
     const runners = yield* Effect.forEach(
       Array.from({ length: concurrency }),
       () => Effect.forkScoped(runner, { startImmediately: true })
@@ -739,16 +839,20 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           worker: id,
           max: Math.min(room, prefetch),
           leaseMillis,
-          waitMillis: idleMillis
+          waitMillis: idleMillis,
+          // the tasks idle runners take at once are started by the claim itself
+          start: waiting.length === 0 ? idleRunners : 0
         }).pipe(
           Effect.tapError((e) => Effect.logWarning(`claim failed, retrying: ${e.message}`)),
           Effect.retry(outage)
         )
+        const hs: Array<Held> = []
         for (const delivery of batch) {
-          const h: Held = { delivery, fiber: undefined, reason: undefined }
-          held.set(heldKey(delivery), h)
-          Queue.offerUnsafe(local, h)
+          const h: Held = { delivery, fiber: undefined, reason: undefined, acking: false }
+          held.set(delivery, h)
+          hs.push(h)
         }
+        offerWork(hs)
       }
     })
     const claimerFiber = yield* Effect.forkScoped(claimer, { startImmediately: true })
@@ -797,10 +901,10 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       stopping = true
       yield* Fiber.interrupt(claimerFiber)
       // Prefetched tasks that never started go back at once.
-      const waiting = yield* Queue.clear(local)
-      if (waiting.length > 0) {
-        for (const h of waiting) held.delete(heldKey(h.delivery))
-        yield* persistent("release", broker.release(waiting.map((h) => ({ id: h.delivery.id, token: h.delivery.token }))))
+      const unstarted = waiting.splice(0)
+      if (unstarted.length > 0) {
+        for (const h of unstarted) held.delete(h.delivery)
+        yield* persistent("release", broker.release(unstarted.map((h) => ({ id: h.delivery.id, token: h.delivery.token }))))
           .pipe(Effect.timeoutOption("5 seconds"))
       }
       const idle = Effect.gen(function*() {

@@ -378,7 +378,6 @@ describe("bad input never crashes a worker and never vanishes", () => {
       assert.strictEqual((yield* broker.stats(["default"]))[0]!.dead, 3)
       // dead letters come back when asked (e.g. after deploying the missing task)
       assert.isTrue(yield* broker.redeliver("unknown"))
-      assert.include(["PENDING", "RECEIVED"], (yield* client.status("unknown")).state)
       yield* advance(1)
       // ...and, still unknown to this worker, it is dead-lettered again
       assert.deepStrictEqual((yield* client.status("unknown")).history.map((h) => h.outcome), ["DEAD", "DEAD"])

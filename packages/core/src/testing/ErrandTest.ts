@@ -622,7 +622,10 @@ const make = Effect.fnUntraced(function*<Tasks extends ReadonlyArray<Task.AnyImp
     claim: (claim) =>
       claim.worker === duplicateWorker
         ? Effect.map(Queue.take(dupQueue), (d) => [d])
-        : Effect.tap(guard("claim", inner.claim(claim)), (ds) => claimed(claim.worker, ds)),
+        // Claims never start tasks here (`ClaimOptions.start` dropped): every
+        // attempt goes through `start`, where the crash points before and
+        // after starting are applied.
+        : Effect.tap(guard("claim", inner.claim({ ...claim, start: 0 })), (ds) => claimed(claim.worker, ds)),
     start,
     renew: (batch, leaseMillis) => guard("renew", inner.renew(batch, leaseMillis)),
     complete: ack("complete", inner.complete),
