@@ -636,18 +636,19 @@ export const makeWith: (options: {
     })
 
   /** One claim script call on one queue. */
-  const claimQueue = (queue: string, options: ClaimOptions, max: number, now: number) => {
+  const claimQueue = (queue: string, options: ClaimOptions, max: number, toStart: number, now: number) => {
     const keys = queueKeys(prefix, queue)
     return evalIn("claim", scripts.claim, [keys.ready, keys.delayed, keys.leased], [
       keys.tag,
       now,
       max,
       options.leaseMillis,
-      options.worker
+      options.worker,
+      toStart
     ]).pipe(Effect.map((reply) => {
       const deliveries: Array<Delivery> = []
       const deadline = now + options.leaseMillis
-      for (let i = 1; i + 7 < reply.length; i += 8) {
+      for (let i = 1; i + 8 < reply.length; i += 9) {
         const id = String(reply[i])
         const token = Number(reply[i + 1])
         const retries = Number(reply[i + 3])
@@ -671,7 +672,8 @@ export const makeWith: (options: {
             startedAt: num(reply[i + 5]),
             expiredAt: num(reply[i + 6]) ?? now,
             ackedEarly: reply[i + 7] === "1"
-          }
+          },
+          startedAt: reply[i + 8] === "1" ? now : undefined
         })
       }
       return { deliveries, nextAt: num(reply[0]) }
@@ -682,9 +684,15 @@ export const makeWith: (options: {
     Effect.gen(function*() {
       const deliveries: Array<Delivery> = []
       let nextAt: number | undefined
+      // the start budget is shared by the queues, in claim order
+      const max = Math.max(0, Math.floor(options.max))
+      let toStart = Math.min(max, Math.max(0, Math.floor(options.start ?? 0) || 0))
       for (const queue of options.queues) {
-        const result = yield* claimQueue(queue, options, Math.max(0, Math.floor(options.max) - deliveries.length), now)
-        deliveries.push(...result.deliveries)
+        const result = yield* claimQueue(queue, options, max - deliveries.length, toStart, now)
+        for (const d of result.deliveries) {
+          if (d.startedAt !== undefined) toStart--
+          deliveries.push(d)
+        }
         if (result.nextAt !== undefined && (nextAt === undefined || result.nextAt < nextAt)) nextAt = result.nextAt
       }
       return { deliveries, nextAt }

@@ -2,16 +2,21 @@
 -- lost, state PENDING), then lease up to max ready tasks, highest priority
 -- first, then FIFO. The lost marker stays on the task until a lease starts,
 -- reschedules or ends it, so it survives a claimer that dies before handling
--- it.
+-- it. The first `start` leased tasks that carry no lost marker and are not
+-- flagged revoked are also started, as start.lua with ackEarly "0" would
+-- (state STARTED, ls = now), in the same HSET.
 -- KEYS[1] ready  KEYS[2] delayed  KEYS[3] leased
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] max  ARGV[4] leaseMillis  ARGV[5] worker
--- Returns { nextAt, then per delivery: id token message retries xw xs xe xa }
+-- ARGV[6] start (how many to start; absent: 0)
+-- Returns { nextAt, then per delivery: id token message retries xw xs xe xa started }
 --   nextAt: the earliest delayed due time or lease deadline ("" if none);
---   xw == "" means the previous lease was not lost.
+--   xw == "" means the previous lease was not lost;
+--   started: "1" when this claim started the attempt (at now), else "".
 local tag, nowS = ARGV[1], ARGV[2]
 local now = tonumber(nowS)
 local max = tonumber(ARGV[3])
 local worker = ARGV[5]
+local toStart = tonumber(ARGV[6]) or 0
 local LIMIT = 1000
 
 local due = redis.call("ZRANGEBYSCORE", KEYS[2], "-inf", nowS, "LIMIT", 0, LIMIT)
@@ -58,12 +63,22 @@ if max > 0 then
   for i = 1, #popped, 2 do
     local id = popped[i]
     local key = taskKey(tag, id)
-    local f = redis.call("HMGET", key, "m", "retries", "tok", "xw", "xs", "xe", "xa")
+    local f = redis.call("HMGET", key, "m", "retries", "tok", "xw", "xs", "xe", "xa", "revoked")
     if f[1] then
       local token = tostring((tonumber(f[3]) or 0) + 1)
-      redis.call("HSET", key, "tok", token, "state", "RECEIVED", "updatedAt", nowS, "lw", worker)
+      local started = ""
+      if toStart > 0 and (not f[4] or f[4] == "") and f[8] ~= "1" then
+        toStart = toStart - 1
+        started = "1"
+        redis.call("HSET", key, "tok", token, "state", "STARTED", "updatedAt", nowS, "lw", worker,
+          "ls", nowS, "la", "0")
+        -- an empty marker (never written by these scripts) is cleared as start.lua would
+        if f[4] then redis.call("HDEL", key, "xw", "xs", "xe", "xa") end
+      else
+        redis.call("HSET", key, "tok", token, "state", "RECEIVED", "updatedAt", nowS, "lw", worker)
+      end
       push(leased, deadline, id)
-      push(out, id, token, f[1], f[2] or "0", f[4] or "", f[5] or "", f[6] or "", f[7] or "0")
+      push(out, id, token, f[1], f[2] or "0", f[4] or "", f[5] or "", f[6] or "", f[7] or "0", started)
     end
   end
   zaddMany(KEYS[3], leased)
