@@ -229,7 +229,6 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
   Effect.gen(function*() {
     const broker = yield* Broker.Broker
     const backend = yield* ResultBackend
-    const services = yield* Effect.context<Task.Services<Tasks[number]>>()
     const id = options.id ?? `worker-${randomId()}`
     const concurrency = Math.max(1, options.concurrency ?? 16)
     const prefetch = Math.max(1, options.prefetch ?? concurrency)
@@ -252,6 +251,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     }
     const clock = yield* Clock.Clock
     const hooks = yield* Hooks
+    const tracing = (yield* Tracer.Tracer) !== Tracer.nativeTracer
     const known = [...registry.keys()].sort()
     const queues = options.queues ?? [...new Set(options.tasks.map((impl) => impl.task.queue))]
     if (queues.length === 0) {
@@ -578,10 +578,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           message
         )
       }
+      const parent = parentSpan(message)
+      // A span costs more than the rest of a no-op task's run: one is made
+      // when a tracing backend is installed or the producer was traced.
+      if (!tracing && parent === undefined) return run(h, message, registered, payload.value)
       return run(h, message, registered, payload.value).pipe(
         Effect.withSpan(`errand.run ${task.name}`, {
           attributes: { "errand.task": task.name, "errand.id": d.id, "errand.attempt": message.retries },
-          parent: parentSpan(message)
+          parent
         }, { captureStackTrace: false })
       )
     }
@@ -618,9 +622,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         updateState: (state, meta) => Effect.asVoid(backend.setState(d.id, state, meta)),
         retry: retryRequest
       })
-      const handler = registered.impl.handler(payload).pipe(
-        Effect.provideContext(Context.add(services, TaskContext, ctx))
-      ) as Effect.Effect<unknown, unknown>
+      // the runner's context already holds the tasks' services (`make` requires them)
+      const handler = Effect.provideService(registered.impl.handler(payload), TaskContext, ctx) as Effect.Effect<
+        unknown,
+        unknown
+      >
       const fiber = yield* Effect.forkChild(handler, { startImmediately: true })
       h.fiber = fiber
       if (Option.isNone(task.softTimeLimit) && Option.isNone(task.timeLimit)) {
