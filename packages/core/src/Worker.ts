@@ -154,8 +154,10 @@ export interface HooksService {
  * @since 0.1.0
  */
 export const Hooks = Context.Reference<HooksService>("@errand/core/Worker/Hooks", {
-  defaultValue: () => ({ beforeFinal: () => Effect.void })
+  defaultValue: () => noHooks
 })
+
+const noHooks: HooksService = { beforeFinal: () => Effect.void }
 
 type StopReason = "shutdown" | "revoked" | "stale" | "killed"
 
@@ -320,7 +322,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         (b) => (item: I) => killed ? Effect.never : b.run(item)
       )
     const beforeFinal = (message: Message, final: Final) =>
-      killed ? Effect.void : persistent("beforeFinal hook", hooks.beforeFinal(message, final))
+      killed || hooks === noHooks ? Effect.void : persistent("beforeFinal hook", hooks.beforeFinal(message, final))
     const start = yield* batched("start", broker.start)
 
     /** A held delivery is done: its outcome landed (or it needs none). */
