@@ -6,6 +6,11 @@
  * It is the embedded default and what apps run their tests on. It keeps the
  * same contract as the Redis layer (the shared contract suite checks both).
  *
+ * Final records are kept for `resultTtl` (default 1 day, on the `Clock`), then
+ * forgotten: an expired id is unknown again, as on Redis. A task that ends
+ * SUCCESS with `storeResult: false` keeps only its state (no result, meta or
+ * history), so a stream of such tasks holds little memory.
+ *
  * @example
  * ```ts
  * import { Layer } from "effect"
@@ -18,26 +23,42 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Deferred, Effect, Layer, Option } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Layer, Option } from "effect"
 import * as Broker from "./Broker.ts"
 import { info, TaskRevoked } from "./Errors.ts"
-import { Deque, MinHeap } from "./internal/heap.ts"
 import { type Attempt, finalStates, type TaskRecord } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 
-/** `failed`: ended FAILURE, the message kept so `redeliver` can run it again. */
-type Place = "ready" | "delayed" | "leased" | "dead" | "failed" | "gone"
+/**
+ * Where a task is. `final`: ended SUCCESS or REVOKED, only its record is
+ * kept. `failed`: ended FAILURE, the message kept so `redeliver` can run it
+ * again. `gone`: forgotten (a raw message removed, or an expired record).
+ */
+type Place = "ready" | "delayed" | "leased" | "dead" | "failed" | "final" | "gone"
 
+/** A task's record as the broker keeps it: mutable, its history appended in place. */
+type StoredRecord = {
+  -readonly [K in keyof TaskRecord]: TaskRecord[K]
+} & { history: Array<Attempt> }
+
+/** One task: its message, its place in the queues and its record, under one id. */
 interface Entry {
   readonly id: string
   readonly queue: string
-  /** The stored message: a `Message` normally; anything when written raw. */
+  readonly q: QueueState
+  /** The stored message: a `Message` normally; anything when written raw. Dropped when the task ends. */
   message: unknown
-  priority: number
+  readonly priority: number
   place: Place
-  /** Bumped at every move, so stale heap/deque entries are skipped. */
+  /** Bumped at every move, so stale lane entries are skipped. */
   generation: number
-  dueAt: number
+  /** Position in the queue's delayed or leased heap (the one its place says), -1 when in neither. */
+  heapIndex: number
+  /** The heap's key: when the task is due (delayed) or its lease runs out (leased). */
+  heapKey: number
+  /** Ties between equal keys go first-in first-out. */
+  heapSeq: number
+  /** The current lease's token (unique across tasks), 0 before the first claim. */
   token: number
   deadline: number
   worker: string
@@ -45,23 +66,180 @@ interface Entry {
   ackedEarly: boolean
   revoked: boolean
   lost: Broker.LostLease | undefined
-  dedupId: string | undefined
+  readonly dedupId: string | undefined
+  /** `undefined` for a raw message that no step has recorded yet. */
+  record: StoredRecord | undefined
+  /** When a final record is forgotten (`Infinity`: not final, or kept forever). */
+  expiresAt: number
+  waiters: Array<Deferred.Deferred<void>> | undefined
 }
 
-interface Ref {
-  readonly entry: Entry
-  readonly generation: number
+/** A shared empty history: replaced by a fresh array at the first append. */
+const noHistory: Array<Attempt> = []
+
+/**
+ * A binary min-heap of entries by `heapKey` (then `heapSeq`) that knows each
+ * entry's position, so a task leaving early (acked, revoked, renewed) is
+ * removed or re-filed at once instead of lingering until it surfaces.
+ */
+class EntryHeap {
+  private items: Array<Entry> = []
+
+  get size(): number {
+    return this.items.length
+  }
+
+  peekKey(): number | undefined {
+    return this.items.length > 0 ? this.items[0]!.heapKey : undefined
+  }
+
+  push(entry: Entry, key: number, seq: number): void {
+    entry.heapKey = key
+    entry.heapSeq = seq
+    entry.heapIndex = this.items.length
+    this.items.push(entry)
+    this.up(entry.heapIndex)
+  }
+
+  pop(): Entry | undefined {
+    const top = this.items[0]
+    if (top !== undefined) this.remove(top)
+    return top
+  }
+
+  remove(entry: Entry): void {
+    const i = entry.heapIndex
+    if (i < 0) return
+    entry.heapIndex = -1
+    const last = this.items.pop()!
+    if (i < this.items.length) {
+      this.items[i] = last
+      last.heapIndex = i
+      this.down(i)
+      this.up(last.heapIndex)
+    }
+  }
+
+  update(entry: Entry, key: number): void {
+    entry.heapKey = key
+    if (entry.heapIndex < 0) return
+    this.down(entry.heapIndex)
+    this.up(entry.heapIndex)
+  }
+
+  private up(i: number): void {
+    const items = this.items
+    const entry = items[i]!
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      const p = items[parent]!
+      if (!before(entry, p)) break
+      items[i] = p
+      p.heapIndex = i
+      i = parent
+    }
+    items[i] = entry
+    entry.heapIndex = i
+  }
+
+  private down(i: number): void {
+    const items = this.items
+    const n = items.length
+    const entry = items[i]!
+    while (true) {
+      const left = 2 * i + 1
+      if (left >= n) break
+      const right = left + 1
+      const child = right < n && before(items[right]!, items[left]!) ? right : left
+      const c = items[child]!
+      if (!before(c, entry)) break
+      items[i] = c
+      c.heapIndex = i
+      i = child
+    }
+    items[i] = entry
+    entry.heapIndex = i
+  }
+}
+
+const before = (a: Entry, b: Entry) => a.heapKey < b.heapKey || (a.heapKey === b.heapKey && a.heapSeq < b.heapSeq)
+
+/**
+ * A FIFO of entries, each with a stamp taken when it was added (a
+ * generation, or an expiry time); `shift` hands back the entry and its
+ * stamp, and callers skip entries whose stamp is no longer current.
+ * Push-to-front for tasks that go back first (lost leases, releases).
+ */
+class Fifo {
+  private items: Array<Entry | undefined> = []
+  private stamps: Array<number> = []
+  private head = 0
+  private front: Array<Entry> = []
+  private frontStamps: Array<number> = []
+  /** The stamp of the entry the last `shift` returned. */
+  stamp = 0
+
+  get size(): number {
+    return this.items.length - this.head + this.front.length
+  }
+
+  push(entry: Entry, stamp: number): void {
+    this.items.push(entry)
+    this.stamps.push(stamp)
+  }
+
+  unshift(entry: Entry, stamp: number): void {
+    this.front.push(entry)
+    this.frontStamps.push(stamp)
+  }
+
+  /** The stamp of the next entry `shift` returns (`undefined`: empty). */
+  peekStamp(): number | undefined {
+    if (this.front.length > 0) return this.frontStamps[this.frontStamps.length - 1]
+    return this.head < this.items.length ? this.stamps[this.head] : undefined
+  }
+
+  shift(): Entry | undefined {
+    if (this.front.length > 0) {
+      this.stamp = this.frontStamps.pop()!
+      return this.front.pop()
+    }
+    if (this.head >= this.items.length) return undefined
+    const entry = this.items[this.head]
+    this.stamp = this.stamps[this.head]!
+    this.items[this.head] = undefined
+    this.head++
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.stamps = this.stamps.slice(this.head)
+      this.head = 0
+    }
+    return entry
+  }
 }
 
 interface QueueState {
-  readonly ready: Array<Deque<Ref>>
-  readonly delayed: MinHeap<Ref>
-  readonly leased: MinHeap<Ref>
+  readonly name: string
+  readonly ready: Array<Fifo>
+  readonly delayed: EntryHeap
+  readonly leased: EntryHeap
   counts: { ready: number; delayed: number; leased: number; dead: number }
 }
 
-type MutableRecord = {
-  -readonly [K in keyof TaskRecord]: TaskRecord[K]
+/**
+ * Options of `makeWith` and `layerWith`.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  /**
+   * How long a final record (and its result) is kept after the task ended,
+   * measured on the `Clock` (default 1 day; 0 keeps records forever). An
+   * expired id is unknown: `get` and `awaitFinal` say `None`, `revoke` says
+   * `"unknown"`, and enqueuing it again starts a new task, as on Redis. Dead
+   * letters do not expire.
+   */
+  readonly resultTtl?: Duration.Input | undefined
 }
 
 /**
@@ -79,599 +257,700 @@ export class MemoryStore extends Context.Service<MemoryStore, {
 }>()("@errand/core/MemoryBroker/MemoryStore") {}
 
 /**
- * Builds a memory broker: the `Broker`, the `ResultBackend` and the test hooks.
+ * Builds a memory broker with options: the `Broker`, the `ResultBackend` and
+ * the test hooks.
  *
  * @since 0.1.0
  */
-export const make = Effect.sync(() => {
-  const entries = new Map<string, Entry>()
-  const records = new Map<string, MutableRecord>()
-  const queues = new Map<string, QueueState>()
-  const dedup = new Map<string, string>()
-  const waiters = new Map<string, Array<Deferred.Deferred<void>>>()
-  const registered = new Map<string, Broker.WorkerInfo>()
-  /** Queues a task was enqueued to (what `queues` lists, as on Redis). */
-  const known = new Set<string>()
-  let wakeup = Deferred.makeUnsafe<void>()
+export const makeWith = (options: Options = {}) =>
+  Effect.sync(() => {
+    const ttl = Math.max(0, Duration.toMillis(Duration.fromInputUnsafe(options.resultTtl ?? "1 day")))
+    const tasks = new Map<string, Entry>()
+    /**
+     * The current leases by token. Tokens are unique across tasks, so the
+     * lease steps find their entry in this small map, not in `tasks`.
+     */
+    const leases = new Map<number, Entry>()
+    let lastToken = 0
+    const queues = new Map<string, QueueState>()
+    const dedup = new Map<string, string>()
+    const registered = new Map<string, Broker.WorkerInfo>()
+    /** Queues a task was enqueued to (what `queues` lists, as on Redis). */
+    const known = new Set<string>()
+    /** Final entries in the order they will expire (stamp: their `expiresAt`). */
+    const expiring = new Fifo()
+    let seq = 0
+    let wakeup = Deferred.makeUnsafe<void>()
 
-  const signal = () => {
-    const current = wakeup
-    wakeup = Deferred.makeUnsafe<void>()
-    Deferred.doneUnsafe(current, Effect.void)
-  }
-
-  const queueOf = (name: string): QueueState => {
-    let q = queues.get(name)
-    if (q === undefined) {
-      q = {
-        ready: Array.from({ length: 10 }, () => new Deque<Ref>()),
-        delayed: new MinHeap<Ref>(),
-        leased: new MinHeap<Ref>(),
-        counts: { ready: 0, delayed: 0, leased: 0, dead: 0 }
-      }
-      queues.set(name, q)
+    const signal = () => {
+      const current = wakeup
+      wakeup = Deferred.makeUnsafe<void>()
+      Deferred.doneUnsafe(current, Effect.void)
     }
-    return q
-  }
 
-  const leave = (entry: Entry) => {
-    const q = queueOf(entry.queue)
-    switch (entry.place) {
-      case "ready":
-        q.counts.ready--
-        break
-      case "delayed":
-        q.counts.delayed--
-        break
-      case "leased":
-        q.counts.leased--
-        break
-      case "dead":
-        q.counts.dead--
-        break
-    }
-    entry.generation++
-    entry.place = "gone"
-  }
-
-  const toReady = (entry: Entry, front: boolean) => {
-    leave(entry)
-    const q = queueOf(entry.queue)
-    entry.place = "ready"
-    q.counts.ready++
-    const ref = { entry, generation: entry.generation }
-    const lane = q.ready[clampPriority(entry.priority)]!
-    if (front) lane.unshift(ref)
-    else lane.push(ref)
-  }
-
-  const toDelayed = (entry: Entry, dueAt: number) => {
-    leave(entry)
-    const q = queueOf(entry.queue)
-    entry.place = "delayed"
-    entry.dueAt = dueAt
-    q.counts.delayed++
-    q.delayed.push(dueAt, { entry, generation: entry.generation })
-  }
-
-  const toLeased = (entry: Entry, worker: string, deadline: number) => {
-    leave(entry)
-    const q = queueOf(entry.queue)
-    entry.place = "leased"
-    entry.token++
-    entry.deadline = deadline
-    entry.worker = worker
-    entry.startedAt = undefined
-    entry.ackedEarly = false
-    q.counts.leased++
-    q.leased.push(deadline, { entry, generation: entry.generation })
-  }
-
-  const toDead = (entry: Entry) => {
-    leave(entry)
-    entry.place = "dead"
-    queueOf(entry.queue).counts.dead++
-  }
-
-  const releaseDedup = (entry: Entry) => {
-    if (entry.dedupId !== undefined && dedup.get(dedupKey(entry.queue, entry.dedupId)) === entry.id) {
-      dedup.delete(dedupKey(entry.queue, entry.dedupId))
-    }
-  }
-
-  const remove = (entry: Entry) => {
-    leave(entry)
-    entries.delete(entry.id)
-    releaseDedup(entry)
-  }
-
-  /** A task that ended FAILURE keeps its message (no queue holds it) for `redeliver`. */
-  const toFailed = (entry: Entry) => {
-    leave(entry)
-    entry.place = "failed"
-    entry.lost = undefined
-    entry.revoked = false
-    releaseDedup(entry)
-  }
-
-  const current = (ref: Ref) => ref.entry.generation === ref.generation
-
-  /** Moves due delayed tasks to ready and expired leases back as lost. */
-  const promote = (q: QueueState, now: number) => {
-    while (q.delayed.size > 0 && q.delayed.peekKey()! <= now) {
-      const ref = q.delayed.pop()!
-      if (current(ref)) toReady(ref.entry, false)
-    }
-    while (q.leased.size > 0 && q.leased.peekKey()! <= now) {
-      const ref = q.leased.pop()!
-      if (!current(ref)) continue
-      const entry = ref.entry
-      if (entry.deadline > now) {
-        q.leased.push(entry.deadline, { entry, generation: entry.generation })
-        continue
-      }
-      // A lease that expired before its attempt started adds nothing: an
-      // earlier lost attempt, not yet handled, stays the one reported.
-      if (entry.startedAt !== undefined || entry.lost === undefined) {
-        entry.lost = {
-          worker: entry.worker,
-          startedAt: entry.startedAt,
-          expiredAt: entry.deadline,
-          ackedEarly: entry.ackedEarly
+    let lastQueue: QueueState | undefined
+    const queueOf = (name: string): QueueState => {
+      if (lastQueue !== undefined && lastQueue.name === name) return lastQueue
+      let q = queues.get(name)
+      if (q === undefined) {
+        q = {
+          name,
+          ready: Array.from({ length: 10 }, () => new Fifo()),
+          delayed: new EntryHeap(),
+          leased: new EntryHeap(),
+          counts: { ready: 0, delayed: 0, leased: 0, dead: 0 }
         }
+        queues.set(name, q)
       }
-      toReady(entry, true)
-      const record = records.get(entry.id)
-      if (record !== undefined) {
-        record.state = "PENDING"
-        record.updatedAt = now
-      }
+      lastQueue = q
+      return q
     }
-  }
 
-  const nextEvent = (names: ReadonlyArray<string>): number | undefined => {
-    let next: number | undefined
-    for (const name of names) {
-      const q = queueOf(name)
-      while (q.delayed.size > 0 && !current(q.delayed.peek()!)) q.delayed.pop()
-      // a renewed lease surfaces with its old deadline: re-file it under the new one
-      while (q.leased.size > 0) {
-        const ref = q.leased.peek()!
-        if (!current(ref)) q.leased.pop()
-        else if (ref.entry.deadline > q.leased.peekKey()!) q.leased.push(ref.entry.deadline, q.leased.pop()!)
-        else break
-      }
-      for (const key of [q.delayed.peekKey(), q.leased.peekKey()]) {
-        if (key !== undefined && (next === undefined || key < next)) next = key
-      }
-    }
-    return next
-  }
-
-  const finish = (id: string) => {
-    const list = waiters.get(id)
-    if (list !== undefined) {
-      waiters.delete(id)
-      for (const d of list) Deferred.doneUnsafe(d, Effect.void)
-    }
-  }
-
-  const lease = (batch: ReadonlyArray<Broker.Lease>) =>
-    batch.map((item) => {
-      const entry = entries.get(item.id)
-      return entry !== undefined && entry.place === "leased" && entry.token === item.token ? entry : undefined
+    const newEntry = (
+      id: string,
+      queue: string,
+      message: unknown,
+      priority: number,
+      dedupId: string | undefined,
+      record: StoredRecord | undefined
+    ): Entry => ({
+      id,
+      queue,
+      q: queueOf(queue),
+      message,
+      priority,
+      place: "gone",
+      generation: 0,
+      heapIndex: -1,
+      heapKey: 0,
+      heapSeq: 0,
+      token: 0,
+      deadline: 0,
+      worker: "",
+      startedAt: undefined,
+      ackedEarly: false,
+      revoked: false,
+      lost: undefined,
+      dedupId,
+      record,
+      expiresAt: Infinity,
+      waiters: undefined
     })
 
-  const enqueue = (batch: ReadonlyArray<Broker.Submission>) =>
-    Effect.map(Clock.currentTimeMillis, (now) => {
-      const out: Array<Broker.Enqueued> = []
-      let ready = false
-      for (const { dedupId, dueAt, message } of batch) {
-        // an id already known is not enqueued again: a producer retrying a
-        // submit whose first try went through must not reset or rerun the task
-        if (records.has(message.id)) {
-          out.push({ id: message.id })
-          continue
-        }
-        if (dedupId !== undefined) {
-          const existing = dedup.get(dedupKey(message.queue, dedupId))
-          if (existing !== undefined) {
-            out.push({ id: message.id, duplicateOf: existing })
-            continue
+    const leave = (entry: Entry) => {
+      const c = entry.q.counts
+      switch (entry.place) {
+        case "ready":
+          c.ready--
+          break
+        case "delayed":
+          c.delayed--
+          entry.q.delayed.remove(entry)
+          break
+        case "leased":
+          c.leased--
+          entry.q.leased.remove(entry)
+          leases.delete(entry.token)
+          break
+        case "dead":
+          c.dead--
+          break
+      }
+      entry.generation++
+      entry.place = "gone"
+      entry.expiresAt = Infinity
+    }
+
+    const toReady = (entry: Entry, front: boolean) => {
+      leave(entry)
+      entry.place = "ready"
+      entry.q.counts.ready++
+      const lane = entry.q.ready[clampPriority(entry.priority)]!
+      if (front) lane.unshift(entry, entry.generation)
+      else lane.push(entry, entry.generation)
+    }
+
+    const toDelayed = (entry: Entry, dueAt: number) => {
+      leave(entry)
+      entry.place = "delayed"
+      entry.q.counts.delayed++
+      entry.q.delayed.push(entry, dueAt, seq++)
+    }
+
+    const toLeased = (entry: Entry, worker: string, deadline: number) => {
+      leave(entry)
+      entry.place = "leased"
+      entry.token = ++lastToken
+      leases.set(entry.token, entry)
+      entry.deadline = deadline
+      entry.worker = worker
+      entry.startedAt = undefined
+      entry.ackedEarly = false
+      entry.q.counts.leased++
+      entry.q.leased.push(entry, deadline, seq++)
+    }
+
+    const toDead = (entry: Entry) => {
+      leave(entry)
+      entry.place = "dead"
+      entry.q.counts.dead++
+    }
+
+    const releaseDedup = (entry: Entry) => {
+      if (entry.dedupId !== undefined) {
+        const key = dedupKey(entry.queue, entry.dedupId)
+        if (dedup.get(key) === entry.id) dedup.delete(key)
+      }
+    }
+
+    /** Forgets an entry: no queue, no record. */
+    const forget = (entry: Entry) => {
+      leave(entry)
+      releaseDedup(entry)
+      entry.record = undefined
+      entry.message = undefined
+      if (tasks.get(entry.id) === entry) tasks.delete(entry.id)
+    }
+
+    /** From now on the entry's record expires `ttl` from `now`. */
+    const expireLater = (entry: Entry, now: number) => {
+      if (ttl <= 0) return
+      entry.expiresAt = now + ttl
+      expiring.push(entry, entry.expiresAt)
+    }
+
+    /** Forgets the final records whose time is up (the oldest first). */
+    const sweep = (now: number) => {
+      let next = expiring.peekStamp()
+      while (next !== undefined && next <= now) {
+        const entry = expiring.shift()!
+        if (entry.expiresAt === expiring.stamp) forget(entry)
+        next = expiring.peekStamp()
+      }
+    }
+
+    /** The entry of a known id; an expired final record counts as unknown. */
+    const find = (id: string, now: number): Entry | undefined => {
+      const entry = tasks.get(id)
+      if (entry === undefined) return undefined
+      if (entry.expiresAt <= now) {
+        forget(entry)
+        return undefined
+      }
+      return entry
+    }
+
+    /** Ends a task that is not FAILURE: the message goes, the record stays until it expires. */
+    const toFinal = (entry: Entry, now: number) => {
+      leave(entry)
+      releaseDedup(entry)
+      entry.message = undefined
+      entry.lost = undefined
+      if (entry.record === undefined) {
+        if (tasks.get(entry.id) === entry) tasks.delete(entry.id)
+        return
+      }
+      entry.place = "final"
+      expireLater(entry, now)
+    }
+
+    /** A task that ended FAILURE keeps its message (no queue holds it) for `redeliver`. */
+    const toFailed = (entry: Entry, now: number) => {
+      leave(entry)
+      entry.place = "failed"
+      entry.lost = undefined
+      entry.revoked = false
+      releaseDedup(entry)
+      expireLater(entry, now)
+    }
+
+    /** Moves due delayed tasks to ready and expired leases back as lost. */
+    const promote = (q: QueueState, now: number) => {
+      while (q.delayed.size > 0 && q.delayed.peekKey()! <= now) toReady(q.delayed.pop()!, false)
+      while (q.leased.size > 0 && q.leased.peekKey()! <= now) {
+        const entry = q.leased.pop()!
+        // A lease that expired before its attempt started adds nothing: an
+        // earlier lost attempt, not yet handled, stays the one reported.
+        if (entry.startedAt !== undefined || entry.lost === undefined) {
+          entry.lost = {
+            worker: entry.worker,
+            startedAt: entry.startedAt,
+            expiredAt: entry.deadline,
+            ackedEarly: entry.ackedEarly
           }
-          dedup.set(dedupKey(message.queue, dedupId), message.id)
         }
-        const entry = newEntry(message.id, message.queue, message, message.priority, dedupId)
-        entries.set(entry.id, entry)
-        known.add(entry.queue)
-        records.set(entry.id, {
-          id: message.id,
-          task: message.task,
-          queue: message.queue,
-          state: "PENDING",
-          retries: message.retries,
-          submittedAt: message.submittedAt,
-          updatedAt: now,
-          ...(message.eta === undefined ? {} : { eta: message.eta }),
-          history: []
-        })
-        if (dueAt <= now) {
-          toReady(entry, false)
-          ready = true
-        } else {
-          toDelayed(entry, dueAt)
-          ready = true
-        }
-        out.push({ id: message.id })
-      }
-      if (ready) signal()
-      return out
-    })
-
-  const claimNow = (options: Broker.ClaimOptions, now: number): Array<Broker.Delivery> => {
-    const out: Array<Broker.Delivery> = []
-    const toStart = options.start ?? 0
-    let started = 0
-    for (const name of options.queues) {
-      const q = queueOf(name)
-      promote(q, now)
-    }
-    for (let priority = 9; priority >= 0 && out.length < options.max; priority--) {
-      for (const name of options.queues) {
-        const lane = queueOf(name).ready[priority]!
-        while (out.length < options.max && lane.size > 0) {
-          const ref = lane.shift()!
-          if (!current(ref)) continue
-          const entry = ref.entry
-          // The lost marker stays until the new lease starts or ends the task,
-          // so it survives a claimer that dies before handling it.
-          const lost = entry.lost
-          toLeased(entry, options.worker, now + options.leaseMillis)
-          // started in the same step (ClaimOptions.start), as `start` would
-          const startNow = started < toStart && lost === undefined && !entry.revoked
-          if (startNow) {
-            started++
-            entry.startedAt = now
-          }
-          const record = records.get(entry.id)
-          if (record !== undefined) {
-            record.state = startNow ? "STARTED" : "RECEIVED"
-            record.updatedAt = now
-          }
-          out.push({
-            id: entry.id,
-            token: entry.token,
-            queue: entry.queue,
-            deadline: entry.deadline,
-            message: entry.message,
-            ...(lost === undefined ? {} : { lost }),
-            ...(startNow ? { startedAt: now } : {})
-          })
-        }
-      }
-    }
-    return out
-  }
-
-  const claim = (options: Broker.ClaimOptions): Effect.Effect<ReadonlyArray<Broker.Delivery>> =>
-    Effect.gen(function*() {
-      const start = yield* Clock.currentTimeMillis
-      const until = start + options.waitMillis
-      while (true) {
-        const now = yield* Clock.currentTimeMillis
-        const batch = claimNow(options, now)
-        if (batch.length > 0 || now >= until) return batch
-        const next = nextEvent(options.queues)
-        const sleep = Math.max(0, Math.min(until, next ?? until) - now)
-        const woken = wakeup
-        yield* Effect.raceFirst(Deferred.await(woken), Effect.sleep(sleep))
-      }
-    })
-
-  const start = (batch: ReadonlyArray<Broker.Start>) =>
-    Effect.map(Clock.currentTimeMillis, (now) =>
-      lease(batch).map((entry, i): Broker.LeaseStatus => {
-        if (entry === undefined) return "stale"
-        if (entry.revoked) return "revoked"
-        const item = batch[i]!
-        entry.lost = undefined
-        entry.startedAt = item.startedAt
-        entry.worker = item.worker
-        entry.ackedEarly = item.ackEarly
-        const record = records.get(entry.id)
-        if (record !== undefined && !finalStates.has(record.state)) {
-          record.state = "STARTED"
-          record.updatedAt = now
-        }
-        return "ok"
-      }))
-
-  const renew = (batch: ReadonlyArray<Broker.Lease>, leaseMillis: number) =>
-    Effect.map(Clock.currentTimeMillis, (now) =>
-      lease(batch).map((entry): Broker.LeaseStatus => {
-        if (entry === undefined) return "stale"
-        // The heap keeps the old deadline; `promote` re-files the entry when
-        // it surfaces early, so a long task holds one heap entry, not one per renewal.
-        entry.deadline = now + leaseMillis
-        return entry.revoked ? "revoked" : "ok"
-      }))
-
-  const appendAttempt = (record: MutableRecord, attempt: Attempt) => {
-    record.history = [...record.history, attempt]
-  }
-
-  const complete = (batch: ReadonlyArray<Broker.Completion>) =>
-    Effect.map(Clock.currentTimeMillis, (now) =>
-      lease(batch).map((entry, i) => {
-        if (entry === undefined) return false
-        const item = batch[i]!
-        if (item.state === "FAILURE") toFailed(entry)
-        else remove(entry)
-        const record = records.get(entry.id)
-        if (record !== undefined) {
-          record.state = item.state
-          record.updatedAt = now
-          if (item.storeResult !== false && item.result !== undefined) record.result = item.result
-          // the final error is this attempt's: a success after retries has none
-          if (item.error !== undefined) record.error = item.error
-          else delete record.error
-          appendAttempt(record, item.attempt)
-        }
-        finish(entry.id)
-        return true
-      }))
-
-  const retry = (batch: ReadonlyArray<Broker.Reschedule>) =>
-    Effect.map(Clock.currentTimeMillis, (now) => {
-      let woke = false
-      const out = lease(batch).map((entry, i) => {
-        if (entry === undefined) return false
-        const item = batch[i]!
-        entry.lost = undefined
-        entry.message = bumpRetries(entry.message)
-        if (item.dueAt <= now) {
-          toReady(entry, false)
-          woke = true
-        } else {
-          toDelayed(entry, item.dueAt)
-          woke = true
-        }
-        const record = records.get(entry.id)
-        if (record !== undefined) {
-          record.state = "RETRY"
-          record.retries++
-          record.updatedAt = now
-          record.error = item.error
-          appendAttempt(record, item.attempt)
-        }
-        return true
-      })
-      if (woke) signal()
-      return out
-    })
-
-  const deadLetter = (batch: ReadonlyArray<Broker.DeadLetter>) =>
-    Effect.map(Clock.currentTimeMillis, (now) =>
-      lease(batch).map((entry, i) => {
-        if (entry === undefined) return false
-        const item = batch[i]!
-        entry.lost = undefined
-        toDead(entry)
-        const record = records.get(entry.id) ?? recordFromRaw(entry, now)
-        records.set(entry.id, record)
-        record.state = "FAILURE"
-        record.updatedAt = now
-        record.error = item.error
-        appendAttempt(record, item.attempt)
-        finish(entry.id)
-        return true
-      }))
-
-  const release = (batch: ReadonlyArray<Broker.Lease>) =>
-    Effect.map(Clock.currentTimeMillis, (now) => {
-      const out = lease(batch).map((entry) => {
-        if (entry === undefined) return false
         toReady(entry, true)
-        const record = records.get(entry.id)
-        if (record !== undefined && !finalStates.has(record.state)) {
+        const record = entry.record
+        if (record !== undefined) {
           record.state = "PENDING"
           record.updatedAt = now
         }
-        return true
-      })
-      signal()
-      return out
-    })
+      }
+    }
 
-  const revoke = (id: string) =>
-    Effect.map(Clock.currentTimeMillis, (now): Broker.RevokeResult => {
-      const entry = entries.get(id)
-      const record = records.get(id)
-      if (entry === undefined || entry.place === "dead" || entry.place === "failed") {
-        return record === undefined ? "unknown" : "final"
+    const nextEvent = (names: Iterable<string>): number | undefined => {
+      let next: number | undefined
+      for (const name of names) {
+        const q = queueOf(name)
+        const d = q.delayed.peekKey()
+        const l = q.leased.peekKey()
+        if (d !== undefined && (next === undefined || d < next)) next = d
+        if (l !== undefined && (next === undefined || l < next)) next = l
       }
-      if (entry.place === "leased") {
-        entry.revoked = true
-        if (record !== undefined) record.revoked = true
-        return "running"
+      return next
+    }
+
+    const finish = (entry: Entry) => {
+      const list = entry.waiters
+      if (list !== undefined) {
+        entry.waiters = undefined
+        for (const d of list) Deferred.doneUnsafe(d, Effect.void)
       }
-      remove(entry)
+    }
+
+    /** The entry a lease stands for, when that lease is still the current one. */
+    const leased = (item: Broker.Lease): Entry | undefined => {
+      const entry = leases.get(item.token)
+      return entry !== undefined && entry.id === item.id ? entry : undefined
+    }
+
+    const appendAttempt = (record: StoredRecord, attempt: Attempt) => {
+      if (record.history === noHistory) record.history = [attempt]
+      else record.history.push(attempt)
+    }
+
+    const enqueue = (batch: ReadonlyArray<Broker.Submission>) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        sweep(now)
+        const out: Array<Broker.Enqueued> = new Array(batch.length)
+        let ready = false
+        let lastKnown: string | undefined
+        for (let i = 0; i < batch.length; i++) {
+          const { dedupId, dueAt, message } = batch[i]!
+          // an id already known is not enqueued again: a producer retrying a
+          // submit whose first try went through must not reset or rerun the task
+          const existing = find(message.id, now)
+          if (existing !== undefined && existing.record !== undefined) {
+            out[i] = { id: message.id }
+            continue
+          }
+          if (dedupId !== undefined) {
+            const first = dedup.get(dedupKey(message.queue, dedupId))
+            if (first !== undefined) {
+              out[i] = { id: message.id, duplicateOf: first }
+              continue
+            }
+            dedup.set(dedupKey(message.queue, dedupId), message.id)
+          }
+          // a raw message under the same id (`pushRaw`) is replaced
+          if (existing !== undefined) leave(existing)
+          const record: StoredRecord = message.eta === undefined
+            ? {
+              id: message.id,
+              task: message.task,
+              queue: message.queue,
+              state: "PENDING",
+              retries: message.retries,
+              submittedAt: message.submittedAt,
+              updatedAt: now,
+              history: noHistory
+            }
+            : {
+              id: message.id,
+              task: message.task,
+              queue: message.queue,
+              state: "PENDING",
+              retries: message.retries,
+              submittedAt: message.submittedAt,
+              updatedAt: now,
+              eta: message.eta,
+              history: noHistory
+            }
+          const entry = newEntry(message.id, message.queue, message, message.priority, dedupId, record)
+          tasks.set(entry.id, entry)
+          if (entry.queue !== lastKnown) {
+            known.add(entry.queue)
+            lastKnown = entry.queue
+          }
+          if (dueAt <= now) toReady(entry, false)
+          else toDelayed(entry, dueAt)
+          ready = true
+          out[i] = { id: message.id }
+        }
+        if (ready) signal()
+        return out
+      })
+
+    const claimNow = (options: Broker.ClaimOptions, now: number): Array<Broker.Delivery> => {
+      const out: Array<Broker.Delivery> = []
+      const toStart = options.start ?? 0
+      let started = 0
+      for (const name of options.queues) promote(queueOf(name), now)
+      for (let priority = 9; priority >= 0 && out.length < options.max; priority--) {
+        for (const name of options.queues) {
+          const lane = queueOf(name).ready[priority]!
+          while (out.length < options.max) {
+            const entry = lane.shift()
+            if (entry === undefined) break
+            if (entry.generation !== lane.stamp || entry.place !== "ready") continue
+            // The lost marker stays until the new lease starts or ends the task,
+            // so it survives a claimer that dies before handling it.
+            const lost = entry.lost
+            toLeased(entry, options.worker, now + options.leaseMillis)
+            // started in the same step (ClaimOptions.start), as `start` would
+            const startNow = started < toStart && lost === undefined && !entry.revoked
+            if (startNow) {
+              started++
+              entry.startedAt = now
+            }
+            const record = entry.record
+            if (record !== undefined) {
+              record.state = startNow ? "STARTED" : "RECEIVED"
+              record.updatedAt = now
+            }
+            const delivery: {
+              -readonly [K in keyof Broker.Delivery]: Broker.Delivery[K]
+            } = {
+              id: entry.id,
+              token: entry.token,
+              queue: entry.queue,
+              deadline: entry.deadline,
+              message: entry.message
+            }
+            if (lost !== undefined) delivery.lost = lost
+            if (startNow) delivery.startedAt = now
+            out.push(delivery)
+          }
+        }
+      }
+      return out
+    }
+
+    const claim = (options: Broker.ClaimOptions): Effect.Effect<ReadonlyArray<Broker.Delivery>> =>
+      Effect.gen(function*() {
+        const start = yield* Clock.currentTimeMillis
+        const until = start + options.waitMillis
+        while (true) {
+          const now = yield* Clock.currentTimeMillis
+          const batch = claimNow(options, now)
+          if (batch.length > 0 || now >= until) return batch
+          const next = nextEvent(options.queues)
+          const sleep = Math.max(0, Math.min(until, next ?? until) - now)
+          const woken = wakeup
+          yield* Effect.raceFirst(Deferred.await(woken), Effect.sleep(sleep))
+        }
+      })
+
+    const start = (batch: ReadonlyArray<Broker.Start>) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const out: Array<Broker.LeaseStatus> = new Array(batch.length)
+        for (let i = 0; i < batch.length; i++) {
+          const item = batch[i]!
+          const entry = leased(item)
+          if (entry === undefined) {
+            out[i] = "stale"
+            continue
+          }
+          if (entry.revoked) {
+            out[i] = "revoked"
+            continue
+          }
+          entry.lost = undefined
+          entry.startedAt = item.startedAt
+          entry.worker = item.worker
+          entry.ackedEarly = item.ackEarly
+          const record = entry.record
+          if (record !== undefined && !finalStates.has(record.state)) {
+            record.state = "STARTED"
+            record.updatedAt = now
+          }
+          out[i] = "ok"
+        }
+        return out
+      })
+
+    const renew = (batch: ReadonlyArray<Broker.Lease>, leaseMillis: number) =>
+      Effect.map(Clock.currentTimeMillis, (now) =>
+        batch.map((item): Broker.LeaseStatus => {
+          const entry = leased(item)
+          if (entry === undefined) return "stale"
+          entry.deadline = now + leaseMillis
+          entry.q.leased.update(entry, entry.deadline)
+          return entry.revoked ? "revoked" : "ok"
+        }))
+
+    const complete = (batch: ReadonlyArray<Broker.Completion>) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        sweep(now)
+        const out: Array<boolean> = new Array(batch.length)
+        for (let i = 0; i < batch.length; i++) {
+          const item = batch[i]!
+          const entry = leased(item)
+          if (entry === undefined) {
+            out[i] = false
+            continue
+          }
+          const record = entry.record
+          if (record !== undefined) {
+            record.state = item.state
+            record.updatedAt = now
+            if (item.storeResult === false && item.state === "SUCCESS") {
+              // only the state is kept
+              delete record.result
+              delete record.error
+              delete record.meta
+              record.history = noHistory
+            } else {
+              if (item.storeResult !== false && item.result !== undefined) record.result = item.result
+              // the final error is this attempt's: a success after retries has none
+              if (item.error !== undefined) record.error = item.error
+              else delete record.error
+              appendAttempt(record, item.attempt)
+            }
+          }
+          if (item.state === "FAILURE") toFailed(entry, now)
+          else toFinal(entry, now)
+          finish(entry)
+          out[i] = true
+        }
+        return out
+      })
+
+    const retry = (batch: ReadonlyArray<Broker.Reschedule>) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        let woke = false
+        const out = batch.map((item) => {
+          const entry = leased(item)
+          if (entry === undefined) return false
+          entry.lost = undefined
+          entry.message = bumpRetries(entry.message)
+          if (item.dueAt <= now) toReady(entry, false)
+          else toDelayed(entry, item.dueAt)
+          woke = true
+          const record = entry.record
+          if (record !== undefined) {
+            record.state = "RETRY"
+            record.retries++
+            record.updatedAt = now
+            record.error = item.error
+            appendAttempt(record, item.attempt)
+          }
+          return true
+        })
+        if (woke) signal()
+        return out
+      })
+
+    const deadLetter = (batch: ReadonlyArray<Broker.DeadLetter>) =>
+      Effect.map(Clock.currentTimeMillis, (now) =>
+        batch.map((item) => {
+          const entry = leased(item)
+          if (entry === undefined) return false
+          entry.lost = undefined
+          toDead(entry)
+          const record = entry.record ?? recordFromRaw(entry, now)
+          entry.record = record
+          record.state = "FAILURE"
+          record.updatedAt = now
+          record.error = item.error
+          appendAttempt(record, item.attempt)
+          finish(entry)
+          return true
+        }))
+
+    const release = (batch: ReadonlyArray<Broker.Lease>) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const out = batch.map((item) => {
+          const entry = leased(item)
+          if (entry === undefined) return false
+          toReady(entry, true)
+          const record = entry.record
+          if (record !== undefined && !finalStates.has(record.state)) {
+            record.state = "PENDING"
+            record.updatedAt = now
+          }
+          return true
+        })
+        signal()
+        return out
+      })
+
+    /** A waiting task removed before it ran: REVOKED with `message`. */
+    const revokeWaiting = (entry: Entry, now: number, message: string) => {
+      const record = entry.record
+      toFinal(entry, now)
       if (record !== undefined) {
         record.state = "REVOKED"
         record.updatedAt = now
-        record.error = info(new TaskRevoked({ taskId: id, message: `task ${id} was revoked before it ran` }))
+        record.error = info(new TaskRevoked({ taskId: entry.id, message }))
       }
-      finish(id)
-      return "revoked"
-    })
-
-  const redeliver = (id: string) =>
-    Effect.map(Clock.currentTimeMillis, (now) => {
-      const entry = entries.get(id)
-      if (entry === undefined || (entry.place !== "dead" && entry.place !== "failed")) return false
-      toReady(entry, false)
-      const record = records.get(id)
-      if (record !== undefined) {
-        record.state = "PENDING"
-        record.updatedAt = now
-      }
-      signal()
-      return true
-    })
-
-  const stats = (names: ReadonlyArray<string>) =>
-    Effect.sync(() =>
-      names.map((name): Broker.QueueStats => {
-        const c = queueOf(name).counts
-        return { queue: name, ready: c.ready, delayed: c.delayed, running: c.leased, dead: c.dead }
-      })
-    )
-
-  const heartbeat = (batch: ReadonlyArray<Broker.WorkerInfo>) =>
-    Effect.sync(() => {
-      for (const worker of batch) registered.set(worker.id, worker)
-    })
-
-  const workers = Effect.map(Clock.currentTimeMillis, (now) => {
-    const out: Array<Broker.WorkerInfo> = []
-    for (const [id, worker] of registered) {
-      if (worker.expiresAt <= now) registered.delete(id)
-      else out.push(worker)
+      finish(entry)
     }
-    return out
-  })
 
-  const listQueues = Effect.sync(() => [...known].sort())
-
-  const purge = (names: ReadonlyArray<string>) =>
-    Effect.map(Clock.currentTimeMillis, (now) => {
-      const wanted = new Set(names)
-      const counts = new Map<string, number>()
-      for (const entry of [...entries.values()]) {
-        if (!wanted.has(entry.queue) || (entry.place !== "ready" && entry.place !== "delayed")) continue
-        remove(entry)
-        counts.set(entry.queue, (counts.get(entry.queue) ?? 0) + 1)
-        const record = records.get(entry.id)
-        if (record !== undefined) {
-          record.state = "REVOKED"
-          record.updatedAt = now
-          record.error = info(
-            new TaskRevoked({ taskId: entry.id, message: `task ${entry.id} was purged from queue ${entry.queue} before it ran` })
-          )
+    const revoke = (id: string) =>
+      Effect.map(Clock.currentTimeMillis, (now): Broker.RevokeResult => {
+        const entry = find(id, now)
+        if (entry === undefined) return "unknown"
+        const record = entry.record
+        if (entry.place === "dead" || entry.place === "failed" || entry.place === "final" || entry.place === "gone") {
+          return record === undefined ? "unknown" : "final"
         }
-        finish(entry.id)
+        if (entry.place === "leased") {
+          entry.revoked = true
+          if (record !== undefined) record.revoked = true
+          return "running"
+        }
+        revokeWaiting(entry, now, `task ${id} was revoked before it ran`)
+        return "revoked"
+      })
+
+    const redeliver = (id: string) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const entry = find(id, now)
+        if (entry === undefined || (entry.place !== "dead" && entry.place !== "failed")) return false
+        toReady(entry, false)
+        const record = entry.record
+        if (record !== undefined) {
+          record.state = "PENDING"
+          record.updatedAt = now
+        }
+        signal()
+        return true
+      })
+
+    const stats = (names: ReadonlyArray<string>) =>
+      Effect.sync(() =>
+        names.map((name): Broker.QueueStats => {
+          const c = queueOf(name).counts
+          return { queue: name, ready: c.ready, delayed: c.delayed, running: c.leased, dead: c.dead }
+        })
+      )
+
+    const heartbeat = (batch: ReadonlyArray<Broker.WorkerInfo>) =>
+      Effect.sync(() => {
+        for (const worker of batch) registered.set(worker.id, worker)
+      })
+
+    const workers = Effect.map(Clock.currentTimeMillis, (now) => {
+      const out: Array<Broker.WorkerInfo> = []
+      for (const [id, worker] of registered) {
+        if (worker.expiresAt <= now) registered.delete(id)
+        else out.push(worker)
       }
-      return names.map((name) => counts.get(name) ?? 0)
+      return out
     })
 
-  const get = (id: string) =>
-    Effect.sync(() => {
-      const record = records.get(id)
-      return record === undefined ? Option.none<TaskRecord>() : Option.some<TaskRecord>({ ...record })
+    const listQueues = Effect.sync(() => [...known].sort())
+
+    const purge = (names: ReadonlyArray<string>) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const wanted = new Set(names)
+        const counts = new Map<string, number>()
+        for (const entry of [...tasks.values()]) {
+          if (!wanted.has(entry.queue) || (entry.place !== "ready" && entry.place !== "delayed")) continue
+          counts.set(entry.queue, (counts.get(entry.queue) ?? 0) + 1)
+          revokeWaiting(entry, now, `task ${entry.id} was purged from queue ${entry.queue} before it ran`)
+        }
+        return names.map((name) => counts.get(name) ?? 0)
+      })
+
+    const get = (id: string) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const record = find(id, now)?.record
+        return record === undefined ? Option.none<TaskRecord>() : Option.some(snapshot(record))
+      })
+
+    const setState = (id: string, state: string, meta: unknown) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const record = find(id, now)?.record
+        if (record === undefined || finalStates.has(record.state)) return false
+        record.state = state
+        record.updatedAt = now
+        if (meta !== undefined) record.meta = meta
+        return true
+      })
+
+    const recordStale = (id: string, attempt: Attempt) =>
+      Effect.map(Clock.currentTimeMillis, (now) => {
+        const record = find(id, now)?.record
+        if (record !== undefined) appendAttempt(record, attempt)
+      })
+
+    const awaitFinal = (id: string): Effect.Effect<Option.Option<TaskRecord>> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const entry = find(id, now)
+        const record = entry?.record
+        if (entry === undefined || record === undefined) return Effect.succeed(Option.none())
+        if (finalStates.has(record.state)) return Effect.succeed(Option.some(snapshot(record)))
+        const deferred = Deferred.makeUnsafe<void>()
+        if (entry.waiters === undefined) entry.waiters = [deferred]
+        else entry.waiters.push(deferred)
+        return Effect.flatMap(Deferred.await(deferred), () => awaitFinal(id))
+      })
+
+    const pushRaw = (queue: string, id: string, message: unknown) =>
+      Effect.sync(() => {
+        const existing = tasks.get(id)
+        if (existing !== undefined) leave(existing)
+        const entry = newEntry(id, queue, message, 5, undefined, existing?.record)
+        tasks.set(id, entry)
+        known.add(queue)
+        toReady(entry, false)
+        signal()
+      })
+
+    const pending = Effect.sync(() => {
+      let n = 0
+      for (const q of queues.values()) n += q.counts.ready + q.counts.delayed + q.counts.leased
+      return n
     })
 
-  const setState = (id: string, state: string, meta: unknown) =>
-    Effect.map(Clock.currentTimeMillis, (now) => {
-      const record = records.get(id)
-      if (record === undefined || finalStates.has(record.state)) return false
-      record.state = state
-      record.updatedAt = now
-      if (meta !== undefined) record.meta = meta
-      return true
-    })
+    const nextDueAt = Effect.sync(() => Option.fromUndefinedOr(nextEvent(queues.keys())))
 
-  const recordStale = (id: string, attempt: Attempt) =>
-    Effect.sync(() => {
-      const record = records.get(id)
-      if (record !== undefined) appendAttempt(record, attempt)
-    })
-
-  const awaitFinal = (id: string): Effect.Effect<Option.Option<TaskRecord>> =>
-    Effect.suspend(() => {
-      const record = records.get(id)
-      if (record === undefined) return Effect.succeed(Option.none())
-      if (finalStates.has(record.state)) return Effect.succeed(Option.some({ ...record }))
-      const deferred = Deferred.makeUnsafe<void>()
-      const list = waiters.get(id)
-      if (list === undefined) waiters.set(id, [deferred])
-      else list.push(deferred)
-      return Effect.flatMap(Deferred.await(deferred), () => awaitFinal(id))
-    })
-
-  const pushRaw = (queue: string, id: string, message: unknown) =>
-    Effect.sync(() => {
-      const entry = newEntry(id, queue, message, 5, undefined)
-      entries.set(id, entry)
-      known.add(queue)
-      toReady(entry, false)
-      signal()
-    })
-
-  const pending = Effect.sync(() => {
-    let n = 0
-    for (const q of queues.values()) n += q.counts.ready + q.counts.delayed + q.counts.leased
-    return n
+    return {
+      broker: Broker.Broker.of({
+        enqueue,
+        claim,
+        start,
+        renew,
+        complete,
+        retry,
+        deadLetter,
+        release,
+        revoke,
+        redeliver,
+        stats,
+        heartbeat,
+        workers,
+        queues: listQueues,
+        purge
+      }),
+      backend: ResultBackend.of({ get, setState, recordStale, awaitFinal }),
+      store: MemoryStore.of({ pushRaw, pending, nextDueAt })
+    }
   })
 
-  const nextDueAt = Effect.sync(() => Option.fromUndefinedOr(nextEvent([...queues.keys()])))
+/**
+ * Builds a memory broker with the default options: the `Broker`, the
+ * `ResultBackend` and the test hooks.
+ *
+ * @since 0.1.0
+ */
+export const make = makeWith()
 
-  return {
-    broker: Broker.Broker.of({
-      enqueue,
-      claim,
-      start,
-      renew,
-      complete,
-      retry,
-      deadLetter,
-      release,
-      revoke,
-      redeliver,
-      stats,
-      heartbeat,
-      workers,
-      queues: listQueues,
-      purge
-    }),
-    backend: ResultBackend.of({ get, setState, recordStale, awaitFinal }),
-    store: MemoryStore.of({ pushRaw, pending, nextDueAt })
-  }
-})
+/** A record as handed out: a copy, with a history array of its own, so later steps do not change it. */
+const snapshot = (record: StoredRecord): TaskRecord => ({ ...record, history: record.history.slice() })
 
 const dedupKey = (queue: string, dedupId: string) => `${queue}\u0000${dedupId}`
 
 const clampPriority = (p: number) => (Number.isInteger(p) ? Math.min(9, Math.max(0, p)) : 5)
-
-const newEntry = (
-  id: string,
-  queue: string,
-  message: unknown,
-  priority: number,
-  dedupId: string | undefined
-): Entry => ({
-  id,
-  queue,
-  message,
-  priority,
-  place: "gone",
-  generation: 0,
-  dueAt: 0,
-  token: 0,
-  deadline: 0,
-  worker: "",
-  startedAt: undefined,
-  ackedEarly: false,
-  revoked: false,
-  lost: undefined,
-  dedupId
-})
 
 const bumpRetries = (message: unknown): unknown =>
   typeof message === "object" && message !== null && "retries" in message && typeof message.retries === "number"
     ? { ...message, retries: message.retries + 1 }
     : message
 
-const recordFromRaw = (entry: Entry, now: number): MutableRecord => {
+const recordFromRaw = (entry: Entry, now: number): StoredRecord => {
   const m = typeof entry.message === "object" && entry.message !== null
     ? entry.message as Record<string, unknown>
     : {}
@@ -683,20 +962,29 @@ const recordFromRaw = (entry: Entry, now: number): MutableRecord => {
     retries: typeof m.retries === "number" ? m.retries : 0,
     submittedAt: typeof m.submittedAt === "number" ? m.submittedAt : now,
     updatedAt: now,
-    history: []
+    history: noHistory
   }
 }
 
+const toContext = ({ backend, broker, store }: Effect.Success<ReturnType<typeof makeWith>>) =>
+  Context.make(Broker.Broker, broker).pipe(
+    Context.add(ResultBackend, backend),
+    Context.add(MemoryStore, store)
+  )
+
 /**
- * The memory broker as a layer: provides `Broker`, `ResultBackend` and the
- * `MemoryStore` test hooks.
+ * The memory broker as a layer, with options (e.g. `resultTtl`): provides
+ * `Broker`, `ResultBackend` and the `MemoryStore` test hooks.
  *
  * @since 0.1.0
  */
-export const layer: Layer.Layer<Broker.Broker | ResultBackend | MemoryStore> = Layer.effectContext(
-  Effect.map(make, ({ backend, broker, store }) =>
-    Context.make(Broker.Broker, broker).pipe(
-      Context.add(ResultBackend, backend),
-      Context.add(MemoryStore, store)
-    ))
-)
+export const layerWith = (options: Options = {}): Layer.Layer<Broker.Broker | ResultBackend | MemoryStore> =>
+  Layer.effectContext(Effect.map(makeWith(options), toContext))
+
+/**
+ * The memory broker as a layer, with the default options: provides
+ * `Broker`, `ResultBackend` and the `MemoryStore` test hooks.
+ *
+ * @since 0.1.0
+ */
+export const layer: Layer.Layer<Broker.Broker | ResultBackend | MemoryStore> = layerWith()
