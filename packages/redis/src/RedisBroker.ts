@@ -154,10 +154,9 @@ export const queueKeys = (prefix: string, queue: string): QueueKeys => {
  */
 export const taskKey = (prefix: string, queue: string, id: string): string => `{${prefix}:${queue}}:t:${id}`
 
+// id and queue are not stored (the key says them; older records had them)
 const recordFields = [
-  "id",
   "task",
-  "queue",
   "state",
   "retries",
   "submittedAt",
@@ -888,13 +887,12 @@ export const makeWith: (options: {
   const readRecord = (operation: string, queue: string, id: string) =>
     send<Array<string | null>>(operation, "HMGET", taskKey(prefix, queue, id), ...recordFields).pipe(
       Effect.flatMap((values) => {
-        const [rid, task, q, state, retries, submittedAt, updatedAt, eta, result, error, meta, revoked, history] =
-          values
+        const [task, state, retries, submittedAt, updatedAt, eta, result, error, meta, revoked, history] = values
         if (state === null || state === undefined) return Effect.succeed(Option.none<TaskRecord>())
         const raw: Record<string, unknown> = {
-          id: rid ?? id,
+          id,
           task: task ?? "",
-          queue: q ?? queue,
+          queue,
           state,
           retries: num(retries) ?? 0,
           submittedAt: num(submittedAt) ?? 0,

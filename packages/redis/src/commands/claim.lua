@@ -26,7 +26,7 @@ local seq = sequence(tag, #due + #expired / 2)
 if #due > 0 then
   local ready = {}
   for _, id in ipairs(due) do
-    push(ready, readyScore(redis.call("HGET", taskKey(tag, id), "p"), false, seq()), id)
+    push2(ready, readyScore(redis.call("HGET", taskKey(tag, id), "p"), false, seq()), id)
   end
   zaddMany(KEYS[1], ready)
   zremMany(KEYS[2], due)
@@ -48,7 +48,7 @@ if #expired > 0 then
       redis.call("HSET", key, "state", "PENDING", "updatedAt", nowS)
     end
     redis.call("HDEL", key, "lw", "ls", "la")
-    push(ready, readyScore(f[4], true, seq()), id)
+    push2(ready, readyScore(f[4], true, seq()), id)
     ids[#ids + 1] = id
   end
   zremMany(KEYS[3], ids)
@@ -63,22 +63,31 @@ if max > 0 then
   for i = 1, #popped, 2 do
     local id = popped[i]
     local key = taskKey(tag, id)
-    local f = redis.call("HMGET", key, "m", "retries", "tok", "xw", "xs", "xe", "xa", "revoked")
+    local f = redis.call("HMGET", key, "m", "retries", "tok", "xw", "revoked")
     if f[1] then
       local token = tostring((tonumber(f[3]) or 0) + 1)
       local started = ""
-      if toStart > 0 and (not f[4] or f[4] == "") and f[8] ~= "1" then
+      if toStart > 0 and (not f[4] or f[4] == "") and f[5] ~= "1" then
         toStart = toStart - 1
         started = "1"
-        redis.call("HSET", key, "tok", token, "state", "STARTED", "updatedAt", nowS, "lw", worker,
-          "ls", nowS, "la", "0")
+        -- la absent means "0" (not acknowledged early)
+        redis.call("HSET", key, "tok", token, "state", "STARTED", "updatedAt", nowS, "lw", worker, "ls", nowS)
         -- an empty marker (never written by these scripts) is cleared as start.lua would
         if f[4] then redis.call("HDEL", key, "xw", "xs", "xe", "xa") end
       else
         redis.call("HSET", key, "tok", token, "state", "RECEIVED", "updatedAt", nowS, "lw", worker)
       end
-      push(leased, deadline, id)
-      push(out, id, token, f[1], f[2] or "0", f[4] or "", f[5] or "", f[6] or "", f[7] or "0", started)
+      push2(leased, deadline, id)
+      local n = #out
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, token, f[1], f[2] or "0"
+      if f[4] and f[4] ~= "" then
+        -- a lost marker (rare): the rest of it
+        local x = redis.call("HMGET", key, "xs", "xe", "xa")
+        out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f[4], x[1] or "", x[2] or "", x[3] or "0"
+      else
+        out[n + 5], out[n + 6], out[n + 7], out[n + 8] = "", "", "", "0"
+      end
+      out[n + 9] = started
     end
   end
   zaddMany(KEYS[3], leased)

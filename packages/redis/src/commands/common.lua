@@ -1,11 +1,13 @@
 -- Shared helpers, prepended to every step script when it is loaded.
 --
 -- A task lives in one hash, <tag>:t:<id>, in its queue's hash slot. Record
--- fields: id task queue state retries submittedAt updatedAt eta result error
--- meta revoked history. Internal fields: m (message JSON), p (priority),
--- tok (fencing token), lw/ls/la (current lease: worker, startedAt, ackEarly;
--- lw is present exactly while the task is leased), xw/xs/xe/xa (lost-lease
--- marker: worker, startedAt, expiredAt, ackedEarly), dd (dedup id).
+-- fields: task state retries submittedAt updatedAt eta result error meta
+-- revoked history (id and queue are in the key; retries 0 and history [] are
+-- not written, absent means those). Internal fields: m (message JSON), p
+-- (priority; absent: 5), tok (fencing token), lw/ls/la (current lease:
+-- worker, startedAt, ackEarly, absent "0"; lw is present exactly while the
+-- task is leased), xw/xs/xe/xa (lost-lease marker: worker, startedAt,
+-- expiredAt, ackedEarly), dd (dedup id).
 --
 -- Ready order: one sorted set, score = (9 - priority) * BAND + MID +/- seq, so
 -- ZPOPMIN gives the highest priority first, then FIFO; "front" inserts
@@ -13,7 +15,9 @@
 -- of their priority. All scores stay below 2^53.
 --
 -- Scripts keep redis.call per task to a minimum (one HMGET to check, one
--- HSET to write) and batch set updates into one ZADD / ZREM per step.
+-- HSET to write) and batch set updates into one ZADD / ZREM per step. A
+-- redis.call costs about as much as 2-3 fields of one, so fields matter too;
+-- so does Lua's own work per task (varargs, number formatting).
 
 local BAND = 10000000000000
 local MID = 5000000000000
@@ -47,10 +51,12 @@ local function sequence(tag, n)
   end
 end
 
+-- A ready score as a Lua number: redis.call passes numbers on exactly (all
+-- scores are integers below 2^53), which is cheaper than formatting them.
 local function readyScore(p, front, seq)
   local base = (9 - clampPriority(p)) * BAND + MID
-  if front then return fmt(base - seq) end
-  return fmt(base + seq)
+  if front then return base - seq end
+  return base + seq
 end
 
 -- ZADD key [flag] score1 member1 score2 member2 ..., in chunks (Lua's unpack
@@ -71,11 +77,13 @@ local function zremMany(key, members)
   end
 end
 
-local function push(t, ...)
+-- Appends a and b to the array t (score member, field value). Fixed
+-- arity on purpose: a varargs push with select() costs more per task than a
+-- one-field redis.call.
+local function push2(t, a, b)
   local n = #t
-  for i = 1, select("#", ...) do
-    t[n + i] = select(i, ...)
-  end
+  t[n + 1] = a
+  t[n + 2] = b
 end
 
 -- A history (JSON array string) with one more attempt.

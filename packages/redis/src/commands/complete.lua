@@ -14,8 +14,8 @@ for i = 5, #ARGV, 6 do
   local f = redis.call("HMGET", key, "tok", "lw", "history", "dd")
   if f[1] == ARGV[i + 1] and f[2] then
     local fields = { "state", ARGV[i + 2], "updatedAt", nowS, "history", appendHistory(f[3], ARGV[i + 5]) }
-    if ARGV[i + 3] ~= "" then push(fields, "result", ARGV[i + 3]) end
-    if ARGV[i + 4] ~= "" then push(fields, "error", ARGV[i + 4]) end
+    if ARGV[i + 3] ~= "" then push2(fields, "result", ARGV[i + 3]) end
+    if ARGV[i + 4] ~= "" then push2(fields, "error", ARGV[i + 4]) end
     redis.call("HSET", key, unpack(fields))
     if ARGV[i + 2] == "FAILURE" then
       -- a failed task keeps its message (until the record expires), so

@@ -16,7 +16,7 @@ for i = 4, #ARGV, 4 do
       "history", appendHistory(f[3], ARGV[i + 3]))
     redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
     releaseDedup(tag, id, f[4])
-    push(dead, nowS, id)
+    push2(dead, nowS, id)
     done[#done + 1] = id
     out[#out + 1] = 1
   else

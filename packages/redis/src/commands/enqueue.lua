@@ -5,17 +5,35 @@
 --   (eta and dedupId: "" when absent)
 -- Returns per task: "" (enqueued, or already known by its id: nothing written)
 -- or the id of the task it duplicates.
+-- The new hash holds only what the message cannot say later: id and queue
+-- are in its key, history starts absent (empty), and retries 0 and priority 5
+-- are not written (absent means those); readers default them.
 local tag, nowS, queue = ARGV[1], ARGV[2], ARGV[4]
 local now = tonumber(nowS)
-local seq = sequence(tag, (#ARGV - 4) / 9)
+local count = (#ARGV - 4) / 9
+local seq = sequence(tag, count)
 local out, ready, delayed = {}, {}, {}
-for i = 5, #ARGV, 9 do
-  local id, dedupId = ARGV[i], ARGV[i + 8]
-  local key = taskKey(tag, id)
+
+-- An id that is already known is not enqueued again: a producer retrying a
+-- submit whose first try did reach Redis must not reset or rerun the task.
+-- One variadic EXISTS answers for the whole batch when every id is new (the
+-- usual case); only when some key exists is each one checked.
+local keys = {}
+for k = 1, count do keys[k] = taskKey(tag, ARGV[5 + (k - 1) * 9]) end
+local anyKnown = false
+for k = 1, count, CHUNK do
+  if redis.call("EXISTS", unpack(keys, k, math.min(k + CHUNK - 1, count))) > 0 then
+    anyKnown = true
+    break
+  end
+end
+local written = {} -- ids written by this call (an id may repeat within a batch)
+
+for k = 1, count do
+  local i = 5 + (k - 1) * 9
+  local id, dedupId, key = ARGV[i], ARGV[i + 8], keys[k]
   local duplicateOf = ""
-  -- an id that is already known is not enqueued again: a producer retrying a
-  -- submit whose first try did reach Redis must not reset or rerun the task
-  if redis.call("EXISTS", key) == 0 then
+  if not written[id] and not (anyKnown and redis.call("EXISTS", key) == 1) then
     if dedupId ~= "" then
       local existing = redis.call("HGET", KEYS[3], dedupId)
       if existing then
@@ -25,22 +43,24 @@ for i = 5, #ARGV, 9 do
       end
     end
     if duplicateOf == "" then
-      local priority, dueAt = ARGV[i + 6], ARGV[i + 7]
+      local retries, priority, dueAt = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
       local fields = {
-        "id", id, "m", ARGV[i + 1], "task", ARGV[i + 2], "queue", queue, "state", "PENDING",
-        "retries", ARGV[i + 5], "submittedAt", ARGV[i + 3], "updatedAt", nowS, "history", "[]", "p", priority
+        "m", ARGV[i + 1], "state", "PENDING", "task", ARGV[i + 2], "submittedAt", ARGV[i + 3], "updatedAt", nowS
       }
-      if ARGV[i + 4] ~= "" then push(fields, "eta", ARGV[i + 4]) end
-      if dedupId ~= "" then push(fields, "dd", dedupId) end
+      if retries ~= "0" then push2(fields, "retries", retries) end
+      if priority ~= "5" then push2(fields, "p", priority) end
+      if ARGV[i + 4] ~= "" then push2(fields, "eta", ARGV[i + 4]) end
+      if dedupId ~= "" then push2(fields, "dd", dedupId) end
       redis.call("HSET", key, unpack(fields))
+      written[id] = true
       if tonumber(dueAt) <= now then
-        push(ready, readyScore(priority, false, seq()), id)
+        push2(ready, readyScore(priority, false, seq()), id)
       else
-        push(delayed, dueAt, id)
+        push2(delayed, dueAt, id)
       end
     end
   end
-  out[#out + 1] = duplicateOf
+  out[k] = duplicateOf
 end
 zaddMany(KEYS[1], ready)
 zaddMany(KEYS[2], delayed)

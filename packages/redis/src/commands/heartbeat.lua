@@ -8,7 +8,7 @@ local expiry = {}
 local last = 0
 for i = 2, #ARGV, 3 do
   redis.call("HSET", KEYS[1], ARGV[i], ARGV[i + 1])
-  push(expiry, ARGV[i + 2], ARGV[i])
+  push2(expiry, ARGV[i + 2], ARGV[i])
   if tonumber(ARGV[i + 2]) > last then last = tonumber(ARGV[i + 2]) end
 end
 zaddMany(KEYS[2], expiry)

@@ -2,7 +2,7 @@
 -- KEYS[1] task hash
 -- ARGV[1] attempt JSON
 -- Returns 1 recorded, 0 unknown task.
-local h = redis.call("HGET", KEYS[1], "history")
-if not h then return 0 end
-redis.call("HSET", KEYS[1], "history", appendHistory(h, ARGV[1]))
+local f = redis.call("HMGET", KEYS[1], "state", "history")
+if not f[1] then return 0 end
+redis.call("HSET", KEYS[1], "history", appendHistory(f[2], ARGV[1]))
 return 1

@@ -14,7 +14,7 @@ for i = 5, #ARGV, 2 do
   if f[1] == ARGV[i + 1] and f[2] then
     redis.call("HSET", key, "state", "PENDING", "updatedAt", nowS)
     redis.call("HDEL", key, "lw", "ls", "la")
-    push(ready, readyScore(f[3], true, seq()), id)
+    push2(ready, readyScore(f[3], true, seq()), id)
     moved[#moved + 1] = id
     out[#out + 1] = 1
   else

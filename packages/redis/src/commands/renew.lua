@@ -12,7 +12,7 @@ for i = 4, #ARGV, 2 do
   if f[1] ~= ARGV[i + 1] or not f[2] then
     out[#out + 1] = 1
   else
-    push(leased, deadline, id)
+    push2(leased, deadline, id)
     if f[3] == "1" then out[#out + 1] = 2 else out[#out + 1] = 0 end
   end
 end

@@ -16,9 +16,9 @@ for i = 5, #ARGV, 5 do
       "retries", tostring((tonumber(f[4]) or 0) + 1), "history", appendHistory(f[3], ARGV[i + 4]))
     redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa")
     if tonumber(dueAt) <= now then
-      push(ready, readyScore(f[5], false, seq()), id)
+      push2(ready, readyScore(f[5], false, seq()), id)
     else
-      push(delayed, dueAt, id)
+      push2(delayed, dueAt, id)
     end
     moved[#moved + 1] = id
     out[#out + 1] = 1

@@ -15,8 +15,13 @@ for i = 3, #ARGV, 5 do
   elseif f[3] == "1" then
     out[#out + 1] = 2
   else
-    redis.call("HSET", key, "state", "STARTED", "updatedAt", nowS,
-      "lw", ARGV[i + 2], "ls", ARGV[i + 3], "la", ARGV[i + 4])
+    if f[2] == ARGV[i + 2] then
+      -- the claimer starts it (the usual case): lw already names it
+      redis.call("HSET", key, "state", "STARTED", "updatedAt", nowS, "ls", ARGV[i + 3], "la", ARGV[i + 4])
+    else
+      redis.call("HSET", key, "state", "STARTED", "updatedAt", nowS,
+        "lw", ARGV[i + 2], "ls", ARGV[i + 3], "la", ARGV[i + 4])
+    end
     if f[4] then redis.call("HDEL", key, "xw", "xs", "xe", "xa") end
     out[#out + 1] = 0
   end
