@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Duration, Effect, Layer, Option, Schema, type Scope } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, type Fiber, Layer, Option, Schema, type Scope, Tracer } from "effect"
 import * as Broker from "./Broker.ts"
 import * as Canvas from "./Canvas.ts"
 import {
@@ -219,6 +219,105 @@ export const errorOf = <T extends Task.Any>(
   )
 }
 
+/** Whether a submit gets a span: a tracer is installed, or the caller runs in a span. */
+const traced = (fiber: Fiber.Fiber<unknown, unknown>) => {
+  const cache = fiber.cache
+  return (cache.tracer !== undefined && cache.tracer !== Tracer.nativeTracer) || cache.span !== undefined
+}
+
+/** The fiber's current span, if it is one of this process's (not an external parent). */
+const spanOf = (fiber: Fiber.Fiber<unknown, unknown>): Tracer.Span | undefined => {
+  const span = fiber.cache.span
+  return span?._tag === "Span" ? span : undefined
+}
+
+/** A task's payload encoder, compiled once per task. */
+type Encoder = (payload: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+
+const encoders = new WeakMap<Task.Any, Encoder>()
+
+const encoderOf = (task: Task.Any): Encoder => {
+  let encode = encoders.get(task)
+  if (encode === undefined) {
+    encode = Schema.encodeUnknownExit(task.codecs.payload)
+    encoders.set(task, encode)
+  }
+  return encode
+}
+
+/** What every message of one submit call shares. */
+interface Shared {
+  readonly now: number
+  readonly dueAt: number
+  readonly queue: string
+  readonly priority: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly storeResult: boolean
+}
+
+/** Reads the options (and the caller's span, for the trace headers) once per call. */
+const sharedOf = (
+  task: Task.Any,
+  options: Omit<SubmitOptions, "id" | "dedupId"> | undefined,
+  now: number,
+  span: Tracer.Span | undefined
+): Shared => {
+  const dueAt = options?.eta !== undefined
+    ? (typeof options.eta === "number" ? options.eta : options.eta.getTime())
+    : options?.countdown !== undefined
+    ? now + Duration.toMillis(Duration.fromInputUnsafe(options.countdown))
+    : now
+  const headers: Record<string, string> = { ...options?.headers }
+  if (span !== undefined) {
+    headers["x-trace-id"] = span.traceId
+    headers["x-span-id"] = span.spanId
+  }
+  return {
+    now,
+    dueAt,
+    queue: options?.queue ?? task.queue,
+    priority: options?.priority ?? task.priority,
+    headers,
+    storeResult: options?.storeResult ?? task.storeResult
+  }
+}
+
+/** Encodes one payload and builds its submission; `PayloadInvalid` when the payload does not match. */
+const prepare = (
+  task: Task.Any,
+  encode: Encoder,
+  payload: unknown,
+  shared: Shared,
+  id: string | undefined,
+  dedupId: string | undefined
+): Broker.Submission | PayloadInvalid => {
+  const encoded = encode(payload)
+  if (Exit.isFailure(encoded)) {
+    const error = Cause.findErrorOption(encoded.cause)
+    // not a Schema failure: a defect of the encoder, raised as one
+    if (Option.isNone(error)) throw Cause.squash(encoded.cause)
+    const text = error.value.message
+    return new PayloadInvalid({
+      task: task.name,
+      issue: text,
+      message: `payload of ${task.name} does not match its Schema: ${text}`
+    })
+  }
+  const message: { -readonly [K in keyof Message]: Message[K] } = {
+    id: id ?? crypto.randomUUID(),
+    task: task.name,
+    queue: shared.queue,
+    payload: encoded.value,
+    headers: shared.headers,
+    priority: shared.priority,
+    retries: 0,
+    submittedAt: shared.now
+  }
+  if (shared.dueAt > shared.now) message.eta = shared.dueAt
+  if (!shared.storeResult) message.storeResult = false
+  return { message, dueAt: shared.dueAt, dedupId }
+}
+
 /**
  * Builds a client in the current scope.
  *
@@ -227,62 +326,43 @@ export const errorOf = <T extends Task.Any>(
 export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend | Scope.Scope> = Effect.gen(function*() {
   const broker = yield* Broker.Broker
   const backend = yield* ResultBackend
-  const enqueue = yield* Batcher.make(broker.enqueue, { maxBatch: 1000 })
+  // The caller's fiber sends its submit itself when none is in flight;
+  // submits made meanwhile go together in the next round trip.
+  const enqueue = yield* Batcher.make(broker.enqueue, { maxBatch: 1000, direct: true })
 
-  const prepare = Effect.fnUntraced(function*<T extends Task.Any>(
+  const submitWith = <T extends Task.Any>(
     task: T,
     payload: Task.PayloadInput<T>,
     options: SubmitOptions | undefined,
-    now: number
-  ) {
-    const encoded = yield* Schema.encodeUnknownEffect(task.codecs.payload)(payload).pipe(
-      Effect.mapError((e) =>
-        new PayloadInvalid({
-          task: task.name,
-          issue: e.message,
-          message: `payload of ${task.name} does not match its Schema: ${e.message}`
+    span: Tracer.Span | undefined
+  ): Effect.Effect<Job<T>, PayloadInvalid | BrokerError> =>
+    Effect.flatMap(Clock.currentTimeMillis, (now): Effect.Effect<Job<T>, PayloadInvalid | BrokerError> => {
+      const submission = prepare(task, encoderOf(task), payload, sharedOf(task, options, now, span), options?.id, options?.dedupId)
+      if (submission instanceof PayloadInvalid) return Effect.fail(submission)
+      span?.attribute("errand.id", submission.message.id)
+      return Effect.map(enqueue.run(submission), (enqueued): Job<T> => ({
+        id: submission.message.id,
+        task,
+        duplicateOf: enqueued.duplicateOf
+      }))
+    })
+
+  const submit = <T extends Task.Any>(
+    task: T,
+    payload: Task.PayloadInput<T>,
+    options?: SubmitOptions
+  ): Effect.Effect<Job<T>, PayloadInvalid | BrokerError> =>
+    Effect.withFiber((fiber) => {
+      // The submit span exists when something can see it: a tracer is
+      // installed, or the caller is traced (the run then joins its trace).
+      // Otherwise it would cost more than the rest of a submit, for nothing.
+      if (!traced(fiber)) return submitWith(task, payload, options, undefined)
+      return Effect.withFiber((inner) => submitWith(task, payload, options, spanOf(inner))).pipe(
+        Effect.withSpan(`errand.submit ${task.name}`, { attributes: { "errand.task": task.name } }, {
+          captureStackTrace: false
         })
       )
-    )
-    const dueAt = options?.eta !== undefined
-      ? (typeof options.eta === "number" ? options.eta : options.eta.getTime())
-      : options?.countdown !== undefined
-      ? now + Duration.toMillis(Duration.fromInputUnsafe(options.countdown))
-      : now
-    const headers: Record<string, string> = { ...options?.headers }
-    const span = yield* Effect.option(Effect.currentSpan)
-    if (Option.isSome(span)) {
-      headers["x-trace-id"] = span.value.traceId
-      headers["x-span-id"] = span.value.spanId
-    }
-    const storeResult = options?.storeResult ?? task.storeResult
-    const message: Message = {
-      id: options?.id ?? crypto.randomUUID(),
-      task: task.name,
-      queue: options?.queue ?? task.queue,
-      payload: encoded,
-      headers,
-      priority: options?.priority ?? task.priority,
-      retries: 0,
-      submittedAt: now,
-      ...(dueAt > now ? { eta: dueAt } : {}),
-      ...(storeResult ? {} : { storeResult: false })
-    }
-    return { message, dueAt, dedupId: options?.dedupId } satisfies Broker.Submission
-  })
-
-  const submit = <T extends Task.Any>(task: T, payload: Task.PayloadInput<T>, options?: SubmitOptions) =>
-    Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const submission = yield* prepare(task, payload, options, now)
-      yield* Effect.annotateCurrentSpan({ "errand.id": submission.message.id })
-      const enqueued = yield* enqueue.run(submission)
-      return { id: submission.message.id, task, duplicateOf: enqueued.duplicateOf } satisfies Job<T>
-    }).pipe(
-      Effect.withSpan(`errand.submit ${task.name}`, { attributes: { "errand.task": task.name } }, {
-        captureStackTrace: false
-      })
-    )
+    })
 
   const submitMany = <T extends Task.Any>(
     task: T,
@@ -291,19 +371,27 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
   ) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
+      const shared = sharedOf(task, options, now, spanOf(yield* Effect.fiber))
+      const encode = encoderOf(task)
       const submissions: Array<Broker.Submission> = []
-      for (const payload of payloads) submissions.push(yield* prepare(task, payload, options, now))
-      const out: Array<Job<T>> = []
+      for (const payload of payloads) {
+        const submission = prepare(task, encode, payload, shared, undefined, undefined)
+        if (submission instanceof PayloadInvalid) return yield* submission
+        submissions.push(submission)
+      }
+      const out: Array<Job<T>> = new Array(submissions.length)
       for (let i = 0; i < submissions.length; i += 5000) {
-        const chunk = submissions.slice(i, i + 5000)
+        const chunk = submissions.length <= 5000 ? submissions : submissions.slice(i, i + 5000)
         const enqueued = yield* broker.enqueue(chunk)
         for (let j = 0; j < chunk.length; j++) {
-          out.push({ id: chunk[j]!.message.id, task, duplicateOf: enqueued[j]?.duplicateOf })
+          out[i + j] = { id: chunk[j]!.message.id, task, duplicateOf: enqueued[j]?.duplicateOf }
         }
       }
       return out
     }).pipe(
-      Effect.withSpan(`errand.submitMany ${task.name}`, { attributes: { "errand.task": task.name } })
+      Effect.withSpan(`errand.submitMany ${task.name}`, { attributes: { "errand.task": task.name } }, {
+        captureStackTrace: false
+      })
     )
 
   const awaitJob = <T extends Task.Any>(job: Job<T>) =>

@@ -1,0 +1,75 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema } from "effect"
+import { TestClock } from "effect/testing"
+import { Broker, Client, Task } from "@errand/core"
+import type { Message } from "../src/Message.ts"
+import { base } from "./utils.ts"
+
+const Add = Task.make("client.add", {
+  payload: Schema.Struct({ a: Schema.Number, at: Schema.Date }),
+  queue: "client"
+})
+
+const claimAll = Effect.gen(function*() {
+  const broker = yield* Broker.Broker
+  const out = yield* broker.claim({ queues: ["client"], worker: "w", max: 100, leaseMillis: 10_000, waitMillis: 0 })
+  return out.map((d) => d.message as Message)
+})
+
+describe("Client submit path", () => {
+  it.effect("submit encodes the payload with the task's Schema; no trace headers when nothing traces it", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      const job = yield* client.submit(Add, { a: 1, at: new Date(0) }, { headers: { k: "v" }, priority: 7 })
+      const [m] = yield* claimAll
+      assert.strictEqual(m!.id, job.id)
+      assert.deepStrictEqual(m!.payload, { a: 1, at: "1970-01-01T00:00:00.000Z" })
+      assert.deepStrictEqual(m!.headers, { k: "v" })
+      assert.strictEqual(m!.priority, 7)
+      assert.isUndefined(m!.eta)
+      assert.isUndefined(m!.storeResult)
+    }).pipe(Effect.provide(base)))
+
+  it.effect("a traced caller's submit carries its trace in the headers", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      const traceId = yield* Effect.gen(function*() {
+        yield* client.submit(Add, { a: 1, at: new Date(0) })
+        return (yield* Effect.orDie(Effect.currentSpan)).traceId
+      }).pipe(Effect.withSpan("caller"))
+      const [m] = yield* claimAll
+      assert.strictEqual(m!.headers["x-trace-id"], traceId)
+      assert.isString(m!.headers["x-span-id"])
+    }).pipe(Effect.provide(base)))
+
+  it.effect("submitMany: one message per payload, in order, sharing the options", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      const broker = yield* Broker.Broker
+      const jobs = yield* client.submitMany(Add, [0, 1, 2].map((a) => ({ a, at: new Date(a) })), {
+        countdown: "5 seconds",
+        storeResult: false
+      })
+      assert.strictEqual(new Set(jobs.map((j) => j.id)).size, 3)
+      assert.deepStrictEqual(yield* broker.stats(["client"]), [{ queue: "client", ready: 0, delayed: 3, running: 0, dead: 0 }])
+      yield* TestClock.adjust("5 seconds")
+      const messages = yield* claimAll
+      assert.deepStrictEqual(messages.map((m) => m.id), jobs.map((j) => j.id))
+      assert.deepStrictEqual(messages.map((m) => (m.payload as { a: number }).a), [0, 1, 2])
+      for (const m of messages) {
+        assert.strictEqual(m.eta, 5000)
+        assert.strictEqual(m.storeResult, false)
+      }
+    }).pipe(Effect.provide(base)))
+
+  it.effect("submitMany with one invalid payload fails with PayloadInvalid and enqueues nothing", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      const broker = yield* Broker.Broker
+      const error = yield* Effect.flip(
+        client.submitMany(Add, [{ a: 1, at: new Date(0) }, { a: "x", at: new Date(0) } as never])
+      )
+      assert.strictEqual(error._tag, "PayloadInvalid")
+      assert.deepStrictEqual(yield* broker.stats(["client"]), [{ queue: "client", ready: 0, delayed: 0, running: 0, dead: 0 }])
+    }).pipe(Effect.provide(base)))
+})
