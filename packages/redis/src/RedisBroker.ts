@@ -202,6 +202,9 @@ export const workerKeys = (prefix: string) => ({
   expiry: `{${prefix}:workers}:expiry`
 })
 
+/** Spans here capture no stack trace: the per-batch ones would pay for it on every batch. */
+const spanTrace = { captureStackTrace: false } as const
+
 const leaseStatuses: ReadonlyArray<LeaseStatus> = ["ok", "stale", "revoked"]
 
 const revokeResults: ReadonlySet<string> = new Set(["revoked", "running", "final", "unknown"])
@@ -402,11 +405,19 @@ export const makeWith: (options: {
   // by probing the known queues (`<prefix>:queues`), remembered once found.
   // ---------------------------------------------------------------------------
 
-  // Sent with every enqueue batch, concurrently with its scripts (same round
-  // trip): cheap, and it survives a Redis that lost its data. Claims need no
-  // registration: every task reaches a queue through enqueue.
-  const register = (operation: string, queues: ReadonlyArray<string>) =>
-    send(operation, "SADD", queuesKey, ...queues)
+  // Sent with an enqueue batch, concurrently with its scripts (same round
+  // trip), at most once a second per queue: a producer submitting one task at
+  // a time does not pay a second command per task, and a Redis that lost its
+  // data has the queue listed again within a second of the next enqueue.
+  // Claims need no registration: every task reaches a queue through enqueue.
+  const registeredAt = new Map<string, number>()
+  const register = (operation: string, queues: ReadonlyArray<string>, now: number): Effect.Effect<void, BrokerError> => {
+    const due = queues.filter((q) => !(now - (registeredAt.get(q) ?? Number.NEGATIVE_INFINITY) < 1000))
+    if (due.length === 0) return Effect.void
+    return send(operation, "SADD", queuesKey, ...due).pipe(
+      Effect.tap(() => Effect.sync(() => due.forEach((q) => registeredAt.set(q, now))))
+    )
+  }
 
   // Two generations of at most 100k ids each: O(1) and bounded. (Evicting the
   // oldest key of one Map one by one is O(n) per eviction in V8.)
@@ -419,7 +430,31 @@ export const makeWith: (options: {
     }
     recent.set(id, queue)
   }
-  const locations = { get: (id: string): string | undefined => recent.get(id) ?? older.get(id) }
+  // Enqueued ids go in as whole batches and into the maps only when a lookup
+  // misses: a producer that never reads its tasks back pays one array per
+  // batch instead of a Map.set per task. Bounded like the maps.
+  let batches: Array<{ readonly queue: string; readonly ids: ReadonlyArray<string> }> = []
+  let batched = 0
+  const rememberBatch = (queue: string, ids: ReadonlyArray<string>) => {
+    if (ids.length === 0) return
+    batches.push({ queue, ids })
+    batched += ids.length
+    if (batched > 200_000) {
+      let drop = 0
+      while (batched > 100_000 && drop < batches.length - 1) batched -= batches[drop++].ids.length
+      batches = batches.slice(drop)
+    }
+  }
+  const locations = {
+    get: (id: string): string | undefined => {
+      const known = recent.get(id) ?? older.get(id)
+      if (known !== undefined || batched === 0) return known
+      for (const batch of batches) for (const one of batch.ids) remember(one, batch.queue)
+      batches = []
+      batched = 0
+      return recent.get(id) ?? older.get(id)
+    }
+  }
 
   const locate = (operation: string, id: string): Effect.Effect<Option.Option<string>, BrokerError> =>
     Effect.suspend(() => {
@@ -516,7 +551,7 @@ export const makeWith: (options: {
           )
         ),
       { concurrency: "unbounded", discard: true }
-    ).pipe(Effect.as(out), Effect.withSpan(`RedisBroker.${operation}`, { attributes: { size: items.length } }))
+    ).pipe(Effect.as(out), Effect.withSpan(`RedisBroker.${operation}`, { attributes: { size: items.length } }, spanTrace))
   }
 
   /** Leases name their task by id only: find each one's queue. */
@@ -586,31 +621,33 @@ export const makeWith: (options: {
         return evalIn("enqueue", scripts.enqueue, [keys.ready, keys.delayed, keys.dedup], args).pipe(
           Effect.tap((answers) =>
             Effect.sync(() => {
+              const ids: Array<string> = []
               indices.forEach((index, k) => {
                 const id = batch[index].message.id
                 const duplicateOf = answers[k]
                 if (duplicateOf !== undefined && duplicateOf !== "") {
                   out[index] = { id, duplicateOf }
                 } else {
-                  remember(id, queue)
+                  ids.push(id)
                   out[index] = { id }
                 }
               })
+              rememberBatch(queue, ids)
             })
           )
         )
       }, { concurrency: "unbounded", discard: true })
-      yield* Effect.all([register("enqueue", [...groups.keys()]), enqueueing], {
+      yield* Effect.all([register("enqueue", [...groups.keys()], now), enqueueing], {
         concurrency: "unbounded",
         discard: true
       })
       return out
-    }).pipe(Effect.withSpan("RedisBroker.enqueue", { attributes: { size: batch.length } }))
+    }).pipe(Effect.withSpan("RedisBroker.enqueue", { attributes: { size: batch.length } }, spanTrace))
 
   const pushRaw = (queue: string, id: string, raw: string): Effect.Effect<void, BrokerError> =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
-      yield* register("pushRaw", [queue])
+      yield* register("pushRaw", [queue], now)
       const keys = queueKeys(prefix, queue)
       const parsed = parseJson(raw)
       const task = typeof parsed === "object" && parsed !== null && "task" in parsed && typeof parsed.task === "string"
@@ -718,7 +755,7 @@ export const makeWith: (options: {
         }).pipe(Effect.ensuring(Effect.sync(() => options.queues.forEach((q, i) => wake.release(q, taken[i])))))
         if (Option.isSome(result)) return result.value
       }
-    }).pipe(Effect.withSpan("RedisBroker.claim", { attributes: { queues: options.queues, max: options.max } }))
+    }).pipe(Effect.withSpan("RedisBroker.claim", { attributes: { queues: options.queues, max: options.max } }, spanTrace))
 
   const start = (batch: ReadonlyArray<Start>) =>
     leaseOp("start", batch, (queue, items, now) => {
@@ -798,7 +835,7 @@ export const makeWith: (options: {
         json({ _tag: "TaskRevoked", message: `task ${id} was revoked before it ran` })
       ])
       return revokeResults.has(result) ? result as RevokeResult : "unknown"
-    }).pipe(Effect.withSpan("RedisBroker.revoke", { attributes: { id } }))
+    }).pipe(Effect.withSpan("RedisBroker.revoke", { attributes: { id } }, spanTrace))
 
   const redeliver = (id: string): Effect.Effect<boolean, BrokerError> =>
     Effect.gen(function*() {
@@ -814,7 +851,7 @@ export const makeWith: (options: {
         id
       ])
       return Number(result) === 1
-    }).pipe(Effect.withSpan("RedisBroker.redeliver", { attributes: { id } }))
+    }).pipe(Effect.withSpan("RedisBroker.redeliver", { attributes: { id } }, spanTrace))
 
   const stats = (queues: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<QueueStats>, BrokerError> =>
     Effect.forEach(queues, (queue) => {
@@ -878,7 +915,7 @@ export const makeWith: (options: {
           total += removed
           if (removed < purgeChunk) return total
         }
-      }), { concurrency: "unbounded" }).pipe(Effect.withSpan("RedisBroker.purge", { attributes: { queues } }))
+      }), { concurrency: "unbounded" }).pipe(Effect.withSpan("RedisBroker.purge", { attributes: { queues } }, spanTrace))
 
   // ---------------------------------------------------------------------------
   // ResultBackend
@@ -959,7 +996,7 @@ export const makeWith: (options: {
         )
         if (Option.isNone(record) || finalStates.has(record.value.state)) return record
       }
-    }).pipe(Effect.withSpan("RedisBroker.awaitFinal", { attributes: { id } }))
+    }).pipe(Effect.withSpan("RedisBroker.awaitFinal", { attributes: { id } }, spanTrace))
 
   return Context.make(Broker, {
     enqueue,

@@ -25,7 +25,8 @@ export type StepScript<R> = Redis.Script<{
 
 const step = <R>(name: string): StepScript<R> =>
   Redis.script(
-    (keys: ReadonlyArray<string>, args: ReadonlyArray<Arg>) => [...keys, ...args],
+    // concat, not a spread: the argument lists of a batch run to thousands
+    (keys: ReadonlyArray<string>, args: ReadonlyArray<Arg>) => (keys as ReadonlyArray<Arg>).concat(args),
     { lua: `${common}\n${read(name)}`, numberOfKeys: (keys) => keys.length }
   ).withReturnType<R>()
 
