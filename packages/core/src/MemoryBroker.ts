@@ -695,16 +695,17 @@ export const makeWith = (options: Options = {}) =>
             record.state = item.state
             record.updatedAt = now
             if (item.storeResult === false && item.state === "SUCCESS") {
-              // only the state is kept
-              delete record.result
-              delete record.error
-              delete record.meta
+              // only the state is kept (deleting only fields that are there:
+              // a delete can move the object to V8's slow dictionary mode)
+              if (record.result !== undefined) delete record.result
+              if (record.error !== undefined) delete record.error
+              if (record.meta !== undefined) delete record.meta
               record.history = noHistory
             } else {
               if (item.storeResult !== false && item.result !== undefined) record.result = item.result
               // the final error is this attempt's: a success after retries has none
               if (item.error !== undefined) record.error = item.error
-              else delete record.error
+              else if (record.error !== undefined) delete record.error
               appendAttempt(record, item.attempt)
             }
           }
