@@ -316,9 +316,10 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         Effect.orDie
       )
     const batched = <I, O>(op: string, call: (batch: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, BrokerError>) =>
-      // the outage retry wraps the batch's one broker call, not each item
+      // the outage retry wraps the batch's one broker call, not each item; an idle
+      // request is sent by its runner's own fiber (`direct`)
       Effect.map(
-        Batcher.make((batch: ReadonlyArray<I>) => persistent(op, call(batch)), { maxBatch: 512 }),
+        Batcher.make((batch: ReadonlyArray<I>) => persistent(op, call(batch)), { maxBatch: 512, direct: true }),
         (b) => (item: I) => killed ? Effect.never : b.run(item)
       )
     const beforeFinal = (message: Message, final: Final) =>
@@ -901,7 +902,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         h.reason = "killed"
         if (h.fiber !== undefined) yield* Effect.forkDetach(Fiber.interrupt(h.fiber))
       }
-      yield* Fiber.interruptAll([claimerFiber, heartbeatFiber, ...runners])
+      // kill may come from one of the worker's own fibers (a runner whose
+      // broker call crashed it, in tests): that one is left to its caller
+      // (it cannot await its own end); being killed, it reaches the broker no more
+      const self = yield* Effect.fiber
+      yield* Fiber.interruptAll([claimerFiber, heartbeatFiber, ...runners].filter((f) => f !== self))
     })
 
     const shutdown = Effect.gen(function*() {
