@@ -30,11 +30,12 @@ import { type Attempt, finalStates, type TaskRecord } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 
 /**
- * Where a task is. `final`: ended SUCCESS or REVOKED, only its record is
- * kept. `failed`: ended FAILURE, the message kept so `redeliver` can run it
- * again. `gone`: forgotten (a raw message removed, or an expired record).
+ * Where a task is. `failed`: ended FAILURE, the message kept so `redeliver`
+ * can run it again. `gone`: forgotten (a raw message removed, or an expired
+ * record). A task that ended SUCCESS or REVOKED is no longer an `Entry` but
+ * an `Ended`.
  */
-type Place = "ready" | "delayed" | "leased" | "dead" | "failed" | "final" | "gone"
+type Place = "ready" | "delayed" | "leased" | "dead" | "failed" | "gone"
 
 /** A task's record as the broker keeps it: mutable, its history appended in place. */
 type StoredRecord = {
@@ -73,6 +74,21 @@ interface Entry {
   expiresAt: number
   waiters: Array<Deferred.Deferred<void>> | undefined
 }
+
+/**
+ * What is kept of a task that ended SUCCESS or REVOKED: its record, until it
+ * expires. It replaces the task's `Entry` (message, lease and queue fields),
+ * so a long tail of ended tasks holds only their records.
+ */
+interface Ended {
+  readonly id: string
+  readonly place: "final"
+  readonly record: StoredRecord
+  readonly expiresAt: number
+}
+
+/** A task as the broker holds it under its id. */
+type Slot = Entry | Ended
 
 /** A shared empty history: replaced by a fresh array at the first append. */
 const noHistory: Array<Attempt> = []
@@ -170,11 +186,11 @@ const before = (a: Entry, b: Entry) => a.heapKey < b.heapKey || (a.heapKey === b
  * stamp, and callers skip entries whose stamp is no longer current.
  * Push-to-front for tasks that go back first (lost leases, releases).
  */
-class Fifo {
-  private items: Array<Entry | undefined> = []
+class Fifo<A> {
+  private items: Array<A | undefined> = []
   private stamps: Array<number> = []
   private head = 0
-  private front: Array<Entry> = []
+  private front: Array<A> = []
   private frontStamps: Array<number> = []
   /** The stamp of the entry the last `shift` returned. */
   stamp = 0
@@ -183,12 +199,12 @@ class Fifo {
     return this.items.length - this.head + this.front.length
   }
 
-  push(entry: Entry, stamp: number): void {
+  push(entry: A, stamp: number): void {
     this.items.push(entry)
     this.stamps.push(stamp)
   }
 
-  unshift(entry: Entry, stamp: number): void {
+  unshift(entry: A, stamp: number): void {
     this.front.push(entry)
     this.frontStamps.push(stamp)
   }
@@ -199,7 +215,7 @@ class Fifo {
     return this.head < this.items.length ? this.stamps[this.head] : undefined
   }
 
-  shift(): Entry | undefined {
+  shift(): A | undefined {
     if (this.front.length > 0) {
       this.stamp = this.frontStamps.pop()!
       return this.front.pop()
@@ -220,7 +236,7 @@ class Fifo {
 
 interface QueueState {
   readonly name: string
-  readonly ready: Array<Fifo>
+  readonly ready: Array<Fifo<Entry>>
   readonly delayed: EntryHeap
   readonly leased: EntryHeap
   counts: { ready: number; delayed: number; leased: number; dead: number }
@@ -265,7 +281,7 @@ export class MemoryStore extends Context.Service<MemoryStore, {
 export const makeWith = (options: Options = {}) =>
   Effect.sync(() => {
     const ttl = Math.max(0, Duration.toMillis(Duration.fromInputUnsafe(options.resultTtl ?? "1 day")))
-    const tasks = new Map<string, Entry>()
+    const tasks = new Map<string, Slot>()
     /**
      * The current leases by token. Tokens are unique across tasks, so the
      * lease steps find their entry in this small map, not in `tasks`.
@@ -278,7 +294,7 @@ export const makeWith = (options: Options = {}) =>
     /** Queues a task was enqueued to (what `queues` lists, as on Redis). */
     const known = new Set<string>()
     /** Final entries in the order they will expire (stamp: their `expiresAt`). */
-    const expiring = new Fifo()
+    const expiring = new Fifo<Slot>()
     let seq = 0
     let wakeup = Deferred.makeUnsafe<void>()
 
@@ -295,7 +311,7 @@ export const makeWith = (options: Options = {}) =>
       if (q === undefined) {
         q = {
           name,
-          ready: Array.from({ length: 10 }, () => new Fifo()),
+          ready: Array.from({ length: 10 }, () => new Fifo<Entry>()),
           delayed: new EntryHeap(),
           leased: new EntryHeap(),
           counts: { ready: 0, delayed: 0, leased: 0, dead: 0 }
@@ -403,13 +419,15 @@ export const makeWith = (options: Options = {}) =>
       }
     }
 
-    /** Forgets an entry: no queue, no record. */
-    const forget = (entry: Entry) => {
-      leave(entry)
-      releaseDedup(entry)
-      entry.record = undefined
-      entry.message = undefined
-      if (tasks.get(entry.id) === entry) tasks.delete(entry.id)
+    /** Forgets a task: no queue, no record. */
+    const forget = (slot: Slot) => {
+      if (slot.place !== "final") {
+        leave(slot)
+        releaseDedup(slot)
+        slot.record = undefined
+        slot.message = undefined
+      }
+      if (tasks.get(slot.id) === slot) tasks.delete(slot.id)
     }
 
     /** From now on the entry's record expires `ttl` from `now`. */
@@ -423,21 +441,21 @@ export const makeWith = (options: Options = {}) =>
     const sweep = (now: number) => {
       let next = expiring.peekStamp()
       while (next !== undefined && next <= now) {
-        const entry = expiring.shift()!
-        if (entry.expiresAt === expiring.stamp) forget(entry)
+        const slot = expiring.shift()!
+        if (slot.expiresAt === expiring.stamp) forget(slot)
         next = expiring.peekStamp()
       }
     }
 
-    /** The entry of a known id; an expired final record counts as unknown. */
-    const find = (id: string, now: number): Entry | undefined => {
-      const entry = tasks.get(id)
-      if (entry === undefined) return undefined
-      if (entry.expiresAt <= now) {
-        forget(entry)
+    /** The task of a known id; an expired final record counts as unknown. */
+    const find = (id: string, now: number): Slot | undefined => {
+      const slot = tasks.get(id)
+      if (slot === undefined) return undefined
+      if (slot.expiresAt <= now) {
+        forget(slot)
         return undefined
       }
-      return entry
+      return slot
     }
 
     /** Ends a task that is not FAILURE: the message goes, the record stays until it expires. */
@@ -446,12 +464,15 @@ export const makeWith = (options: Options = {}) =>
       releaseDedup(entry)
       entry.message = undefined
       entry.lost = undefined
-      if (entry.record === undefined) {
-        if (tasks.get(entry.id) === entry) tasks.delete(entry.id)
+      const record = entry.record
+      if (tasks.get(entry.id) !== entry) return
+      if (record === undefined) {
+        tasks.delete(entry.id)
         return
       }
-      entry.place = "final"
-      expireLater(entry, now)
+      const ended: Ended = { id: entry.id, place: "final", record, expiresAt: ttl > 0 ? now + ttl : Infinity }
+      tasks.set(entry.id, ended)
+      if (ttl > 0) expiring.push(ended, ended.expiresAt)
     }
 
     /** A task that ended FAILURE keeps its message (no queue holds it) for `redeliver`. */
@@ -543,7 +564,7 @@ export const makeWith = (options: Options = {}) =>
             dedup.set(dedupKey(message.queue, dedupId), message.id)
           }
           // a raw message under the same id (`pushRaw`) is replaced
-          if (existing !== undefined) leave(existing)
+          if (existing !== undefined && existing.place !== "final") leave(existing)
           const record: StoredRecord = message.eta === undefined
             ? {
               id: message.id,
@@ -848,7 +869,7 @@ export const makeWith = (options: Options = {}) =>
         const wanted = new Set(names)
         const counts = new Map<string, number>()
         for (const entry of [...tasks.values()]) {
-          if (!wanted.has(entry.queue) || (entry.place !== "ready" && entry.place !== "delayed")) continue
+          if ((entry.place !== "ready" && entry.place !== "delayed") || !wanted.has(entry.queue)) continue
           counts.set(entry.queue, (counts.get(entry.queue) ?? 0) + 1)
           revokeWaiting(entry, now, `task ${entry.id} was purged from queue ${entry.queue} before it ran`)
         }
@@ -882,7 +903,9 @@ export const makeWith = (options: Options = {}) =>
         const entry = find(id, now)
         const record = entry?.record
         if (entry === undefined || record === undefined) return Effect.succeed(Option.none())
-        if (finalStates.has(record.state)) return Effect.succeed(Option.some(snapshot(record)))
+        if (entry.place === "final" || finalStates.has(record.state)) {
+          return Effect.succeed(Option.some(snapshot(record)))
+        }
         const deferred = Deferred.makeUnsafe<void>()
         if (entry.waiters === undefined) entry.waiters = [deferred]
         else entry.waiters.push(deferred)
@@ -892,7 +915,7 @@ export const makeWith = (options: Options = {}) =>
     const pushRaw = (queue: string, id: string, message: unknown) =>
       Effect.sync(() => {
         const existing = tasks.get(id)
-        if (existing !== undefined) leave(existing)
+        if (existing !== undefined && existing.place !== "final") leave(existing)
         const entry = newEntry(id, queue, message, 5, undefined, existing?.record)
         tasks.set(id, entry)
         known.add(queue)
