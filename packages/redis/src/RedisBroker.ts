@@ -513,29 +513,35 @@ export const makeWith: (options: {
     return groups
   }
 
-  /** Runs one script per queue of the batch, and puts the answers back in order. */
+  /**
+   * Runs one script per queue of the batch, and puts the answers back in
+   * order. `queues[i]` is item i's queue (undefined: unknown task, `missing`).
+   */
   const perQueue = <A, R>(
     operation: string,
     items: ReadonlyArray<A>,
-    queueAt: (index: number) => Option.Option<string>,
+    queues: ReadonlyArray<string | undefined>,
     run: (queue: string, items: ReadonlyArray<A>) => Effect.Effect<ReadonlyArray<R>, BrokerError>,
     missing: R
   ): Effect.Effect<ReadonlyArray<R>, BrokerError> => {
     if (items.length === 0) return Effect.succeed([])
+    const span = Effect.withSpan(`RedisBroker.${operation}`, { attributes: { size: items.length } }, spanTrace)
+    // the usual batch: one queue, every task located; no regrouping
+    const first = queues[0]
+    let one = first !== undefined
+    for (let i = 1; one && i < queues.length; i++) one = queues[i] === first
+    if (one) {
+      return run(first!, items).pipe(
+        Effect.map((answers) => answers.length === items.length ? answers : items.map((_, i) => answers[i] ?? missing)),
+        span
+      )
+    }
     const out = new Array<R>(items.length).fill(missing)
-    const indices: Array<number> = []
-    const queues: Array<string> = []
-    items.forEach((_, i) => {
-      const queue = queueAt(i)
-      if (Option.isSome(queue)) {
-        indices.push(i)
-        queues.push(queue.value)
-      }
-    })
     const groups = new Map<string, Array<number>>()
-    indices.forEach((index, k) => {
-      const group = groups.get(queues[k])
-      if (group === undefined) groups.set(queues[k], [index])
+    queues.forEach((queue, index) => {
+      if (queue === undefined) return
+      const group = groups.get(queue)
+      if (group === undefined) groups.set(queue, [index])
       else group.push(index)
     })
     return Effect.forEach(
@@ -551,28 +557,31 @@ export const makeWith: (options: {
           )
         ),
       { concurrency: "unbounded", discard: true }
-    ).pipe(Effect.as(out), Effect.withSpan(`RedisBroker.${operation}`, { attributes: { size: items.length } }, spanTrace))
+    ).pipe(Effect.as(out), span)
   }
 
   /** Leases name their task by id only: find each one's queue. */
   const locateAll = <A extends { readonly id: string }>(
     operation: string,
     items: ReadonlyArray<A>
-  ): Effect.Effect<ReadonlyArray<Option.Option<string>>, BrokerError> =>
+  ): Effect.Effect<ReadonlyArray<string | undefined>, BrokerError> =>
     Effect.suspend(() => {
       // the common case: every id is cached (claimed or enqueued by this process)
-      const out = items.map((item) => {
-        const queue = locations.get(item.id)
-        return queue === undefined ? undefined : Option.some(queue)
-      })
-      const missing = out.flatMap((queue, i) => queue === undefined ? [i] : [])
-      if (missing.length === 0) return Effect.succeed(out as ReadonlyArray<Option.Option<string>>)
-      return Effect.forEach(missing, (i) => locate(operation, items[i].id), { concurrency: 16 }).pipe(
+      const out = new Array<string | undefined>(items.length)
+      let missing: Array<number> | undefined
+      for (let i = 0; i < items.length; i++) {
+        const queue = locations.get(items[i].id)
+        out[i] = queue
+        if (queue === undefined) (missing ??= []).push(i)
+      }
+      if (missing === undefined) return Effect.succeed(out)
+      const unknown = missing
+      return Effect.forEach(unknown, (i) => locate(operation, items[i].id), { concurrency: 16 }).pipe(
         Effect.map((found) => {
-          missing.forEach((index, k) => {
-            out[index] = found[k]
+          unknown.forEach((index, k) => {
+            out[index] = Option.getOrUndefined(found[k])
           })
-          return out as ReadonlyArray<Option.Option<string>>
+          return out
         })
       )
     })
@@ -587,7 +596,7 @@ export const makeWith: (options: {
       if (items.length === 0) return []
       const queues = yield* locateAll(operation, items)
       const now = yield* Clock.currentTimeMillis
-      return yield* perQueue(operation, items, (i) => queues[i], (q, group) => run(q, group, now), stale)
+      return yield* perQueue(operation, items, queues, (q, group) => run(q, group, now), stale)
     })
 
   const enqueue = (batch: ReadonlyArray<Submission>): Effect.Effect<ReadonlyArray<Enqueued>, BrokerError> =>
