@@ -178,7 +178,7 @@ export const inMemory = (config: RoleConfig) =>
         prefetch: config.prefetch
       })
       const payloads = Array.from({ length: config.tasks }, (_, n) => ({ n, t: 0 }))
-      const before = memory()
+      const before = memory(false)
       const cpu0 = process.cpuUsage()
       const startedAt = now()
       yield* client.submitMany(task, payloads)

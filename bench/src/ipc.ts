@@ -20,11 +20,18 @@ export const command = (type: string): Promise<Message> =>
     process.on("message", listener)
   })
 
-/** What a worker reports about its memory, after a full GC. */
-export const memory = () => {
+/**
+ * What a worker reports about its memory, after a full GC (`collect: false`
+ * skips the GC: before a timed run, a forced full GC shrinks V8's heap limits
+ * and made the in-memory run up to 2× slower, from major GCs while its
+ * records grow).
+ */
+export const memory = (collect = true) => {
   const gc = (globalThis as { gc?: () => void }).gc
-  gc?.()
-  gc?.()
+  if (collect) {
+    gc?.()
+    gc?.()
+  }
   const m = process.memoryUsage()
   return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external }
 }
