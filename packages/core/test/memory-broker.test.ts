@@ -3,18 +3,10 @@ import { Effect, Option } from "effect"
 import { TestClock } from "effect/testing"
 import { Broker, MemoryBroker, ResultBackend } from "@errand/core"
 import type { Attempt, Message } from "../src/Message.ts"
+import * as BrokerContract from "@errand/core/testing/BrokerContract"
 
-const message = (id: string, overrides: Partial<Message> = {}): Message => ({
-  id,
-  task: "memory.task",
-  queue: "q",
-  payload: { n: 1 },
-  headers: {},
-  priority: 5,
-  retries: 0,
-  submittedAt: 0,
-  ...overrides
-})
+const message = (id: string, overrides: Partial<Message> = {}): Message =>
+  BrokerContract.message("q", { id, task: "memory.task", ...overrides })
 
 const attempt = (outcome: Attempt["outcome"]): Attempt => ({
   attempt: 0,
