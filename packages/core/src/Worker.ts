@@ -600,13 +600,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
      * waits for a runner less than that round trip would have taken, and
      * claim → run replaces claim → start → run. A task started by its claim
      * counts as started: a worker killed before running it reports it LOST
-     * (README, Guarantees). Under TestClock both averages stay 0: off.
+     * (README, Guarantees). Off until a handler has been timed, and under
+     * TestClock (both averages stay 0).
      */
     let startRtt = 0
     let handlerTime = 0
     const ewma = (avg: number, sample: number) => avg === 0 ? sample : avg + (sample - avg) / 16
     const claimStarts = (max: number) =>
-      handlerTime < startRtt ? max : waiting.length === 0 ? idleRunners : 0
+      handlerTime > 0 && handlerTime < startRtt ? max : waiting.length === 0 ? idleRunners : 0
 
     const run = Effect.fnUntraced(function*(
       h: Held,
