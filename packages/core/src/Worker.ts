@@ -854,6 +854,12 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
 
     // Claimer: keeps up to concurrency + prefetch tasks held.
     const refill = Math.max(1, Math.floor(prefetch / 2))
+    // After a full batch the next claim does not wait for work (`waitMillis`
+    // 0): such a claim is one round trip, and a shutdown lets it land (its
+    // tasks are then released at once) instead of interrupting it and
+    // leaving them leased until the lease runs out.
+    let lastFull = false
+    let claimingShort = false
     const claimer = Effect.gen(function*() {
       while (!stopping) {
         // Claim in batches: wait until a good part of the room is free, unless
@@ -864,17 +870,21 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           yield* waitRoom
           continue
         }
+        const max = Math.min(room, prefetch)
+        claimingShort = lastFull
         const batch = yield* broker.claim({
           queues,
           worker: id,
-          max: Math.min(room, prefetch),
+          max,
           leaseMillis,
-          waitMillis: idleMillis,
-          start: claimStarts(Math.min(room, prefetch))
+          waitMillis: lastFull ? 0 : idleMillis,
+          start: claimStarts(max)
         }).pipe(
           Effect.tapError((e) => Effect.logWarning(`claim failed, retrying: ${e.message}`)),
           Effect.retry(outage)
         )
+        claimingShort = false
+        lastFull = batch.length >= max
         const hs: Array<Held> = []
         for (const delivery of batch) {
           const h: Held = { delivery, fiber: undefined, reason: undefined, acking: false }
@@ -932,6 +942,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const shutdown = Effect.gen(function*() {
       if (killed) return
       stopping = true
+      if (claimingShort) yield* Effect.timeoutOption(Fiber.await(claimerFiber), "2 seconds")
       yield* Fiber.interrupt(claimerFiber)
       // Prefetched tasks that never started go back at once.
       const unstarted = waiting.splice(0)
