@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Broker } from "@errand/core/Broker"
 import { BrokerError } from "@errand/core/Errors"
 import { ResultBackend } from "@errand/core/ResultBackend"
@@ -7,21 +7,12 @@ import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import * as Redis from "effect/persistence/Redis"
 import { Clock, ConfigProvider, Effect, Exit, Fiber, Layer, Option, References } from "effect"
 import { attempt, claimNow, enqueueNow, message, record, withBroker } from "./utils/harness.ts"
-import { command, deletePrefix, freePort, randomPrefix, testRedis } from "./utils/redis.ts"
+import { command, deletePrefix, freePort, randomPrefix, useTestRedis } from "./utils/redis.ts"
 
-let url = ""
-let stop: () => Promise<void> = async () => {}
-
-beforeAll(async () => {
-  const redis = await testRedis()
-  url = redis.url
-  stop = redis.stop
-})
-
-afterAll(() => stop())
+const server = useTestRedis()
 
 const run = <A, E>(body: (prefix: string) => Effect.Effect<A, E, import("./utils/harness.ts").Services>, options = {}) =>
-  withBroker(() => url, body, options)
+  withBroker(server.url, body, options)
 
 const err = { _tag: "Boom", message: "boom" }
 
@@ -69,8 +60,8 @@ describe("RedisBroker", () => {
 
         // the message is gone, the record expires after the default TTL (1 day)
         const key = RedisBroker.taskKey(prefix, "q", "a")
-        expect(yield* Effect.promise(() => command<string | null>(url, "HGET", key, "m"))).toBeNull()
-        const pttl = yield* Effect.promise(() => command<number>(url, "PTTL", key))
+        expect(yield* Effect.promise(() => command<string | null>(server.url(), "HGET", key, "m"))).toBeNull()
+        const pttl = yield* Effect.promise(() => command<number>(server.url(), "PTTL", key))
         expect(pttl).toBeGreaterThan(86_400_000 - 60_000)
         expect(pttl).toBeLessThanOrEqual(86_400_000)
       })
@@ -480,12 +471,12 @@ describe("RedisBroker", () => {
           { id: b.id, token: b.token, state: "FAILURE", error: err, attempt: attempt("FAILURE") }
         ])
         const key = (id: string) => RedisBroker.taskKey(prefix, "q", id)
-        expect(yield* Effect.promise(() => command<number>(url, "HEXISTS", key("a"), "m"))).toBe(1)
-        const ttl = yield* Effect.promise(() => command<number>(url, "PTTL", key("a")))
+        expect(yield* Effect.promise(() => command<number>(server.url(), "HEXISTS", key("a"), "m"))).toBe(1)
+        const ttl = yield* Effect.promise(() => command<number>(server.url(), "PTTL", key("a")))
         expect(ttl).toBeGreaterThan(0)
         expect(ttl).toBeLessThanOrEqual(1000)
         expect(yield* broker.redeliver("a")).toBe(true)
-        expect(yield* Effect.promise(() => command<number>(url, "PTTL", key("a")))).toBe(-1)
+        expect(yield* Effect.promise(() => command<number>(server.url(), "PTTL", key("a")))).toBe(-1)
         yield* Effect.sleep(1100)
         // b's record, and the message with it, expired: nothing left to run again
         expect(yield* broker.redeliver("b")).toBe(false)
@@ -510,9 +501,9 @@ describe("RedisBroker", () => {
         const r = yield* record("p1")
         expect(r.state).toBe("REVOKED")
         expect(r.error?.message).toBe("task p1 was purged from queue q before it ran")
-        expect(yield* Effect.promise(() => command<number>(url, "HEXISTS", RedisBroker.taskKey(prefix, "q", "p1"), "m")))
+        expect(yield* Effect.promise(() => command<number>(server.url(), "HEXISTS", RedisBroker.taskKey(prefix, "q", "p1"), "m")))
           .toBe(0)
-        expect(yield* Effect.promise(() => command<number>(url, "PTTL", RedisBroker.taskKey(prefix, "q", "p1"))))
+        expect(yield* Effect.promise(() => command<number>(server.url(), "PTTL", RedisBroker.taskKey(prefix, "q", "p1"))))
           .toBeGreaterThan(0)
         expect(yield* broker.queues!).toEqual(["q", "r"])
       })))
@@ -535,15 +526,15 @@ describe("RedisBroker", () => {
         })
         yield* broker.heartbeat!([info("w1", now + 150), info("w2", now + 60_000)])
         const keys = RedisBroker.workerKeys(prefix)
-        expect(yield* Effect.promise(() => command<number>(url, "HLEN", keys.info))).toBe(2)
+        expect(yield* Effect.promise(() => command<number>(server.url(), "HLEN", keys.info))).toBe(2)
         yield* Effect.sleep(200)
         yield* broker.heartbeat!([info("w2", now + 60_000)])
-        expect(yield* Effect.promise(() => command<number>(url, "HLEN", keys.info))).toBe(1)
-        expect(yield* Effect.promise(() => command<number>(url, "ZCARD", keys.expiry))).toBe(1)
+        expect(yield* Effect.promise(() => command<number>(server.url(), "HLEN", keys.info))).toBe(1)
+        expect(yield* Effect.promise(() => command<number>(server.url(), "ZCARD", keys.expiry))).toBe(1)
         expect((yield* broker.workers!).map((w) => w.id)).toEqual(["w2"])
         // the keys expire with their longest-lived entry
         for (const key of [keys.info, keys.expiry]) {
-          const pttl = yield* Effect.promise(() => command<number>(url, "PTTL", key))
+          const pttl = yield* Effect.promise(() => command<number>(server.url(), "PTTL", key))
           expect(pttl).toBeGreaterThan(55_000)
           expect(pttl).toBeLessThanOrEqual(60_000)
         }
@@ -598,12 +589,12 @@ describe("RedisBroker", () => {
         expect(seen.size).toBe(n)
         expect([...seen.values()].every((c) => c === 1)).toBe(true)
         // what is left: the records (each expiring), the FIFO counter and the queue registry
-        const keys = yield* Effect.promise(() => command<Array<string>>(url, "KEYS", `*${prefix}*`))
+        const keys = yield* Effect.promise(() => command<Array<string>>(server.url(), "KEYS", `*${prefix}*`))
         const records = keys.filter((k) => k.includes("}:t:"))
         expect(records.length).toBe(n)
         expect(keys.filter((k) => !k.includes("}:t:")).sort()).toEqual([`${prefix}:queues`, `{${prefix}:q}:seq`])
         const ttls = yield* Effect.promise(() =>
-          Promise.all(records.slice(0, 50).map((k) => command<number>(url, "PTTL", k)))
+          Promise.all(records.slice(0, 50).map((k) => command<number>(server.url(), "PTTL", k)))
         )
         expect(ttls.every((t) => t > 0)).toBe(true)
       })
@@ -628,8 +619,8 @@ describe("RedisBroker", () => {
         yield* Effect.sleep(50)
         yield* broker.complete([{ id: "a", token: d.token, state: "SUCCESS", result: 1, attempt: attempt("SUCCESS") }])
         expect(Option.getOrThrow(yield* Fiber.join(waiting)).result).toBe(1)
-      }).pipe(Effect.provide(services), Effect.ensuring(Effect.promise(() => deletePrefix(url, prefix))))
-    }).pipe(Effect.provide(Layer.suspend(() => NodeRedis.layer({ url })))))
+      }).pipe(Effect.provide(services), Effect.ensuring(Effect.promise(() => deletePrefix(server.url(), prefix))))
+    }).pipe(Effect.provide(Layer.suspend(() => NodeRedis.layer({ url: server.url() })))))
 
   it.live("an unreachable Redis fails the layer with a BrokerError that says where", () =>
     Effect.gen(function*() {
@@ -652,7 +643,7 @@ describe("RedisBroker", () => {
     Effect.gen(function*() {
       const prefix = randomPrefix()
       const provider = ConfigProvider.fromEnvRecord({
-        ERRAND_REDIS_URL: url,
+        ERRAND_REDIS_URL: server.url(),
         ERRAND_REDIS_PREFIX: prefix,
         ERRAND_RESULT_TTL: "5 seconds"
       })
@@ -662,12 +653,12 @@ describe("RedisBroker", () => {
         const [d] = yield* claimNow()
         yield* broker.complete([{ id: d.id, token: d.token, state: "SUCCESS", attempt: attempt("SUCCESS") }])
         const key = RedisBroker.taskKey(prefix, "q", "a")
-        const pttl = yield* Effect.promise(() => command<number>(url, "PTTL", key))
+        const pttl = yield* Effect.promise(() => command<number>(server.url(), "PTTL", key))
         expect(pttl).toBeGreaterThan(0)
         expect(pttl).toBeLessThanOrEqual(5000)
       }).pipe(
         Effect.provide(RedisBroker.layerConfig.pipe(Layer.provide(ConfigProvider.layer(provider)))),
-        Effect.ensuring(Effect.promise(() => deletePrefix(url, prefix)))
+        Effect.ensuring(Effect.promise(() => deletePrefix(server.url(), prefix)))
       )
     }))
 })

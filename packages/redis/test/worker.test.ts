@@ -3,24 +3,15 @@
  * clock: retries held by Redis, a killed worker's task coming back as
  * WorkerLost, a malformed message dead-lettered, and a throughput smoke test.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Broker } from "@errand/core/Broker"
 import { Client, Retry, Task, TaskContext, Worker } from "@errand/core"
 import type { ResultBackend } from "@errand/core/ResultBackend"
 import { RedisBroker } from "@errand/redis"
 import { Effect, Exit, Layer, References, Schema, Scope } from "effect"
-import { deletePrefix, randomPrefix, testRedis } from "./utils/redis.ts"
+import { deletePrefix, randomPrefix, useTestRedis } from "./utils/redis.ts"
 
-let url = ""
-let stop: () => Promise<void> = async () => {}
-
-beforeAll(async () => {
-  const redis = await testRedis()
-  url = redis.url
-  stop = redis.stop
-})
-
-afterAll(() => stop())
+const server = useTestRedis()
 
 class Flaky extends Schema.TaggedError<Flaky>()("Flaky", { message: Schema.String }) {}
 
@@ -61,8 +52,8 @@ const withClient = <A, E>(
   Effect.suspend(() => {
     const prefix = randomPrefix()
     return body.pipe(
-      Effect.provide(Client.layer.pipe(Layer.provideMerge(RedisBroker.layer({ url, prefix })))),
-      Effect.ensuring(Effect.promise(() => deletePrefix(url, prefix)))
+      Effect.provide(Client.layer.pipe(Layer.provideMerge(RedisBroker.layer({ url: server.url(), prefix })))),
+      Effect.ensuring(Effect.promise(() => deletePrefix(server.url(), prefix)))
     )
   })
 

@@ -3,25 +3,13 @@
  * child processes running a fixture script, a fresh key prefix per test
  * (workers killed and keys deleted after), and polling until a condition.
  */
-import { afterAll, beforeAll } from "@effect/vitest"
 import { Client } from "@errand/core"
 import { RedisBroker } from "@errand/redis"
 import { type ChildProcess, spawn } from "node:child_process"
 import { Effect, Layer } from "effect"
-import { deletePrefix, randomPrefix, testRedis } from "./redis.ts"
+import { deletePrefix, randomPrefix } from "./redis.ts"
 
-/** The test Redis of this file: started before its tests, stopped after. */
-export const useTestRedis = (): { readonly url: () => string } => {
-  let url = ""
-  let stop: () => Promise<void> = async () => {}
-  beforeAll(async () => {
-    const redis = await testRedis()
-    url = redis.url
-    stop = redis.stop
-  })
-  afterAll(() => stop())
-  return { url: () => url }
-}
+export { useTestRedis } from "./redis.ts"
 
 /** A child process running a fixture script, with its output collected. */
 export interface ScriptProcess {

@@ -8,6 +8,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
+import { afterAll, beforeAll } from "@effect/vitest"
 import { createClient } from "redis"
 
 const binary = process.env.REDIS_SERVER ?? "redis-server"
@@ -173,4 +174,17 @@ export const command = async <A>(url: string, ...args: Array<string>): Promise<A
   } finally {
     await client.close()
   }
+}
+
+/** The test Redis of this file: started before its tests, stopped after. */
+export const useTestRedis = (): { readonly url: () => string } => {
+  let url = ""
+  let stop: () => Promise<void> = async () => {}
+  beforeAll(async () => {
+    const redis = await testRedis()
+    url = redis.url
+    stop = redis.stop
+  })
+  afterAll(() => stop())
+  return { url: () => url }
 }
