@@ -72,6 +72,13 @@ export interface Options<Tasks extends ReadonlyArray<Task.AnyImplemented>> {
   readonly queues?: ReadonlyArray<string> | undefined
   /** How many tasks to claim per broker round trip, and to hold beyond those running. Default: `concurrency`. */
   readonly prefetch?: number | undefined
+  /**
+   * How far claims may grow beyond `prefetch` while handlers end faster than
+   * a claim round trip and the runners run dry waiting for claims: each such
+   * claim doubles the batch, up to this many tasks. Default: `max(prefetch,
+   * 1000)`; `prefetch` turns the growth off.
+   */
+  readonly prefetchMax?: number | undefined
   /** How long a claim lasts without a heartbeat. Renewed every third of it. Default 10 seconds. */
   readonly lease?: Duration.Input | undefined
   /** How long a closing worker waits for running tasks before interrupting them. Default 30 seconds. */
@@ -234,6 +241,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const id = options.id ?? `worker-${randomId()}`
     const concurrency = Math.max(1, options.concurrency ?? 16)
     const prefetch = Math.max(1, options.prefetch ?? concurrency)
+    const prefetchMax = Math.max(prefetch, options.prefetchMax ?? 1000)
     const leaseMillis = Duration.toMillis(Duration.fromInputUnsafe(options.lease ?? "10 seconds"))
     const graceMillis = Duration.toMillis(Duration.fromInputUnsafe(options.shutdownGrace ?? "30 seconds"))
     const idleMillis = Duration.toMillis(Duration.fromInputUnsafe(options.idleWait ?? "5 seconds"))
@@ -262,6 +270,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const cold = Deferred.makeUnsafe<void>()
 
     const held = new Map<Broker.Delivery, Held>()
+    // Held deliveries whose outcome is queued for the broker (`Held.acking`).
+    let acking = 0
     // Claimed deliveries waiting for a runner, oldest first.
     const waiting: Array<Held> = []
 
@@ -328,6 +338,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
 
     /** A held delivery is done: its outcome landed (or it needs none). */
     const done = (d: Broker.Delivery) => {
+      const h = held.get(d)
+      if (h !== undefined && h.acking) acking--
       held.delete(d)
       freeRoom()
     }
@@ -369,7 +381,12 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           Effect.sync(() => {
             if (killed) return
             const h = held.get(d)
-            if (h !== undefined) h.acking = true
+            if (h !== undefined && !h.acking) {
+              h.acking = true
+              acking++
+              // the runner has moved on: its place is free for the claimer
+              freeRoom()
+            }
             queued.push({ item, d, attempt })
             if (signal !== undefined) {
               const s = signal
@@ -852,8 +869,15 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       () => Effect.forkScoped(runner, { startImmediately: true })
     )
 
-    // Claimer: keeps up to concurrency + prefetch tasks held.
-    const refill = Math.max(1, Math.floor(prefetch / 2))
+    // Claimer: keeps up to concurrency + batch tasks held, claiming `batch`
+    // at a time. The batch is `prefetch`, grown (up to `prefetchMax`) while
+    // handlers end faster than a claim round trip and a claim comes back full
+    // to runners that all ran dry waiting for it: the claim, not the
+    // handlers, is then what limits the drain, and a claim costs the broker
+    // less per task the more it takes. It shrinks back once claims come back
+    // short (the queues are running empty).
+    let batchSize = prefetch
+    let claimRtt = 0
     // After a full batch the next claim does not wait for work (`waitMillis`
     // 0): such a claim is one round trip, and a shutdown lets it land (its
     // tasks are then released at once) instead of interrupting it and
@@ -863,15 +887,20 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const claimer = Effect.gen(function*() {
       while (!stopping) {
         // Claim in batches: wait until a good part of the room is free, unless
-        // the runners are about to starve.
-        const room = concurrency + prefetch - held.size
-        const starving = held.size <= concurrency
-        if (room <= 0 || (!starving && room < refill)) {
+        // the runners are about to starve. Tasks whose outcome is on its way
+        // to the broker do not take room (runners have moved on from them),
+        // up to one more full window of them: the next claim is then at the
+        // broker while those acknowledgements are.
+        const pending = held.size - Math.min(acking, concurrency + batchSize)
+        const room = concurrency + batchSize - pending
+        const starving = pending <= concurrency
+        if (room <= 0 || (!starving && room < Math.max(1, batchSize >> 1))) {
           yield* waitRoom
           continue
         }
-        const max = Math.min(room, prefetch)
+        const max = Math.min(room, batchSize)
         claimingShort = lastFull
+        const t0 = lastFull ? clock.currentTimeNanosUnsafe() : undefined
         const batch = yield* broker.claim({
           queues,
           worker: id,
@@ -884,7 +913,13 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           Effect.retry(outage)
         )
         claimingShort = false
+        if (t0 !== undefined) claimRtt = ewma(claimRtt, Number(clock.currentTimeNanosUnsafe() - t0))
         lastFull = batch.length >= max
+        if (!lastFull) batchSize = Math.max(prefetch, batchSize >> 1)
+        else if (
+          batchSize < prefetchMax && waiting.length === 0 && idleRunners === concurrency &&
+          handlerTime > 0 && handlerTime < claimRtt
+        ) batchSize = Math.min(prefetchMax, batchSize * 2)
         const hs: Array<Held> = []
         for (const delivery of batch) {
           const h: Held = { delivery, fiber: undefined, reason: undefined, acking: false }

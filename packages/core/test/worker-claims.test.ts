@@ -1,0 +1,83 @@
+/**
+ * How a worker sizes its claims: `prefetch` per claim, grown up to
+ * `prefetchMax` only while handlers end faster than a claim round trip and
+ * the runners run dry waiting for claims. These run on the live clock (the
+ * growth reads measured durations; under TestClock it stays off) against a
+ * memory broker whose claims take a few milliseconds, as a Redis round trip
+ * does.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Schema } from "effect"
+import { Broker, Client, MemoryBroker, Task, Worker } from "@errand/core"
+
+const Noop = Task.make("claims.noop", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
+const Sleepy = Task.make("claims.sleepy", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
+
+/** The memory broker, each claim delayed by `rttMillis` and its `max` recorded. */
+const recording = (rttMillis: number) => {
+  const maxes: Array<number> = []
+  const layer = Layer.effect(
+    Broker.Broker,
+    Effect.map(Effect.service(Broker.Broker), (broker) =>
+      Broker.Broker.of({
+        ...broker,
+        claim: (options) =>
+          Effect.andThen(
+            Effect.sync(() => maxes.push(options.max)),
+            Effect.delay(broker.claim(options), rttMillis)
+          )
+      }))
+  ).pipe(Layer.provideMerge(MemoryBroker.layer))
+  return { maxes, layer: Client.layer.pipe(Layer.provideMerge(layer)) }
+}
+
+const drain = <T extends Task.Any>(
+  task: T,
+  count: number,
+  done: () => number
+) =>
+  Effect.gen(function*() {
+    const client = yield* Client.Client
+    const jobs = yield* client.submitMany(task, Array.from({ length: count }, (_, n) => ({ n })))
+    while (done() < count) yield* Effect.sleep(5)
+    return jobs
+  })
+
+describe("claim size", () => {
+  it.live("claims grow from prefetch up to prefetchMax while fast handlers wait for claims", () => {
+    const { layer, maxes } = recording(3)
+    let ran = 0
+    const impl = Task.implement(Noop, ({ n }) => Effect.sync(() => (ran++, n)))
+    return Effect.gen(function*() {
+      yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 4, prefetchMax: 64 })
+      const jobs = yield* drain(Noop, 3000, () => ran)
+      const client = yield* Client.Client
+      for (let i = 0; i < jobs.length; i += 97) assert.strictEqual(yield* client.await(jobs[i]!), i)
+      assert.strictEqual(ran, 3000, "every task ran exactly once")
+      assert.isTrue(maxes.some((m) => m > 4), `claims grew beyond prefetch: ${maxes.slice(0, 20).join(", ")}`)
+      assert.isTrue(maxes.every((m) => m <= 64), `no claim beyond prefetchMax: ${Math.max(...maxes)}`)
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
+  it.live("claims stay at prefetch while handlers take longer than a claim round trip", () => {
+    const { layer, maxes } = recording(1)
+    let ran = 0
+    const impl = Task.implement(Sleepy, ({ n }) => Effect.as(Effect.sleep(15), n).pipe(Effect.ensuring(Effect.sync(() => ran++))))
+    return Effect.gen(function*() {
+      yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 4, prefetchMax: 64 })
+      yield* drain(Sleepy, 60, () => ran)
+      assert.isTrue(maxes.every((m) => m <= 4), `claims stayed within prefetch: ${maxes.join(", ")}`)
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
+  it.live("prefetchMax equal to prefetch turns the growth off", () => {
+    const { layer, maxes } = recording(3)
+    let ran = 0
+    const impl = Task.implement(Noop, ({ n }) => Effect.sync(() => (ran++, n)))
+    return Effect.gen(function*() {
+      yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 4, prefetchMax: 4 })
+      yield* drain(Noop, 1000, () => ran)
+      assert.isTrue(maxes.every((m) => m <= 4), `claims stayed within prefetch: ${Math.max(...maxes)}`)
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+})
