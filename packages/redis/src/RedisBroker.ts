@@ -191,6 +191,9 @@ const decodeWorkerInfo = Schema.decodeUnknownOption(WorkerInfoJson)
 /** How many waiting tasks one purge script removes; the caller repeats until a call removes fewer. */
 const purgeChunk = 1000
 
+/** Tasks per enqueue script: about 2-3 ms of Redis time, so claims are not held up behind a bulk submit. */
+const ENQUEUE_SLICE = 500
+
 /**
  * The keys of the worker registry: a hash id -> WorkerInfo JSON and a sorted
  * set of ids by expiry, under one hash tag (one slot on a cluster).
@@ -514,6 +517,21 @@ export const makeWith: (options: {
   }
 
   /**
+   * The groups cut into slices of at most `size` items, each its own script.
+   * The slices are sent together (one round trip), but Redis runs other
+   * clients' commands between them: a bulk submit of thousands of tasks does
+   * not hold up the workers' claims for the whole of it.
+   */
+  const slices = (groups: Map<string, Array<number>>, size: number) => {
+    const out: Array<readonly [string, Array<number>]> = []
+    for (const [queue, indices] of groups) {
+      if (indices.length <= size) out.push([queue, indices])
+      else for (let i = 0; i < indices.length; i += size) out.push([queue, indices.slice(i, i + size)])
+    }
+    return out
+  }
+
+  /**
    * Runs one script per queue of the batch, and puts the answers back in
    * order. `queues[i]` is item i's queue (undefined: unknown task, `missing`).
    */
@@ -610,7 +628,7 @@ export const makeWith: (options: {
       const now = yield* Clock.currentTimeMillis
       const groups = groupBy(batch, (s) => s.message.queue)
       const out = new Array<Enqueued>(batch.length)
-      const enqueueing = Effect.forEach(groups, ([queue, indices]) => {
+      const enqueueing = Effect.forEach(slices(groups, ENQUEUE_SLICE), ([queue, indices]) => {
         const keys = queueKeys(prefix, queue)
         const args: Array<Arg> = [keys.tag, now, wakeChannel, queue]
         for (const i of indices) {
