@@ -368,6 +368,23 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
     task: T,
     payloads: Iterable<Task.PayloadInput<T>>,
     options?: Omit<SubmitOptions, "id" | "dedupId">
+  ): Effect.Effect<Array<Job<T>>, PayloadInvalid | BrokerError> =>
+    Effect.withFiber((fiber) => {
+      // as for `submit`: a span (which each message then carries to its run)
+      // only when a tracer is installed or the caller is traced
+      const many = submitManyWith(task, payloads, options)
+      if (!traced(fiber)) return many
+      return many.pipe(
+        Effect.withSpan(`errand.submitMany ${task.name}`, { attributes: { "errand.task": task.name } }, {
+          captureStackTrace: false
+        })
+      )
+    })
+
+  const submitManyWith = <T extends Task.Any>(
+    task: T,
+    payloads: Iterable<Task.PayloadInput<T>>,
+    options?: Omit<SubmitOptions, "id" | "dedupId">
   ) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
@@ -388,11 +405,7 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
         }
       }
       return out
-    }).pipe(
-      Effect.withSpan(`errand.submitMany ${task.name}`, { attributes: { "errand.task": task.name } }, {
-        captureStackTrace: false
-      })
-    )
+    })
 
   const awaitJob = <T extends Task.Any>(job: Job<T>) =>
     Effect.gen(function*() {

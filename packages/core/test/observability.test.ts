@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option, Schema } from "effect"
-import { Client, Task, TaskContext } from "@errand/core"
+import { Broker, Client, Task, TaskContext } from "@errand/core"
 import { advance, base, startWorker } from "./utils.ts"
 
 describe("observability", () => {
@@ -32,5 +32,20 @@ describe("observability", () => {
       assert.strictEqual(run.traceId, producerTrace)
       assert.strictEqual(run.parentSpanId, run.headers["x-span-id"])
       assert.strictEqual(run.headers["x-trace-id"], producerTrace)
+    }).pipe(Effect.provide(base)))
+
+  it.effect("submitMany joins its caller's trace, and adds no trace headers to an untraced caller's messages", () =>
+    Effect.gen(function*() {
+      const Many = Task.make("obs.many", { payload: Schema.Number })
+      const client = yield* Client.Client
+      const untraced = yield* client.submitMany(Many, [1, 2])
+      const traced = yield* client.submitMany(Many, [3]).pipe(Effect.withSpan("import"))
+      const all = yield* Effect.flatMap(Effect.service(Broker.Broker), (broker) =>
+        broker.claim({ queues: [Many.queue], worker: "w", max: 10, leaseMillis: 1000, waitMillis: 0 }))
+      const byId = new Map(all.map((d) => [d.id, d.message as { readonly headers: Record<string, string> }]))
+      assert.isUndefined(byId.get(untraced[0]!.id)!.headers["x-trace-id"])
+      assert.isUndefined(byId.get(untraced[1]!.id)!.headers["x-trace-id"])
+      const header = byId.get(traced[0]!.id)!.headers["x-trace-id"]
+      assert.isString(header)
     }).pipe(Effect.provide(base)))
 })

@@ -31,11 +31,7 @@ const recording = (rttMillis: number) => {
   return { maxes, layer: Client.layer.pipe(Layer.provideMerge(layer)) }
 }
 
-const drain = <T extends Task.Any>(
-  task: T,
-  count: number,
-  done: () => number
-) =>
+const drain = (task: typeof Noop | typeof Sleepy, count: number, done: () => number) =>
   Effect.gen(function*() {
     const client = yield* Client.Client
     const jobs = yield* client.submitMany(task, Array.from({ length: count }, (_, n) => ({ n })))
