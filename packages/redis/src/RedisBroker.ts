@@ -128,6 +128,14 @@ export interface QueueKeys {
   readonly dead: string
   /** Hash dedup id -> task id, while that task is not final. */
   readonly dedup: string
+  /**
+   * Hash id -> `updatedAt|retries|submittedAt|eta|task`: the records of tasks
+   * that ended SUCCESS without storing their result, which keep no hash of
+   * their own (see `commands/common.lua`).
+   */
+  readonly done: string
+  /** Sorted set of the ids in `done` by expiry time (none: kept forever). */
+  readonly doneAt: string
 }
 
 /**
@@ -143,7 +151,9 @@ export const queueKeys = (prefix: string, queue: string): QueueKeys => {
     delayed: `${tag}:delayed`,
     leased: `${tag}:leased`,
     dead: `${tag}:dead`,
-    dedup: `${tag}:dedup`
+    dedup: `${tag}:dedup`,
+    done: `${tag}:done`,
+    doneAt: `${tag}:doneAt`
   }
 }
 
@@ -267,6 +277,47 @@ const num = (s: string | null | undefined): number | undefined => {
   if (s === null || s === undefined || s === "") return undefined
   const n = Number(s)
   return Number.isFinite(n) ? n : undefined
+}
+
+/**
+ * A done record's value, `updatedAt|retries|submittedAt|eta|task` (eta ""
+ * when absent; the task name last, so it may hold "|").
+ */
+const parseLean = (value: string) => {
+  const parts: Array<string> = []
+  let from = 0
+  for (let k = 0; k < 4; k++) {
+    const at = value.indexOf("|", from)
+    if (at < 0) return undefined
+    parts.push(value.slice(from, at))
+    from = at + 1
+  }
+  return {
+    updatedAt: num(parts[0]) ?? 0,
+    retries: num(parts[1]) ?? 0,
+    submittedAt: num(parts[2]) ?? 0,
+    eta: num(parts[3]),
+    task: value.slice(from)
+  }
+}
+
+/**
+ * The record a done record stands for (state SUCCESS, no history); none once
+ * its time (`expiresAt`, undefined: never) is up.
+ */
+const leanRecord = (
+  queue: string,
+  id: string,
+  value: string,
+  expiresAt: number | undefined,
+  now: number
+): Option.Option<TaskRecord> => {
+  if (expiresAt !== undefined && expiresAt <= now) return Option.none()
+  const parsed = parseLean(value)
+  if (parsed === undefined) return Option.none()
+  const { eta, retries, submittedAt, task, updatedAt } = parsed
+  const record: TaskRecord = { id, task, queue, state: "SUCCESS", retries, submittedAt, updatedAt, history: [] }
+  return Option.some(eta === undefined ? record : { ...record, eta })
 }
 
 /**
@@ -467,10 +518,15 @@ export const makeWith: (options: {
         Effect.flatMap((queues) =>
           Effect.forEach(
             queues,
-            (queue) => send<number>(operation, "EXISTS", taskKey(prefix, queue, id)),
+            // a hash, or a done record (one whose time is up is found too; reading it says none)
+            (queue) =>
+              Effect.all([
+                send<number>(operation, "EXISTS", taskKey(prefix, queue, id)),
+                send<number>(operation, "HEXISTS", queueKeys(prefix, queue).done, id)
+              ], { concurrency: "unbounded" }),
             { concurrency: "unbounded" }
           ).pipe(Effect.map((found) => {
-            const index = found.findIndex((n) => Number(n) > 0)
+            const index = found.findIndex(([hash, done]) => Number(hash) > 0 || Number(done) > 0)
             if (index < 0) return Option.none<string>()
             remember(id, queues[index])
             return Option.some(queues[index])
@@ -645,7 +701,8 @@ export const makeWith: (options: {
             dedupId ?? ""
           )
         }
-        return evalIn("enqueue", scripts.enqueue, [keys.ready, keys.delayed, keys.dedup], args).pipe(
+        const scriptKeys = [keys.ready, keys.delayed, keys.dedup, keys.done, keys.doneAt]
+        return evalIn("enqueue", scripts.enqueue, scriptKeys, args).pipe(
           Effect.tap((answers) =>
             Effect.sync(() => {
               const ids: Array<string> = []
@@ -680,7 +737,7 @@ export const makeWith: (options: {
       const task = typeof parsed === "object" && parsed !== null && "task" in parsed && typeof parsed.task === "string"
         ? parsed.task
         : ""
-      yield* evalIn("pushRaw", scripts.enqueue, [keys.ready, keys.delayed, keys.dedup], [
+      yield* evalIn("pushRaw", scripts.enqueue, [keys.ready, keys.delayed, keys.dedup, keys.done, keys.doneAt], [
         keys.tag,
         now,
         wakeChannel,
@@ -813,10 +870,18 @@ export const makeWith: (options: {
       const keys = queueKeys(prefix, queue)
       const args: Array<Arg> = [keys.tag, now, ttl, doneChannel]
       for (const c of items) {
-        const result = c.storeResult === false || c.result === undefined ? "" : json(c.result)
-        args.push(c.id, c.token, c.state, result, c.error === undefined ? "" : json(c.error), json(c.attempt))
+        if (c.storeResult === false && c.state === "SUCCESS") {
+          // lean: only the state is kept, so neither the result nor the
+          // attempt is sent (no attempt marks it lean)
+          args.push(c.id, c.token, c.state, "", "", "")
+        } else {
+          const result = c.storeResult === false || c.result === undefined ? "" : json(c.result)
+          args.push(c.id, c.token, c.state, result, c.error === undefined ? "" : json(c.error), json(c.attempt))
+        }
       }
-      return evalIn("complete", scripts.complete, [keys.leased], args).pipe(Effect.map(toBooleans))
+      return evalIn("complete", scripts.complete, [keys.leased, keys.done, keys.doneAt], args).pipe(
+        Effect.map(toBooleans)
+      )
     }, false)
 
   const retry = (batch: ReadonlyArray<Reschedule>) =>
@@ -853,7 +918,8 @@ export const makeWith: (options: {
       if (Option.isNone(queue)) return "unknown" as const
       const keys = queueKeys(prefix, queue.value)
       const now = yield* Clock.currentTimeMillis
-      const result = yield* evalIn("revoke", scripts.revoke, [keys.ready, keys.delayed, keys.leased], [
+      const scriptKeys = [keys.ready, keys.delayed, keys.leased, keys.done, keys.doneAt]
+      const result = yield* evalIn("revoke", scripts.revoke, scriptKeys, [
         keys.tag,
         now,
         ttl,
@@ -948,11 +1014,18 @@ export const makeWith: (options: {
   // ResultBackend
   // ---------------------------------------------------------------------------
 
-  const readRecord = (operation: string, queue: string, id: string) =>
+  const readRecord = (
+    operation: string,
+    queue: string,
+    id: string,
+    orLean = true
+  ): Effect.Effect<Option.Option<TaskRecord>, BrokerError> =>
     send<Array<string | null>>(operation, "HMGET", taskKey(prefix, queue, id), ...recordFields).pipe(
       Effect.flatMap((values) => {
         const [task, state, retries, submittedAt, updatedAt, eta, result, error, meta, revoked, history] = values
-        if (state === null || state === undefined) return Effect.succeed(Option.none<TaskRecord>())
+        if (state === null || state === undefined) {
+          return orLean ? readLean(operation, queue, id) : Effect.succeed(Option.none<TaskRecord>())
+        }
         const raw: Record<string, unknown> = {
           id,
           task: task ?? "",
@@ -983,6 +1056,33 @@ export const makeWith: (options: {
       })
     )
 
+  /**
+   * The record of a task that ended SUCCESS without storing its result: no
+   * hash, a field of the queue's done hash (none once its time is up). Read
+   * when the task has no hash; if it has one again (a stale attempt recorded
+   * in between turns a done record into a hash), that is read instead.
+   */
+  const readLean = (
+    operation: string,
+    queue: string,
+    id: string
+  ): Effect.Effect<Option.Option<TaskRecord>, BrokerError> => {
+    const keys = queueKeys(prefix, queue)
+    return Effect.all([
+      send<string | null>(operation, "HGET", keys.done, id),
+      send<string | null>(operation, "ZSCORE", keys.doneAt, id),
+      send<number>(operation, "EXISTS", taskKey(prefix, queue, id)),
+      Clock.currentTimeMillis
+    ], { concurrency: "unbounded" }).pipe(
+      Effect.flatMap(([value, expiresAt, hash, now]) => {
+        if (value === null || value === undefined) {
+          return Number(hash) > 0 ? readRecord(operation, queue, id, false) : Effect.succeed(Option.none<TaskRecord>())
+        }
+        return Effect.succeed(leanRecord(queue, id, value, num(expiresAt), now))
+      })
+    )
+  }
+
   const get = (id: string): Effect.Effect<Option.Option<TaskRecord>, BrokerError> =>
     locate("get", id).pipe(
       Effect.flatMap((queue) => Option.isNone(queue) ? Effect.succeed(Option.none()) : readRecord("get", queue.value, id))
@@ -1005,7 +1105,13 @@ export const makeWith: (options: {
     Effect.gen(function*() {
       const queue = yield* locate("recordStale", id)
       if (Option.isNone(queue)) return
-      yield* evalIn("recordStale", scripts.recordStale, [taskKey(prefix, queue.value, id)], [json(attempt)])
+      const keys = queueKeys(prefix, queue.value)
+      const now = yield* Clock.currentTimeMillis
+      yield* evalIn("recordStale", scripts.recordStale, [taskKey(prefix, queue.value, id), keys.done, keys.doneAt], [
+        json(attempt),
+        id,
+        now
+      ])
     })
 
   const awaitFinal = (id: string): Effect.Effect<Option.Option<TaskRecord>, BrokerError> =>

@@ -9,6 +9,16 @@
 -- task is leased), xw/xs/xe/xa (lost-lease marker: worker, startedAt,
 -- expiredAt, ackedEarly), dd (dedup id).
 --
+-- A task that ended SUCCESS without storing its result (a "lean" record)
+-- has no hash: it is one field of the queue's done hash, <tag>:done, id ->
+-- "updatedAt|retries|submittedAt|eta|task" (eta "" when absent; the task
+-- name last, so it may hold "|"), with its expiry time in the sorted set
+-- <tag>:doneAt (no entry: kept forever). Its state is SUCCESS and its
+-- history empty. A done record whose time is up counts as unknown even
+-- before complete trims it. An id has a hash or a done record, not both
+-- (a stale attempt recorded on a done record turns it back into a hash).
+-- Their helpers are in done.lua, prepended only to the scripts that use them.
+--
 -- Ready order: one sorted set, score = (9 - priority) * BAND + MID +/- seq, so
 -- ZPOPMIN gives the highest priority first, then FIFO; "front" inserts
 -- (release, lost leases) use MID - seq and come before every normal insert

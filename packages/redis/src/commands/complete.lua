@@ -1,38 +1,92 @@
 -- complete: end tasks with SUCCESS / FAILURE / REVOKED. The message is
 -- dropped, except for FAILURE: it stays with the record (same TTL) for
--- redeliver.
--- KEYS[1] leased
+-- redeliver. A lean item (a SUCCESS whose result is not stored) keeps only
+-- its state: its hash is deleted and a one-field record goes into the done
+-- hash (see common.lua), expiring by the doneAt set instead of a PEXPIRE;
+-- a call that writes done records also trims expired ones (a bounded number).
+-- KEYS[1] leased  KEYS[2] done  KEYS[3] doneAt
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] ttl (ms, 0: keep)  ARGV[4] done channel
 -- then per task, 6 values: id token state result error attempt
---   (result and error: JSON, "" when absent)
+--   (result and error: JSON, "" when absent; attempt "" marks a lean item:
+--   a SUCCESS that keeps its state only, result and error not read)
 -- Returns per task: 1 done, 0 stale.
 local tag, nowS, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = tonumber(nowS)
+
+-- Makes key (which had PTTL before this call) live at least ttl more (with
+-- some slack, so it is not extended on every call); ttl 0: an entry is kept
+-- forever, so the key is. A key that had no expiry already holds such
+-- entries and keeps none.
+local function keepFor(key, before, ttl)
+  if ttl == 0 then
+    if before >= 0 then redis.call("PERSIST", key) end
+  elseif before == -2 or (before >= 0 and before < ttl) then
+    redis.call("PEXPIRE", key, fmt(ttl + math.floor(ttl / 8)))
+  end
+end
+
 local out, done = {}, {}
+local lean, leanAt = {}, {} -- done hash: id value; doneAt: expiresAt id
+local expiresAt = fmt(now + ttl)
 for i = 5, #ARGV, 6 do
   local id = ARGV[i]
   local key = taskKey(tag, id)
-  local f = redis.call("HMGET", key, "tok", "lw", "history", "dd")
-  if f[1] == ARGV[i + 1] and f[2] then
-    local fields = { "state", ARGV[i + 2], "updatedAt", nowS, "history", appendHistory(f[3], ARGV[i + 5]) }
-    if ARGV[i + 3] ~= "" then push2(fields, "result", ARGV[i + 3]) end
-    if ARGV[i + 4] ~= "" then push2(fields, "error", ARGV[i + 4]) end
-    redis.call("HSET", key, unpack(fields))
-    if ARGV[i + 2] == "FAILURE" then
-      -- a failed task keeps its message (until the record expires), so
-      -- redeliver can run it again
-      redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
-    elseif ARGV[i + 4] ~= "" then
-      redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
+  if ARGV[i + 5] == "" then
+    local f = redis.call("HMGET", key, "tok", "lw", "dd", "retries", "submittedAt", "eta", "task")
+    if f[1] == ARGV[i + 1] and f[2] then
+      releaseDedup(tag, id, f[3])
+      redis.call("DEL", key)
+      push2(lean, id, leanRecord(nowS, f[4], f[5], f[6], f[7]))
+      if ttl > 0 then push2(leanAt, expiresAt, id) end
+      done[#done + 1] = id
+      out[#out + 1] = 1
     else
-      -- the final error is this attempt's: a success after retries has none
-      redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd", "error")
+      out[#out + 1] = 0
     end
-    releaseDedup(tag, id, f[4])
-    if ttl > 0 then redis.call("PEXPIRE", key, ttl) end
-    done[#done + 1] = id
-    out[#out + 1] = 1
   else
-    out[#out + 1] = 0
+    local f = redis.call("HMGET", key, "tok", "lw", "history", "dd")
+    if f[1] == ARGV[i + 1] and f[2] then
+      local fields = { "state", ARGV[i + 2], "updatedAt", nowS, "history", appendHistory(f[3], ARGV[i + 5]) }
+      if ARGV[i + 3] ~= "" then push2(fields, "result", ARGV[i + 3]) end
+      if ARGV[i + 4] ~= "" then push2(fields, "error", ARGV[i + 4]) end
+      redis.call("HSET", key, unpack(fields))
+      if ARGV[i + 2] == "FAILURE" then
+        -- a failed task keeps its message (until the record expires), so
+        -- redeliver can run it again
+        redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
+      elseif ARGV[i + 4] ~= "" then
+        redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
+      else
+        -- the final error is this attempt's: a success after retries has none
+        redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd", "error")
+      end
+      releaseDedup(tag, id, f[4])
+      if ttl > 0 then redis.call("PEXPIRE", key, ttl) end
+      done[#done + 1] = id
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+  end
+end
+if #lean > 0 then
+  -- the two keys live at least as long as their entries: a queue nobody
+  -- completes tasks on any more does not keep its expired done records
+  local pDone = redis.call("PTTL", KEYS[2])
+  hsetMany(KEYS[2], lean)
+  keepFor(KEYS[2], pDone, ttl)
+  if ttl > 0 then
+    local pAt = redis.call("PTTL", KEYS[3])
+    zaddMany(KEYS[3], leanAt)
+    keepFor(KEYS[3], pAt, ttl)
+  end
+  -- trim: forget done records whose time is up (more than one batch's
+  -- worth, so the trimming keeps ahead of the writing). Only batches that
+  -- write done records trim: when they stop, the keys expire.
+  local expired = redis.call("ZRANGEBYSCORE", KEYS[3], "-inf", nowS, "LIMIT", 0, 2 * #lean + 100)
+  if #expired > 0 then
+    hdelMany(KEYS[2], expired)
+    zremMany(KEYS[3], expired)
   end
 end
 if #done > 0 then

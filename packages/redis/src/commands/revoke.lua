@@ -1,12 +1,16 @@
 -- revoke: remove a waiting task (REVOKED), or flag a running one.
--- KEYS[1] ready  KEYS[2] delayed  KEYS[3] leased
+-- KEYS[1] ready  KEYS[2] delayed  KEYS[3] leased  KEYS[4] done  KEYS[5] doneAt
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] ttl (ms, 0: keep)  ARGV[4] done channel  ARGV[5] id
 -- ARGV[6] the error (JSON) recorded on a task revoked while waiting
--- Returns "revoked" | "running" | "final" | "unknown".
+-- Returns "revoked" | "running" | "final" | "unknown" (a done record, see
+-- common.lua, is "final").
 local tag, nowS, id = ARGV[1], ARGV[2], ARGV[5]
 local key = taskKey(tag, id)
 local f = redis.call("HMGET", key, "state", "lw", "dd")
-if not f[1] then return "unknown" end
+if not f[1] then
+  if readLean(KEYS[4], KEYS[5], id, tonumber(nowS)) then return "final" end
+  return "unknown"
+end
 if isFinal(f[1]) then return "final" end
 if f[2] then
   redis.call("HSET", key, "revoked", "1", "updatedAt", nowS)

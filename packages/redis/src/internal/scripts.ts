@@ -1,6 +1,7 @@
 /**
  * The Lua scripts behind every broker step, one file per step under
- * `../commands/`, each prefixed with the shared helpers of `common.lua`.
+ * `../commands/`, each prefixed with the shared helpers of `common.lua` (and
+ * those of `done.lua` for the scripts that read or write done records).
  *
  * @internal
  */
@@ -23,11 +24,14 @@ export type StepScript<R> = Redis.Script<{
   result: R
 }>
 
-const step = <R>(name: string): StepScript<R> =>
+/** The helpers of done records, only in the scripts that use them (see `done.lua`). */
+const done = read("done")
+
+const step = <R>(name: string, helpers: ReadonlyArray<string> = []): StepScript<R> =>
   Redis.script(
     // concat, not a spread: the argument lists of a batch run to thousands
     (keys: ReadonlyArray<string>, args: ReadonlyArray<Arg>) => (keys as ReadonlyArray<Arg>).concat(args),
-    { lua: `${common}\n${read(name)}`, numberOfKeys: (keys) => keys.length }
+    { lua: [common, ...helpers, read(name)].join("\n"), numberOfKeys: (keys) => keys.length }
   ).withReturnType<R>()
 
 /** Scripts by step. */
@@ -36,14 +40,14 @@ export const scripts = {
   claim: step<Array<string>>("claim"),
   start: step<Array<number>>("start"),
   renew: step<Array<number>>("renew"),
-  complete: step<Array<number>>("complete"),
+  complete: step<Array<number>>("complete", [done]),
   retry: step<Array<number>>("retry"),
   deadLetter: step<Array<number>>("deadLetter"),
   release: step<Array<number>>("release"),
-  revoke: step<string>("revoke"),
+  revoke: step<string>("revoke", [done]),
   redeliver: step<number>("redeliver"),
   setState: step<number>("setState"),
-  recordStale: step<number>("recordStale"),
+  recordStale: step<number>("recordStale", [done]),
   stats: step<Array<number>>("stats"),
   heartbeat: step<number>("heartbeat"),
   workers: step<Array<string>>("workers"),
