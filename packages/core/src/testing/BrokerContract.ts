@@ -210,6 +210,65 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
           assert.isUndefined(r.result)
         }))
 
+      it.effect("storeResult: false keeps a record like any ended task's: known, final, not run again", () =>
+        Effect.gen(function*() {
+          const { backend, broker, enqueue, now, queue, record } = yield* setup
+          // a task name with the characters a compact record might use as separators
+          const m = message(queue, { task: "contract|lean:task", submittedAt: 1234, eta: 5678 })
+          yield* enqueue(m)
+          const [first] = yield* broker.claim(claimOptions(queue))
+          yield* broker.retry([{
+            id: first!.id,
+            token: first!.token,
+            dueAt: 0,
+            error: { _tag: "E", message: "m" },
+            attempt: attempt("RETRY")
+          }])
+          const [d] = yield* broker.claim(claimOptions(queue))
+          const waiter = yield* Effect.forkChild(backend.awaitFinal(m.id))
+          yield* Effect.sleep(20)
+          const lean = {
+            id: d!.id,
+            token: d!.token,
+            state: "SUCCESS" as const,
+            result: { big: "x" },
+            attempt: attempt("SUCCESS"),
+            storeResult: false
+          }
+          assert.deepStrictEqual(yield* broker.complete([lean]), [true])
+          assert.strictEqual(Option.getOrThrow(yield* Fiber.join(waiter)).state, "SUCCESS")
+          const r = yield* record(m.id)
+          assert.strictEqual(r.id, m.id)
+          assert.strictEqual(r.task, "contract|lean:task")
+          assert.strictEqual(r.queue, queue)
+          assert.strictEqual(r.state, "SUCCESS")
+          assert.strictEqual(r.retries, 1)
+          assert.strictEqual(r.submittedAt, 1234)
+          assert.strictEqual(r.eta, 5678)
+          assert.isAtLeast(r.updatedAt, now)
+          assert.deepStrictEqual(r.history, [])
+          assert.isUndefined(r.result)
+          // the retry's error was not this attempt's
+          assert.isUndefined(r.error)
+          assert.isUndefined(r.meta)
+          assert.strictEqual(Option.getOrThrow(yield* backend.awaitFinal(m.id)).state, "SUCCESS")
+          // the lease is spent; the id is known, so a second submit is a no-op
+          assert.deepStrictEqual(yield* broker.complete([lean]), [false])
+          assert.deepStrictEqual(yield* enqueue(message(queue, { id: m.id })), { id: m.id })
+          assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
+          assert.deepStrictEqual(yield* broker.stats([queue]), [{ queue, ready: 0, delayed: 0, running: 0, dead: 0 }])
+          // ended: nothing to revoke, set or redeliver
+          assert.strictEqual(yield* broker.revoke(m.id), "final")
+          assert.isFalse(yield* backend.setState(m.id, "PROGRESS", { n: 1 }))
+          assert.isFalse(yield* broker.redeliver(m.id))
+          assert.deepStrictEqual(yield* record(m.id), r)
+          // a superseded attempt's late outcome is still recorded
+          yield* backend.recordStale(m.id, attempt("STALE"))
+          const after = yield* record(m.id)
+          assert.deepStrictEqual(after.history, [attempt("STALE")])
+          assert.deepStrictEqual({ ...after, history: [] }, r)
+        }))
+
       it.effect("leases are fenced: after expiry the next claim gets a new token and the old one is refused", () =>
         Effect.gen(function*() {
           const { backend, broker, enqueue, queue, record } = yield* setup
