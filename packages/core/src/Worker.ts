@@ -305,11 +305,28 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     yield* register(false)
     let stopping = false
     let killed = false
-    // Signalled when a held task is done; made only while someone waits for it.
+    // The claim batch: `prefetch`, grown while claims limit the drain (see the claimer).
+    let batchSize = prefetch
+    /**
+     * Whether the claimer may claim now: the room is not all taken, and a
+     * good part of it is free unless the runners are about to starve. Tasks
+     * whose outcome is on its way to the broker do not take room (runners
+     * have moved on from them), up to one more full window of them: the next
+     * claim is then at the broker while those acknowledgements are.
+     */
+    const claimRoom = (): number => {
+      const pending = held.size - Math.min(acking, concurrency + batchSize)
+      const room = concurrency + batchSize - pending
+      return room <= 0 || (pending > concurrency && room < Math.max(1, batchSize >> 1)) ? 0 : room
+    }
+    // Signalled when the claimer may claim again, or no task is held any
+    // more (a shutdown waits for that); made only while someone waits for it.
     let roomSignal: Deferred.Deferred<void> | undefined
     const waitRoom = Effect.suspend(() => Deferred.await(roomSignal ??= Deferred.makeUnsafe<void>()))
     const freeRoom = () => {
-      if (roomSignal === undefined) return
+      // A resumed waiter runs at once, in this call: waking the claimer for
+      // each task done would cost a resume and a new wait per task.
+      if (roomSignal === undefined || (held.size > 0 && claimRoom() === 0)) return
       const d = roomSignal
       roomSignal = undefined
       Deferred.doneUnsafe(d, Effect.void)
@@ -363,6 +380,10 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           while (true) {
             if (queued.length === 0) {
               yield* Deferred.await(signal ??= Deferred.makeUnsafe<void>())
+              // The signal resumes this fiber at once, inside the runner that
+              // queued the first outcome: yield so that the outcomes queued
+              // until the runners next wait go in this batch, not one each.
+              yield* Effect.yieldNow
               continue
             }
             if (killed) return yield* Effect.never
@@ -876,7 +897,6 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     // handlers, is then what limits the drain, and a claim costs the broker
     // less per task the more it takes. It shrinks back once claims come back
     // short (the queues are running empty).
-    let batchSize = prefetch
     let claimRtt = 0
     // After a full batch the next claim does not wait for work (`waitMillis`
     // 0): such a claim is one round trip, and a shutdown lets it land (its
@@ -886,15 +906,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     let claimingShort = false
     const claimer = Effect.gen(function*() {
       while (!stopping) {
-        // Claim in batches: wait until a good part of the room is free, unless
-        // the runners are about to starve. Tasks whose outcome is on its way
-        // to the broker do not take room (runners have moved on from them),
-        // up to one more full window of them: the next claim is then at the
-        // broker while those acknowledgements are.
-        const pending = held.size - Math.min(acking, concurrency + batchSize)
-        const room = concurrency + batchSize - pending
-        const starving = pending <= concurrency
-        if (room <= 0 || (!starving && room < Math.max(1, batchSize >> 1))) {
+        // Claim in batches (`claimRoom`).
+        const room = claimRoom()
+        if (room === 0) {
           yield* waitRoom
           continue
         }
