@@ -31,6 +31,7 @@ import {
   TaskRevoked
 } from "./Errors.ts"
 import * as Batcher from "./internal/batcher.ts"
+import { randomUUID } from "./internal/uuid.ts"
 import type { Message, TaskRecord } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 import type * as Task from "./Task.ts"
@@ -304,7 +305,7 @@ const prepare = (
     })
   }
   const message: { -readonly [K in keyof Message]: Message[K] } = {
-    id: id ?? crypto.randomUUID(),
+    id: id ?? randomUUID(),
     task: task.name,
     queue: shared.queue,
     payload: encoded.value,
