@@ -94,7 +94,9 @@ const program = Effect.gen(function*() {
         headers: {},
         priority: 5,
         retries: 0,
-        submittedAt: at
+        submittedAt: at,
+        // as a Task with storeResult false sends it (Redis's fast lane)
+        ...(store ? {} : { storeResult: false })
       },
       dueAt: at
     })

@@ -136,6 +136,14 @@ export interface QueueKeys {
   readonly done: string
   /** Sorted set of the ids in `done` by expiry time (none: kept forever). */
   readonly doneAt: string
+  /**
+   * Hash id -> `p|submittedAt|taskLength|<task><message>`: the tasks of the
+   * fast lane, which keep no hash of their own while all goes well (see
+   * `commands/common.lua`).
+   */
+  readonly fast: string
+  /** Hash id -> `token|startedAt|updatedAt|submittedAt|taskLength|<task><worker>`: the fast lane's leases. */
+  readonly fastLease: string
 }
 
 /**
@@ -153,7 +161,9 @@ export const queueKeys = (prefix: string, queue: string): QueueKeys => {
     dead: `${tag}:dead`,
     dedup: `${tag}:dedup`,
     done: `${tag}:done`,
-    doneAt: `${tag}:doneAt`
+    doneAt: `${tag}:doneAt`,
+    fast: `${tag}:fast`,
+    fastLease: `${tag}:fastLease`
   }
 }
 
@@ -279,6 +289,50 @@ const num = (s: string | null | undefined): number | undefined => {
   return Number.isFinite(n) ? n : undefined
 }
 
+/** A priority as the scripts clamp it: integers to 0..9, anything else 5. */
+const priorityOf = (p: number): number => Number.isInteger(p) ? Math.min(9, Math.max(0, p)) : 5
+
+const byteLengths = new Map<string, number>()
+/** The UTF-8 length of a task name (as Lua's `#` counts it), remembered per name. */
+const byteLength = (task: string): number => {
+  let n = byteLengths.get(task)
+  if (n === undefined) {
+    n = Buffer.byteLength(task, "utf8")
+    if (byteLengths.size < 10_000) byteLengths.set(task, n)
+  }
+  return n
+}
+
+/**
+ * Whether a submission goes to the fast lane (see `commands/common.lua`): its
+ * result is not stored, it is due now, it has no eta, dedup id or earlier
+ * retries, and its submit time is a whole number of milliseconds.
+ */
+const fastLane = (s: Submission, now: number): boolean => {
+  const m = s.message
+  return m.storeResult === false && s.dedupId === undefined && m.eta === undefined && m.retries === 0 &&
+    s.dueAt <= now && Number.isSafeInteger(m.submittedAt) && m.submittedAt >= 0
+}
+
+/**
+ * A fast-lane entry, `p|submittedAt|taskLength|<task><message>` (the task
+ * name `taskLength` UTF-8 bytes long): its submit time, task and message.
+ */
+const parseFast = (value: string) => {
+  const a = value.indexOf("|")
+  const b = value.indexOf("|", a + 1)
+  const c = value.indexOf("|", b + 1)
+  if (a < 0 || b < 0 || c < 0) return undefined
+  const bytes = Number(value.slice(b + 1, c))
+  const rest = Buffer.from(value.slice(c + 1), "utf8")
+  return {
+    priority: Number(value.slice(0, a)),
+    submittedAt: Number(value.slice(a + 1, b)),
+    task: rest.subarray(0, bytes).toString("utf8"),
+    message: rest.subarray(bytes).toString("utf8")
+  }
+}
+
 /**
  * A done record's value, `updatedAt|retries|submittedAt|eta|task` (eta ""
  * when absent; the task name last, so it may hold "|").
@@ -318,6 +372,20 @@ const leanRecord = (
   const { eta, retries, submittedAt, task, updatedAt } = parsed
   const record: TaskRecord = { id, task, queue, state: "SUCCESS", retries, submittedAt, updatedAt, history: [] }
   return Option.some(eta === undefined ? record : { ...record, eta })
+}
+
+/**
+ * The record of a fast-lane task (see `commands/common.lua`): PENDING, or
+ * RECEIVED / STARTED under its fast lease, `token|startedAt|updatedAt|...`.
+ */
+const fastRecord = (queue: string, id: string, value: string, lease: string | undefined): Option.Option<TaskRecord> => {
+  const entry = parseFast(value)
+  if (entry === undefined) return Option.none()
+  const { submittedAt, task } = entry
+  const record: TaskRecord = { id, task, queue, state: "PENDING", retries: 0, submittedAt, updatedAt: submittedAt, history: [] }
+  if (lease === undefined) return Option.some(record)
+  const [, startedAt, updatedAt] = lease.split("|", 3)
+  return Option.some({ ...record, state: startedAt ? "STARTED" : "RECEIVED", updatedAt: num(updatedAt) ?? submittedAt })
 }
 
 /**
@@ -518,15 +586,16 @@ export const makeWith: (options: {
         Effect.flatMap((queues) =>
           Effect.forEach(
             queues,
-            // a hash, or a done record (one whose time is up is found too; reading it says none)
+            // a hash, a done record (one whose time is up is found too; reading it says none) or the fast lane
             (queue) =>
               Effect.all([
                 send<number>(operation, "EXISTS", taskKey(prefix, queue, id)),
-                send<number>(operation, "HEXISTS", queueKeys(prefix, queue).done, id)
+                send<number>(operation, "HEXISTS", queueKeys(prefix, queue).done, id),
+                send<number>(operation, "HEXISTS", queueKeys(prefix, queue).fast, id)
               ], { concurrency: "unbounded" }),
             { concurrency: "unbounded" }
           ).pipe(Effect.map((found) => {
-            const index = found.findIndex(([hash, done]) => Number(hash) > 0 || Number(done) > 0)
+            const index = found.findIndex(([hash, done, fast]) => Number(hash) > 0 || Number(done) > 0 || Number(fast) > 0)
             if (index < 0) return Option.none<string>()
             remember(id, queues[index])
             return Option.some(queues[index])
@@ -684,11 +753,25 @@ export const makeWith: (options: {
       const now = yield* Clock.currentTimeMillis
       const groups = groupBy(batch, (s) => s.message.queue)
       const out = new Array<Enqueued>(batch.length)
-      const enqueueing = Effect.forEach(slices(groups, ENQUEUE_SLICE), ([queue, indices]) => {
+      const enqueueing = Effect.forEach(slices(groups, ENQUEUE_SLICE), ([queue, slice]) => {
         const keys = queueKeys(prefix, queue)
-        const args: Array<Arg> = [keys.tag, now, wakeChannel, queue]
-        for (const i of indices) {
-          const { dedupId, dueAt, message } = batch[i]
+        // regular tasks first, then those of the fast lane; answers come back in that order
+        let indices = slice
+        let fast: Array<number> | undefined
+        for (let k = 0; k < slice.length; k++) {
+          if (fastLane(batch[slice[k]], now)) {
+            if (fast === undefined) {
+              fast = []
+              indices = slice.slice(0, k)
+            }
+            fast.push(slice[k])
+          } else if (fast !== undefined) (indices as Array<number>).push(slice[k])
+        }
+        const regular = indices.length
+        if (fast !== undefined) indices = indices.concat(fast)
+        const args: Array<Arg> = [keys.tag, now, wakeChannel, queue, regular]
+        for (let k = 0; k < regular; k++) {
+          const { dedupId, dueAt, message } = batch[indices[k]]
           args.push(
             message.id,
             json(message),
@@ -701,7 +784,12 @@ export const makeWith: (options: {
             dedupId ?? ""
           )
         }
-        const scriptKeys = [keys.ready, keys.delayed, keys.dedup, keys.done, keys.doneAt]
+        for (let k = regular; k < indices.length; k++) {
+          const { message } = batch[indices[k]]
+          const p = priorityOf(message.priority)
+          args.push(message.id, `${p}|${message.submittedAt}|${byteLength(message.task)}|${message.task}${json(message)}`, p)
+        }
+        const scriptKeys = [keys.ready, keys.delayed, keys.dedup, keys.done, keys.doneAt, keys.fast]
         return evalIn("enqueue", scripts.enqueue, scriptKeys, args).pipe(
           Effect.tap((answers) =>
             Effect.sync(() => {
@@ -737,11 +825,13 @@ export const makeWith: (options: {
       const task = typeof parsed === "object" && parsed !== null && "task" in parsed && typeof parsed.task === "string"
         ? parsed.task
         : ""
-      yield* evalIn("pushRaw", scripts.enqueue, [keys.ready, keys.delayed, keys.dedup, keys.done, keys.doneAt], [
+      const scriptKeys = [keys.ready, keys.delayed, keys.dedup, keys.done, keys.doneAt, keys.fast]
+      yield* evalIn("pushRaw", scripts.enqueue, scriptKeys, [
         keys.tag,
         now,
         wakeChannel,
         queue,
+        1,
         id,
         raw,
         task,
@@ -758,7 +848,7 @@ export const makeWith: (options: {
   /** One claim script call on one queue. */
   const claimQueue = (queue: string, options: ClaimOptions, max: number, toStart: number, now: number) => {
     const keys = queueKeys(prefix, queue)
-    return evalIn("claim", scripts.claim, [keys.ready, keys.delayed, keys.leased], [
+    return evalIn("claim", scripts.claim, [keys.ready, keys.delayed, keys.leased, keys.fast, keys.fastLease], [
       keys.tag,
       now,
       max,
@@ -846,7 +936,7 @@ export const makeWith: (options: {
       const keys = queueKeys(prefix, queue)
       const args: Array<Arg> = [keys.tag, now]
       for (const s of items) args.push(s.id, s.token, s.worker, s.startedAt, s.ackEarly ? "1" : "0")
-      return evalIn("start", scripts.start, [keys.leased], args).pipe(
+      return evalIn("start", scripts.start, [keys.leased, keys.fastLease], args).pipe(
         Effect.map((codes) => codes.map((c) => leaseStatuses[Number(c)] ?? "stale"))
       )
     }, "stale" as LeaseStatus)
@@ -858,7 +948,7 @@ export const makeWith: (options: {
       const keys = queueKeys(prefix, queue)
       const args: Array<Arg> = [keys.tag, now, leaseMillis]
       for (const l of items) args.push(l.id, l.token)
-      return evalIn("renew", scripts.renew, [keys.leased], args).pipe(
+      return evalIn("renew", scripts.renew, [keys.leased, keys.fastLease], args).pipe(
         Effect.map((codes) => codes.map((c) => leaseStatuses[Number(c)] ?? "stale"))
       )
     }, "stale" as LeaseStatus)
@@ -879,7 +969,7 @@ export const makeWith: (options: {
           args.push(c.id, c.token, c.state, result, c.error === undefined ? "" : json(c.error), json(c.attempt))
         }
       }
-      return evalIn("complete", scripts.complete, [keys.leased, keys.done, keys.doneAt], args).pipe(
+      return evalIn("complete", scripts.complete, [keys.leased, keys.done, keys.doneAt, keys.fast, keys.fastLease], args).pipe(
         Effect.map(toBooleans)
       )
     }, false)
@@ -1057,10 +1147,11 @@ export const makeWith: (options: {
     )
 
   /**
-   * The record of a task that ended SUCCESS without storing its result: no
-   * hash, a field of the queue's done hash (none once its time is up). Read
-   * when the task has no hash; if it has one again (a stale attempt recorded
-   * in between turns a done record into a hash), that is read instead.
+   * The record of a task without a hash: one that ended SUCCESS without
+   * storing its result (a field of the queue's done hash, none once its time
+   * is up), or one in the fast lane. Read when the task has no hash; if it
+   * has one again (a stale attempt recorded in between turns a done record
+   * into a hash, any step off the fast lane does too), that is read instead.
    */
   const readLean = (
     operation: string,
@@ -1071,14 +1162,17 @@ export const makeWith: (options: {
     return Effect.all([
       send<string | null>(operation, "HGET", keys.done, id),
       send<string | null>(operation, "ZSCORE", keys.doneAt, id),
+      send<string | null>(operation, "HGET", keys.fast, id),
+      send<string | null>(operation, "HGET", keys.fastLease, id),
       send<number>(operation, "EXISTS", taskKey(prefix, queue, id)),
       Clock.currentTimeMillis
     ], { concurrency: "unbounded" }).pipe(
-      Effect.flatMap(([value, expiresAt, hash, now]) => {
-        if (value === null || value === undefined) {
-          return Number(hash) > 0 ? readRecord(operation, queue, id, false) : Effect.succeed(Option.none<TaskRecord>())
+      Effect.flatMap(([value, expiresAt, fast, lease, hash, now]) => {
+        if (value !== null && value !== undefined) {
+          return Effect.succeed(leanRecord(queue, id, value, num(expiresAt), now))
         }
-        return Effect.succeed(leanRecord(queue, id, value, num(expiresAt), now))
+        if (fast !== null && fast !== undefined) return Effect.succeed(fastRecord(queue, id, fast, lease ?? undefined))
+        return Number(hash) > 0 ? readRecord(operation, queue, id, false) : Effect.succeed(Option.none<TaskRecord>())
       })
     )
   }
@@ -1096,7 +1190,9 @@ export const makeWith: (options: {
       const result = yield* evalIn("setState", scripts.setState, [taskKey(prefix, queue.value, id)], [
         now,
         state,
-        meta === undefined ? "" : json(meta)
+        meta === undefined ? "" : json(meta),
+        queueKeys(prefix, queue.value).tag,
+        id
       ])
       return Number(result) === 1
     })
@@ -1110,7 +1206,8 @@ export const makeWith: (options: {
       yield* evalIn("recordStale", scripts.recordStale, [taskKey(prefix, queue.value, id), keys.done, keys.doneAt], [
         json(attempt),
         id,
-        now
+        now,
+        keys.tag
       ])
     })
 

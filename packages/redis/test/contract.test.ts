@@ -18,3 +18,9 @@ const RedisLayer = Layer.unwrap(Effect.gen(function*() {
 }))
 
 BrokerContract.suite("redis", RedisLayer)
+
+// The fast lane (tasks whose result nobody reads keep no hash while all goes
+// well, see commands/common.lua): the whole contract again on such tasks,
+// so every step off the lane (retry, revoke, release, lost lease, ...) is
+// checked against the same expectations.
+BrokerContract.suite("redis, storeResult: false (fast lane)", RedisLayer, { messages: { storeResult: false } })

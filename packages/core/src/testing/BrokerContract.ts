@@ -80,13 +80,33 @@ const claimOptions = (queue: string, extra: Partial<Broker.ClaimOptions> = {}): 
 })
 
 /**
+ * Options of `suite`.
+ *
+ * @since 0.1.0
+ */
+export interface SuiteOptions {
+  /**
+   * Fields every message of the suite has (a test's own fields win): e.g.
+   * `{ storeResult: false }` runs the whole contract on tasks whose result
+   * nobody reads, which a broker may keep differently (Redis's fast lane).
+   */
+  readonly messages?: Partial<Message> | undefined
+}
+
+/**
  * Registers the contract suite for a layer providing `Broker` and
  * `ResultBackend`.
  *
  * @since 0.1.0
  */
-export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | ResultBackend, E>) =>
+export const suite = <E>(
+  name: string,
+  brokerLayer: Layer.Layer<Broker.Broker | ResultBackend, E>,
+  options: SuiteOptions = {}
+) =>
   describe(`Broker contract: ${name}`, () => {
+    const msg = (queue: string, overrides: Partial<Message> = {}): Message =>
+      message(queue, { ...options.messages, ...overrides })
     layer(brokerLayer, { timeout: 30_000, excludeTestServices: true })((it) => {
       const setup = Effect.gen(function*() {
         const broker = yield* Broker.Broker
@@ -102,10 +122,10 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("enqueue writes PENDING records; claim leases highest priority first, then oldest", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue, record } = yield* setup
-          const low = message(queue, { priority: 1 })
-          const a = message(queue, { priority: 5 })
-          const b = message(queue, { priority: 5 })
-          const high = message(queue, { priority: 9 })
+          const low = msg(queue, { priority: 1 })
+          const a = msg(queue, { priority: 5 })
+          const b = msg(queue, { priority: 5 })
+          const high = msg(queue, { priority: 9 })
           for (const m of [low, a, b, high]) yield* enqueue(m)
           assert.strictEqual((yield* record(a.id)).state, "PENDING")
           const claimed = yield* broker.claim(claimOptions(queue, { max: 3 }))
@@ -120,7 +140,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("a batch of many enqueues and claims in slices of max", () =>
         Effect.gen(function*() {
           const { broker, now, queue } = yield* setup
-          const ms = Array.from({ length: 1000 }, () => message(queue))
+          const ms = Array.from({ length: 1000 }, () => msg(queue))
           const out = yield* broker.enqueue(ms.map((m) => ({ message: m, dueAt: now })))
           assert.strictEqual(out.length, 1000)
           const first = yield* broker.claim(claimOptions(queue, { max: 300 }))
@@ -133,7 +153,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("a delayed task is held by the broker until it is due", () =>
         Effect.gen(function*() {
           const { broker, enqueue, now, queue } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m, now + 300)
           assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
           assert.strictEqual((yield* broker.stats([queue]))[0]!.delayed, 1)
@@ -147,7 +167,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
           const { broker, enqueue, queue } = yield* setup
           const fiber = yield* Effect.forkChild(broker.claim(claimOptions(queue, { waitMillis: 5_000 })))
           yield* Effect.sleep(100)
-          const m = message(queue)
+          const m = msg(queue)
           const t0 = yield* Clock.currentTimeMillis
           yield* enqueue(m)
           const claimed = yield* Fiber.join(fiber)
@@ -166,7 +186,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("start, complete: SUCCESS with the result and the attempt in history", () =>
         Effect.gen(function*() {
           const { backend, broker, enqueue, queue, record } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [d] = yield* broker.claim(claimOptions(queue))
           const started = yield* broker.start([{ id: d!.id, token: d!.token, worker: "w1", startedAt: 5, ackEarly: false }])
@@ -194,7 +214,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("storeResult: false keeps the state but not the result", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue, record } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [d] = yield* broker.claim(claimOptions(queue))
           yield* broker.complete([{
@@ -214,7 +234,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
         Effect.gen(function*() {
           const { backend, broker, enqueue, now, queue, record } = yield* setup
           // a task name with the characters a compact record might use as separators
-          const m = message(queue, { task: "contract|lean:task", submittedAt: 1234, eta: 5678 })
+          const m = msg(queue, { task: "contract|lean:task", submittedAt: 1234, eta: 5678 })
           yield* enqueue(m)
           const [first] = yield* broker.claim(claimOptions(queue))
           yield* broker.retry([{
@@ -254,7 +274,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
           assert.strictEqual(Option.getOrThrow(yield* backend.awaitFinal(m.id)).state, "SUCCESS")
           // the lease is spent; the id is known, so a second submit is a no-op
           assert.deepStrictEqual(yield* broker.complete([lean]), [false])
-          assert.deepStrictEqual(yield* enqueue(message(queue, { id: m.id })), { id: m.id })
+          assert.deepStrictEqual(yield* enqueue(msg(queue, { id: m.id })), { id: m.id })
           assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
           assert.deepStrictEqual(yield* broker.stats([queue]), [{ queue, ready: 0, delayed: 0, running: 0, dead: 0 }])
           // ended: nothing to revoke, set or redeliver
@@ -272,7 +292,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("leases are fenced: after expiry the next claim gets a new token and the old one is refused", () =>
         Effect.gen(function*() {
           const { backend, broker, enqueue, queue, record } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [first] = yield* broker.claim(claimOptions(queue, { leaseMillis: 150, worker: "w-old" }))
           yield* broker.start([{ id: first!.id, token: first!.token, worker: "w-old", startedAt: 7, ackEarly: false }])
@@ -324,7 +344,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("a lost marker survives a claimer that dies before starting the task", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [first] = yield* broker.claim(claimOptions(queue, { leaseMillis: 100, worker: "w-1" }))
           yield* broker.start([{ id: first!.id, token: first!.token, worker: "w-1", startedAt: 11, ackEarly: false }])
@@ -346,7 +366,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("a lease acknowledged early reports ackedEarly when lost", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [d] = yield* broker.claim(claimOptions(queue, { leaseMillis: 100 }))
           yield* broker.start([{ id: d!.id, token: d!.token, worker: "w1", startedAt: 3, ackEarly: true }])
@@ -358,7 +378,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("a lease never started comes back lost without startedAt", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           yield* broker.claim(claimOptions(queue, { leaseMillis: 100 }))
           yield* Effect.sleep(250)
@@ -370,7 +390,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("claim with start: the first tasks are STARTED in the same step, the rest only leased", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue, record } = yield* setup
-          const ms = [message(queue), message(queue), message(queue)]
+          const ms = [msg(queue), msg(queue), msg(queue)]
           for (const m of ms) yield* enqueue(m)
           const before = yield* Clock.currentTimeMillis
           const claimed = yield* broker.claim(claimOptions(queue, { worker: "w-s", start: 2 }))
@@ -408,7 +428,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("claim with start: a lease it started and then lost comes back lost with that start", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [d] = yield* broker.claim(claimOptions(queue, { leaseMillis: 100, worker: "w-1", start: 1 }))
           assert.isDefined(d!.startedAt)
@@ -424,7 +444,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("claim with start leaves a task flagged revoked to `start`, which reports it", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [d] = yield* broker.claim(claimOptions(queue, { leaseMillis: 100 }))
           assert.strictEqual(yield* broker.revoke(m.id), "running")
@@ -441,7 +461,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("renew keeps a lease alive past its first deadline", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
-          yield* enqueue(message(queue))
+          yield* enqueue(msg(queue))
           const [d] = yield* broker.claim(claimOptions(queue, { leaseMillis: 200 }))
           for (let i = 0; i < 4; i++) {
             yield* Effect.sleep(100)
@@ -454,7 +474,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("retry: retries + 1, state RETRY, held until due, then claimable with the new count", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue, record } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [d] = yield* broker.claim(claimOptions(queue))
           const now = yield* Clock.currentTimeMillis
@@ -497,7 +517,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("deadLetter: FAILURE, counted as dead, and redeliver brings it back", () =>
         Effect.gen(function*() {
           const { backend, broker, enqueue, queue, record } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [d] = yield* broker.claim(claimOptions(queue))
           const error = { _tag: "UnknownTask", message: "no such task" }
@@ -521,8 +541,8 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("release: a claimed task goes back at once, PENDING, no attempt counted", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue, record } = yield* setup
-          const a = message(queue)
-          const b = message(queue)
+          const a = msg(queue)
+          const b = msg(queue)
           yield* enqueue(a)
           yield* enqueue(b)
           const [d] = yield* broker.claim(claimOptions(queue, { max: 1 }))
@@ -538,9 +558,9 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("revoke: waiting tasks are removed, running ones flagged, ended ones left", () =>
         Effect.gen(function*() {
           const { backend, broker, enqueue, now, queue, record } = yield* setup
-          const waiting = message(queue)
-          const delayed = message(queue)
-          const running = message(queue)
+          const waiting = msg(queue)
+          const delayed = msg(queue)
+          const running = msg(queue)
           yield* enqueue(running)
           const [d] = yield* broker.claim(claimOptions(queue))
           yield* enqueue(waiting)
@@ -564,9 +584,9 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("dedup: a second submission with the same dedup id is not enqueued while the first waits", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
-          const a = message(queue)
-          const b = message(queue)
-          const c = message(queue)
+          const a = msg(queue)
+          const b = msg(queue)
+          const c = msg(queue)
           assert.deepStrictEqual(yield* enqueue(a, undefined, "order-1"), { id: a.id })
           const dup = yield* enqueue(b, undefined, "order-1")
           assert.strictEqual(dup.duplicateOf, a.id)
@@ -579,7 +599,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("enqueue is idempotent per task id: a resubmitted id neither resets nor reruns the task", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue, record } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [d] = yield* broker.claim(claimOptions(queue))
           assert.deepStrictEqual(yield* enqueue({ ...m, payload: { n: 2 } }), { id: m.id })
@@ -594,7 +614,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("setState: custom states with meta until the task ends; recordStale appends", () =>
         Effect.gen(function*() {
           const { backend, broker, enqueue, queue, record } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [d] = yield* broker.claim(claimOptions(queue))
           assert.isTrue(yield* backend.setState(m.id, "PROGRESS", { done: 3, of: 10 }))
@@ -642,8 +662,8 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
           const other = `${queue}-other`
-          yield* enqueue(message(queue))
-          yield* enqueue(message(other))
+          yield* enqueue(msg(queue))
+          yield* enqueue(msg(other))
           const names = yield* need(broker.queues, "queues")
           assert.includeMembers([...names], [queue, other])
           assert.notInclude([...names], `${queue}-never`)
@@ -653,20 +673,20 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
         Effect.gen(function*() {
           const { backend, broker, enqueue, now, queue, record } = yield* setup
           const purge = need(broker.purge, "purge")
-          const running = message(queue)
-          const dead = message(queue)
+          const running = msg(queue)
+          const dead = msg(queue)
           yield* enqueue(running)
           yield* enqueue(dead)
           const [r, d] = yield* broker.claim(claimOptions(queue))
           yield* broker.deadLetter([{ id: d!.id, token: d!.token, error: { _tag: "E", message: "m" }, attempt: attempt("DEAD") }])
-          const ready = [message(queue), message(queue), message(queue)]
+          const ready = [msg(queue), msg(queue), msg(queue)]
           for (const m of ready) yield* enqueue(m, now, m === ready[0] ? "dedup-1" : undefined)
-          const delayed = [message(queue), message(queue)]
+          const delayed = [msg(queue), msg(queue)]
           for (const m of delayed) yield* enqueue(m, now + 60_000)
           const waiter = yield* Effect.forkChild(backend.awaitFinal(ready[1]!.id))
           yield* Effect.sleep(20)
           const other = `${queue}-other`
-          const untouched = message(other)
+          const untouched = msg(other)
           yield* enqueue(untouched)
           assert.deepStrictEqual(yield* purge([queue, `${queue}-empty`]), [5, 0])
           assert.deepStrictEqual((yield* broker.stats([queue]))[0], { queue, ready: 0, delayed: 0, running: 1, dead: 1 })
@@ -678,7 +698,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
             assert.strictEqual(rec.error?._tag, "TaskRevoked")
           }
           // the dedup id of a purged task is free again
-          const again = message(queue)
+          const again = msg(queue)
           assert.deepStrictEqual(yield* enqueue(again, now, "dedup-1"), { id: again.id })
           // the running task is untouched and still completes
           assert.deepStrictEqual(
@@ -692,7 +712,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
       it.effect("a task that ended FAILURE keeps its message: redeliver runs it again, retries and history kept", () =>
         Effect.gen(function*() {
           const { broker, enqueue, queue, record } = yield* setup
-          const m = message(queue)
+          const m = msg(queue)
           yield* enqueue(m)
           const [d1] = yield* broker.claim(claimOptions(queue))
           const error = { _tag: "Flaky", message: "boom" }
@@ -729,7 +749,7 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
           assert.deepStrictEqual(done.history.map((a) => a.outcome), ["RETRY", "FAILURE", "SUCCESS"])
           // succeeded and revoked tasks are not run again
           assert.isFalse(yield* broker.redeliver(m.id))
-          const waiting = message(queue)
+          const waiting = msg(queue)
           yield* enqueue(waiting)
           yield* broker.revoke(waiting.id)
           assert.isFalse(yield* broker.redeliver(waiting.id))
@@ -739,8 +759,8 @@ export const suite = <E>(name: string, brokerLayer: Layer.Layer<Broker.Broker | 
         Effect.gen(function*() {
           const { broker, enqueue, queue } = yield* setup
           const other = `${queue}-other`
-          const a = message(queue)
-          const b = message(other)
+          const a = msg(queue)
+          const b = msg(other)
           yield* enqueue(a)
           yield* enqueue(b)
           const fromOne = yield* broker.claim(claimOptions(queue))

@@ -5,7 +5,11 @@
 -- it. The first `start` leased tasks that carry no lost marker and are not
 -- flagged revoked are also started, as start.lua with ackEarly "0" would
 -- (state STARTED, ls = now), in the same HSET.
--- KEYS[1] ready  KEYS[2] delayed  KEYS[3] leased
+-- Fast-lane tasks (see common.lua) are leased in the fast lease hash, all
+-- of one claim under one token from the queue's counter (they carry no lost
+-- marker and no revoked flag: both live on hashes only); an expired fast
+-- lease is first turned into a hash, then handled as any other.
+-- KEYS[1] ready  KEYS[2] delayed  KEYS[3] leased  KEYS[4] fast  KEYS[5] fastLease
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] max  ARGV[4] leaseMillis  ARGV[5] worker
 -- ARGV[6] start (how many to start; absent: 0)
 -- Returns { nextAt, then per delivery: id token message retries xw xs xe xa started }
@@ -34,6 +38,9 @@ end
 
 if #expired > 0 then
   local ready, ids = {}, {}
+  if redis.call("EXISTS", KEYS[5]) == 1 then
+    for i = 1, #expired, 2 do materialize(tag, expired[i]) end
+  end
   -- walk backwards: each goes to the front, so the oldest ends up first
   for i = #expired - 1, 1, -2 do
     local id, deadline = expired[i], expired[i + 1]
@@ -56,39 +63,74 @@ if #expired > 0 then
 end
 
 local out = { "" }
+
+-- leases the hash task id (not in the fast lane), appending its delivery
+local function leaseHash(id, deadline, leased)
+  local key = taskKey(tag, id)
+  local f = redis.call("HMGET", key, "m", "retries", "tok", "xw", "revoked")
+  if not f[1] then return end
+  local token = tostring((tonumber(f[3]) or 0) + 1)
+  local started = ""
+  if toStart > 0 and (not f[4] or f[4] == "") and f[5] ~= "1" then
+    toStart = toStart - 1
+    started = "1"
+    -- la absent means "0" (not acknowledged early)
+    redis.call("HSET", key, "tok", token, "state", "STARTED", "updatedAt", nowS, "lw", worker, "ls", nowS)
+    -- an empty marker (never written by these scripts) is cleared as start.lua would
+    if f[4] then redis.call("HDEL", key, "xw", "xs", "xe", "xa") end
+  else
+    redis.call("HSET", key, "tok", token, "state", "RECEIVED", "updatedAt", nowS, "lw", worker)
+  end
+  push2(leased, deadline, id)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, token, f[1], f[2] or "0"
+  if f[4] and f[4] ~= "" then
+    -- a lost marker (rare): the rest of it
+    local x = redis.call("HMGET", key, "xs", "xe", "xa")
+    out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f[4], x[1] or "", x[2] or "", x[3] or "0"
+  else
+    out[n + 5], out[n + 6], out[n + 7], out[n + 8] = "", "", "", "0"
+  end
+  out[n + 9] = started
+end
+
 if max > 0 then
   local deadline = fmt(now + tonumber(ARGV[4]))
   local popped = redis.call("ZPOPMIN", KEYS[1], max)
   local leased = {}
+  -- the popped ids' fast-lane messages, in one HMGET (nil: a hash task)
+  local fast = {}
+  if #popped > 0 and redis.call("EXISTS", KEYS[4]) == 1 then
+    local ids = {}
+    for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+    for k = 1, #ids, CHUNK do
+      local got = redis.call("HMGET", KEYS[4], unpack(ids, k, math.min(k + CHUNK - 1, #ids)))
+      for j = 1, #got do fast[k + j - 1] = got[j] end
+    end
+  end
+  local fastToken, fastLeases = nil, {}
   for i = 1, #popped, 2 do
     local id = popped[i]
-    local key = taskKey(tag, id)
-    local f = redis.call("HMGET", key, "m", "retries", "tok", "xw", "revoked")
-    if f[1] then
-      local token = tostring((tonumber(f[3]) or 0) + 1)
-      local started = ""
-      if toStart > 0 and (not f[4] or f[4] == "") and f[5] ~= "1" then
+    local v = fast[(i + 1) / 2]
+    if v then
+      fastToken = fastToken or tostring(redis.call("INCR", tag .. ":tok"))
+      local _, submittedAt, task, m = parseFast(v)
+      local started, startedAt = "", ""
+      if toStart > 0 then
         toStart = toStart - 1
-        started = "1"
-        -- la absent means "0" (not acknowledged early)
-        redis.call("HSET", key, "tok", token, "state", "STARTED", "updatedAt", nowS, "lw", worker, "ls", nowS)
-        -- an empty marker (never written by these scripts) is cleared as start.lua would
-        if f[4] then redis.call("HDEL", key, "xw", "xs", "xe", "xa") end
-      else
-        redis.call("HSET", key, "tok", token, "state", "RECEIVED", "updatedAt", nowS, "lw", worker)
+        started, startedAt = "1", nowS
       end
+      push2(fastLeases, id, fastLease(fastToken, startedAt, nowS, submittedAt, task, worker))
       push2(leased, deadline, id)
       local n = #out
-      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, token, f[1], f[2] or "0"
-      if f[4] and f[4] ~= "" then
-        -- a lost marker (rare): the rest of it
-        local x = redis.call("HMGET", key, "xs", "xe", "xa")
-        out[n + 5], out[n + 6], out[n + 7], out[n + 8] = f[4], x[1] or "", x[2] or "", x[3] or "0"
-      else
-        out[n + 5], out[n + 6], out[n + 7], out[n + 8] = "", "", "", "0"
-      end
-      out[n + 9] = started
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, fastToken, m, "0", ""
+      out[n + 6], out[n + 7], out[n + 8], out[n + 9] = "", "", "0", started
+    else
+      leaseHash(id, deadline, leased)
     end
+  end
+  for k = 1, #fastLeases, CHUNK do
+    redis.call("HSET", KEYS[5], unpack(fastLeases, k, math.min(k + CHUNK - 1, #fastLeases)))
   end
   zaddMany(KEYS[3], leased)
 end

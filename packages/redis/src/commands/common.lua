@@ -19,6 +19,22 @@
 -- (a stale attempt recorded on a done record turns it back into a hash).
 -- Their helpers are in done.lua, prepended only to the scripts that use them.
 --
+-- The fast lane: a task submitted ready now, with retries 0, no eta, no
+-- dedup id and storeResult false (nobody reads its result) has no hash while
+-- all goes well. From enqueue until it ends it is one field of <tag>:fast,
+-- id -> "p|submittedAt|taskLength|<task><message>" (priority, submit time,
+-- then the task name, taskLength bytes long, then the message JSON). While
+-- leased, <tag>:fastLease holds id ->
+-- "token|startedAt|updatedAt|submittedAt|taskLength|<task><worker>"
+-- (startedAt "" until it starts), with its deadline in the leased set as
+-- any lease. Tokens come from the queue's counter <tag>:tok, one per claim.
+-- Its state: PENDING in fast only, RECEIVED or STARTED with a fast lease;
+-- a SUCCESS ends it as a done record. Any other step on it (retry,
+-- failure, dead letter, release, revoke, setState, purge, a stale attempt,
+-- an expired lease, a start that acknowledges early, a result to store)
+-- first turns it into a hash (`materialize`, fast.lua), then proceeds as
+-- for any task. An id is in one of: a hash, the fast lane, a done record.
+--
 -- Ready order: one sorted set, score = (9 - priority) * BAND + MID +/- seq, so
 -- ZPOPMIN gives the highest priority first, then FIFO; "front" inserts
 -- (release, lost leases) use MID - seq and come before every normal insert

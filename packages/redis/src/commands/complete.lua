@@ -4,7 +4,10 @@
 -- its state: its hash is deleted and a one-field record goes into the done
 -- hash (see common.lua), expiring by the doneAt set instead of a PEXPIRE;
 -- a call that writes done records also trims expired ones (a bounded number).
--- KEYS[1] leased  KEYS[2] done  KEYS[3] doneAt
+-- A fast-lane task (see common.lua) with its current fast lease ends the
+-- same way when its item is lean (nothing else to keep); any other outcome
+-- first turns it into a hash.
+-- KEYS[1] leased  KEYS[2] done  KEYS[3] doneAt  KEYS[4] fast  KEYS[5] fastLease
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] ttl (ms, 0: keep)  ARGV[4] done channel
 -- then per task, 6 values: id token state result error attempt
 --   (result and error: JSON, "" when absent; attempt "" marks a lean item:
@@ -28,10 +31,37 @@ end
 local out, done = {}, {}
 local lean, leanAt = {}, {} -- done hash: id value; doneAt: expiresAt id
 local expiresAt = fmt(now + ttl)
+
+-- the items' fast leases, in one HMGET (none when the queue has none)
+local fastLeases = {}
+if redis.call("EXISTS", KEYS[5]) == 1 then
+  local ids = {}
+  for i = 5, #ARGV, 6 do ids[#ids + 1] = ARGV[i] end
+  for k = 1, #ids, CHUNK do
+    local got = redis.call("HMGET", KEYS[5], unpack(ids, k, math.min(k + CHUNK - 1, #ids)))
+    for j = 1, #got do fastLeases[k + j - 1] = got[j] end
+  end
+end
+local fastDone = {}
+
 for i = 5, #ARGV, 6 do
   local id = ARGV[i]
   local key = taskKey(tag, id)
-  if ARGV[i + 5] == "" then
+  local l = fastLeases[(i - 5) / 6 + 1]
+  local token, startedAt, updatedAt, submittedAt, task
+  if l then token, startedAt, updatedAt, submittedAt, task = parseFastLease(l) end
+  if l and (token ~= ARGV[i + 1] or ARGV[i + 5] == "") then
+    -- a fast lease: not this attempt's (stale), or a lean end
+    if token == ARGV[i + 1] then
+      push2(lean, id, leanRecord(nowS, "0", submittedAt, "", task))
+      if ttl > 0 then push2(leanAt, expiresAt, id) end
+      fastDone[#fastDone + 1] = id
+      done[#done + 1] = id
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+  elseif ARGV[i + 5] == "" then
     local f = redis.call("HMGET", key, "tok", "lw", "dd", "retries", "submittedAt", "eta", "task")
     if f[1] == ARGV[i + 1] and f[2] then
       releaseDedup(tag, id, f[3])
@@ -44,6 +74,8 @@ for i = 5, #ARGV, 6 do
       out[#out + 1] = 0
     end
   else
+    -- any other end of a fast-lane task: as a hash
+    if l then materialize(tag, id) end
     local f = redis.call("HMGET", key, "tok", "lw", "history", "dd")
     if f[1] == ARGV[i + 1] and f[2] then
       local fields = { "state", ARGV[i + 2], "updatedAt", nowS, "history", appendHistory(f[3], ARGV[i + 5]) }
@@ -68,6 +100,10 @@ for i = 5, #ARGV, 6 do
       out[#out + 1] = 0
     end
   end
+end
+if #fastDone > 0 then
+  hdelMany(KEYS[5], fastDone)
+  hdelMany(KEYS[4], fastDone)
 end
 if #lean > 0 then
   -- the two keys live at least as long as their entries: a queue nobody

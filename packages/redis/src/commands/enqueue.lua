@@ -1,26 +1,43 @@
 -- enqueue: write messages and PENDING records; ready now or delayed.
 -- KEYS[1] ready  KEYS[2] delayed  KEYS[3] dedup  KEYS[4] done  KEYS[5] doneAt
+-- KEYS[6] fast
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] wake channel  ARGV[4] queue name
--- then per task, 9 values: id message task submittedAt eta retries priority dueAt dedupId
+-- ARGV[5] how many regular tasks follow, then per regular task, 9 values:
+--   id message task submittedAt eta retries priority dueAt dedupId
 --   (eta and dedupId: "" when absent)
--- Returns per task: "" (enqueued, or already known by its id: nothing written)
--- or the id of the task it duplicates.
+-- then per fast-lane task (see common.lua; ready now), 3 values:
+--   id message priority
+-- Returns per task, regular ones first: "" (enqueued, or already known by
+-- its id: nothing written) or the id of the task it duplicates.
 -- The new hash holds only what the message cannot say later: id and queue
 -- are in its key, history starts absent (empty), and retries 0 and priority 5
--- are not written (absent means those); readers default them.
+-- are not written (absent means those); readers default them. A fast-lane
+-- task is one field of the fast hash and its ready entry.
 local tag, nowS, queue = ARGV[1], ARGV[2], ARGV[4]
 local now = tonumber(nowS)
-local count = (#ARGV - 4) / 9
+local regular = tonumber(ARGV[5])
+local fastFrom = 6 + regular * 9
+local count = regular + (#ARGV - fastFrom + 1) / 3
 local seq = sequence(tag, count)
 local out, ready, delayed = {}, {}, {}
+
+-- the k-th task's first ARGV
+local function at(k)
+  if k <= regular then return 6 + (k - 1) * 9 end
+  return fastFrom + (k - regular - 1) * 3
+end
 
 -- An id that is already known is not enqueued again: a producer retrying a
 -- submit whose first try did reach Redis must not reset or rerun the task.
 -- One variadic EXISTS answers for the whole batch when every id is new (the
 -- usual case); only when some key exists is each one checked. Likewise one
--- HMGET of the done hash finds the ids that ended as done records.
-local keys = {}
-for k = 1, count do keys[k] = taskKey(tag, ARGV[5 + (k - 1) * 9]) end
+-- HMGET of the done hash finds the ids that ended as done records, and one
+-- of the fast hash those in the fast lane.
+local ids, keys = {}, {}
+for k = 1, count do
+  ids[k] = ARGV[at(k)]
+  keys[k] = taskKey(tag, ids[k])
+end
 local anyKnown = false
 for k = 1, count, CHUNK do
   if redis.call("EXISTS", unpack(keys, k, math.min(k + CHUNK - 1, count))) > 0 then
@@ -28,15 +45,19 @@ for k = 1, count, CHUNK do
     break
   end
 end
-local lean = {} -- lean[k]: the k-th id has a done record (maybe expired)
-if redis.call("EXISTS", KEYS[4]) == 1 then
-  local ids = {}
-  for k = 1, count do ids[k] = ARGV[5 + (k - 1) * 9] end
-  for k = 1, count, CHUNK do
-    local got = redis.call("HMGET", KEYS[4], unpack(ids, k, math.min(k + CHUNK - 1, count)))
-    for j = 1, #got do lean[k + j - 1] = got[j] end
+-- fields of hash `key` for every id of the batch (nil: none), when it exists
+local function fieldsOf(key)
+  local found = {}
+  if redis.call("EXISTS", key) == 1 then
+    for k = 1, count, CHUNK do
+      local got = redis.call("HMGET", key, unpack(ids, k, math.min(k + CHUNK - 1, count)))
+      for j = 1, #got do found[k + j - 1] = got[j] end
+    end
   end
+  return found
 end
+local lean = fieldsOf(KEYS[4]) -- lean[k]: the k-th id has a done record (maybe expired)
+local inFast = fieldsOf(KEYS[6]) -- inFast[k]: the k-th id is in the fast lane
 
 -- Whether id, the k-th, still has a done record (called when lean[k], which
 -- is rare): one whose time is up is forgotten now, and the id is new again.
@@ -52,13 +73,18 @@ local function doneRecord(k, id)
   end
   return true
 end
+
+-- whether the k-th task's id is already known (and so not written again)
+local function known(k, id)
+  return (anyKnown and redis.call("EXISTS", keys[k]) == 1) or inFast[k] or (lean[k] and doneRecord(k, id))
+end
 local written = {} -- ids written by this call (an id may repeat within a batch)
 
-for k = 1, count do
-  local i = 5 + (k - 1) * 9
+for k = 1, regular do
+  local i = at(k)
   local id, dedupId, key = ARGV[i], ARGV[i + 8], keys[k]
   local duplicateOf = ""
-  if not written[id] and not (anyKnown and redis.call("EXISTS", key) == 1) and not (lean[k] and doneRecord(k, id)) then
+  if not written[id] and not known(k, id) then
     if dedupId ~= "" then
       local existing = redis.call("HGET", KEYS[3], dedupId)
       if existing then
@@ -86,6 +112,20 @@ for k = 1, count do
     end
   end
   out[k] = duplicateOf
+end
+local fast = {}
+for k = regular + 1, count do
+  local i = at(k)
+  local id = ARGV[i]
+  if not written[id] and not known(k, id) then
+    push2(fast, id, ARGV[i + 1])
+    written[id] = true
+    push2(ready, readyScore(ARGV[i + 2], false, seq()), id)
+  end
+  out[k] = ""
+end
+for i = 1, #fast, CHUNK do
+  redis.call("HSET", KEYS[6], unpack(fast, i, math.min(i + CHUNK - 1, #fast)))
 end
 zaddMany(KEYS[1], ready)
 zaddMany(KEYS[2], delayed)

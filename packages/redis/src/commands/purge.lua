@@ -18,8 +18,11 @@ if #ids < limit then
     for _, id in ipairs(delayed) do ids[#ids + 1] = id end
   end
 end
+local anyFast = redis.call("EXISTS", fastKey(tag)) == 1
 for _, id in ipairs(ids) do
   local key = taskKey(tag, id)
+  -- a fast-lane task is purged as a hash (see common.lua)
+  if anyFast then materialize(tag, id) end
   local dd = redis.call("HGET", key, "dd")
   local err = cjson.encode({
     _tag = "TaskRevoked",

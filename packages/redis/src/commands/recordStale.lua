@@ -2,8 +2,10 @@
 -- A done record (no hash, see common.lua) becomes a hash again, SUCCESS with
 -- this one attempt, expiring when the done record would have.
 -- KEYS[1] task hash  KEYS[2] done  KEYS[3] doneAt
--- ARGV[1] attempt JSON  ARGV[2] id  ARGV[3] now
+-- ARGV[1] attempt JSON  ARGV[2] id  ARGV[3] now  ARGV[4] tag
+-- A fast-lane task (see common.lua) becomes a hash first.
 -- Returns 1 recorded, 0 unknown task.
+materialize(ARGV[4], ARGV[2])
 local f = redis.call("HMGET", KEYS[1], "state", "history")
 if f[1] then
   redis.call("HSET", KEYS[1], "history", appendHistory(f[2], ARGV[1]))

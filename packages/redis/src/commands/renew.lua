@@ -1,19 +1,32 @@
 -- renew: extend current leases to now + leaseMillis.
--- KEYS[1] leased
+-- KEYS[1] leased  KEYS[2] fastLease
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] leaseMillis  then per lease: id token
 -- Returns per lease: 0 ok, 1 stale, 2 revoked (the lease is still extended,
--- so the worker has time to stop the task and complete it as REVOKED).
+-- so the worker has time to stop the task and complete it as REVOKED). A
+-- fast lease (see common.lua) is current when its token matches; it is
+-- never revoked (revoke turns it into a hash first).
 local tag = ARGV[1]
 local deadline = fmt(tonumber(ARGV[2]) + tonumber(ARGV[3]))
 local out, leased = {}, {}
+local anyFast = redis.call("EXISTS", KEYS[2]) == 1
 for i = 4, #ARGV, 2 do
   local id = ARGV[i]
-  local f = redis.call("HMGET", taskKey(tag, id), "tok", "lw", "revoked")
-  if f[1] ~= ARGV[i + 1] or not f[2] then
-    out[#out + 1] = 1
+  local l = anyFast and redis.call("HGET", KEYS[2], id)
+  if l then
+    if string.match(l, "^[^|]*") ~= ARGV[i + 1] then
+      out[#out + 1] = 1
+    else
+      push2(leased, deadline, id)
+      out[#out + 1] = 0
+    end
   else
-    push2(leased, deadline, id)
-    if f[3] == "1" then out[#out + 1] = 2 else out[#out + 1] = 0 end
+    local f = redis.call("HMGET", taskKey(tag, id), "tok", "lw", "revoked")
+    if f[1] ~= ARGV[i + 1] or not f[2] then
+      out[#out + 1] = 1
+    else
+      push2(leased, deadline, id)
+      if f[3] == "1" then out[#out + 1] = 2 else out[#out + 1] = 0 end
+    end
   end
 end
 zaddMany(KEYS[1], leased, "XX")

@@ -6,6 +6,8 @@
 -- common.lua, is "final").
 local tag, nowS, id = ARGV[1], ARGV[2], ARGV[5]
 local key = taskKey(tag, id)
+-- a fast-lane task is revoked as a hash (see common.lua)
+materialize(tag, id)
 local f = redis.call("HMGET", key, "state", "lw", "dd")
 if not f[1] then
   if readLean(KEYS[4], KEYS[5], id, tonumber(nowS)) then return "final" end

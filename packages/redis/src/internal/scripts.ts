@@ -1,7 +1,8 @@
 /**
  * The Lua scripts behind every broker step, one file per step under
  * `../commands/`, each prefixed with the shared helpers of `common.lua` (and
- * those of `done.lua` for the scripts that read or write done records).
+ * those of `done.lua` and `fast.lua` for the scripts that read or write done
+ * records or the fast lane).
  *
  * @internal
  */
@@ -27,6 +28,9 @@ export type StepScript<R> = Redis.Script<{
 /** The helpers of done records, only in the scripts that use them (see `done.lua`). */
 const done = read("done")
 
+/** The helpers of the fast lane, only in the scripts that use them (see `fast.lua`). */
+const fast = read("fast")
+
 const step = <R>(name: string, helpers: ReadonlyArray<string> = []): StepScript<R> =>
   Redis.script(
     // concat, not a spread: the argument lists of a batch run to thousands
@@ -37,19 +41,19 @@ const step = <R>(name: string, helpers: ReadonlyArray<string> = []): StepScript<
 /** Scripts by step. */
 export const scripts = {
   enqueue: step<Array<string>>("enqueue"),
-  claim: step<Array<string>>("claim"),
-  start: step<Array<number>>("start"),
+  claim: step<Array<string>>("claim", [fast]),
+  start: step<Array<number>>("start", [fast]),
   renew: step<Array<number>>("renew"),
-  complete: step<Array<number>>("complete", [done]),
-  retry: step<Array<number>>("retry"),
-  deadLetter: step<Array<number>>("deadLetter"),
-  release: step<Array<number>>("release"),
-  revoke: step<string>("revoke", [done]),
+  complete: step<Array<number>>("complete", [done, fast]),
+  retry: step<Array<number>>("retry", [fast]),
+  deadLetter: step<Array<number>>("deadLetter", [fast]),
+  release: step<Array<number>>("release", [fast]),
+  revoke: step<string>("revoke", [done, fast]),
   redeliver: step<number>("redeliver"),
-  setState: step<number>("setState"),
-  recordStale: step<number>("recordStale", [done]),
+  setState: step<number>("setState", [fast]),
+  recordStale: step<number>("recordStale", [done, fast]),
   stats: step<Array<number>>("stats"),
   heartbeat: step<number>("heartbeat"),
   workers: step<Array<string>>("workers"),
-  purge: step<number>("purge")
+  purge: step<number>("purge", [fast])
 } as const
