@@ -175,6 +175,8 @@ interface Registered {
   readonly decodePayload: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
   readonly encodeSuccess: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
   readonly encodeFailure: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+  /** Acknowledges late and has no time limits: a claim-started run may take the runner's fast path. */
+  readonly plain: boolean
 }
 
 const decodeMessageExit = Schema.decodeUnknownExit(MessageSchema)
@@ -192,6 +194,20 @@ interface Held {
   reason: StopReason | undefined
   /** Its outcome is queued for the broker: the runner has moved on, the lease is still held. */
   acking: boolean
+}
+
+/** A delivery for the runner's fast path (`process`): its message, task and payload checked. */
+class Ready {
+  readonly message: Message
+  readonly registered: Registered
+  readonly payload: unknown
+  readonly startedAt: number
+  constructor(message: Message, registered: Registered, payload: unknown, startedAt: number) {
+    this.message = message
+    this.registered = registered
+    this.payload = payload
+    this.startedAt = startedAt
+  }
 }
 
 /**
@@ -256,7 +272,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         task,
         decodePayload: Schema.decodeUnknownExit(task.codecs.payload),
         encodeSuccess: Schema.encodeUnknownExit(task.codecs.success),
-        encodeFailure: Schema.encodeUnknownExit(task.codecs.failure)
+        encodeFailure: Schema.encodeUnknownExit(task.codecs.failure),
+        plain: task.acksLate && Option.isNone(task.softTimeLimit) && Option.isNone(task.timeLimit)
       })
     }
     const clock = yield* Clock.Clock
@@ -398,27 +415,32 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           }
         })
         yield* Effect.forkScoped(flusher)
-        return (d: Broker.Delivery, item: I, attempt: Attempt): Effect.Effect<void> =>
-          Effect.sync(() => {
-            if (killed) return
-            const h = held.get(d)
-            if (h !== undefined && !h.acking) {
-              h.acking = true
-              acking++
-              // the runner has moved on: its place is free for the claimer
-              freeRoom()
-            }
-            queued.push({ item, d, attempt })
-            if (signal !== undefined) {
-              const s = signal
-              signal = undefined
-              Deferred.doneUnsafe(s, Effect.void)
-            }
-          })
+        /** Queues an outcome (the runner's fast path calls it directly, `h` in hand). */
+        const offer = (d: Broker.Delivery, item: I, attempt: Attempt, h: Held | undefined): void => {
+          if (killed) return
+          if (h !== undefined && !h.acking) {
+            h.acking = true
+            acking++
+            // the runner has moved on: its place is free for the claimer
+            freeRoom()
+          }
+          queued.push({ item, d, attempt })
+          if (signal !== undefined) {
+            const s = signal
+            signal = undefined
+            Deferred.doneUnsafe(s, Effect.void)
+          }
+        }
+        return {
+          offer,
+          run: (d: Broker.Delivery, item: I, attempt: Attempt): Effect.Effect<void> =>
+            Effect.sync(() => offer(d, item, attempt, held.get(d)))
+        }
       })
-    const complete = yield* acks("complete", broker.complete)
-    const retry = yield* acks("retry", broker.retry)
-    const deadLetter = yield* acks("deadLetter", broker.deadLetter)
+    const completions = yield* acks("complete", broker.complete)
+    const complete = completions.run
+    const retry = (yield* acks("retry", broker.retry)).run
+    const deadLetter = (yield* acks("deadLetter", broker.deadLetter)).run
 
     const attemptOf = (
       message: { readonly retries: number },
@@ -565,8 +587,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       return traceId && spanId ? Tracer.externalSpan({ traceId, spanId }) : undefined
     }
 
-    /** Runs one delivery to its outcome. Checks that need no I/O run synchronously. */
-    const process = (h: Held): Effect.Effect<void> => {
+    /**
+     * Runs one delivery to its outcome. Checks that need no I/O run
+     * synchronously; a delivery that passes them and needs nothing but its
+     * handler run and its outcome recorded (claim-started, acknowledged late,
+     * no time limits, no span, no debug logs) comes back as `Ready`, for the
+     * runner's fast path.
+     */
+    const process = (h: Held): Effect.Effect<void> | Ready => {
       const d = h.delivery
       const decoded = isMessage(d.message) ? Exit.succeed(d.message) : decodeMessageExit(d.message)
       if (Exit.isFailure(decoded)) {
@@ -622,7 +650,12 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const parent = parentSpan(message)
       // A span costs more than the rest of a no-op task's run: one is made
       // when a tracing backend is installed or the producer was traced.
-      if (!tracing && parent === undefined) return run(h, message, registered, payload.value)
+      if (!tracing && parent === undefined) {
+        if (registered.plain && d.startedAt !== undefined && !debug) {
+          return new Ready(message, registered, payload.value, d.startedAt)
+        }
+        return run(h, message, registered, payload.value)
+      }
       return run(h, message, registered, payload.value).pipe(
         Effect.withSpan(`errand.run ${task.name}`, {
           attributes: { "errand.task": task.name, "errand.id": d.id, "errand.attempt": message.retries },
@@ -646,6 +679,56 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const ewma = (avg: number, sample: number) => avg === 0 ? sample : avg + (sample - avg) / 16
     const claimStarts = (max: number) =>
       handlerTime > 0 && handlerTime < startRtt ? max : waiting.length === 0 ? idleRunners : 0
+
+    /** The handler's effect, with its `TaskContext`. */
+    const handlerOf = (d: Broker.Delivery, message: Message, registered: Registered, payload: unknown) => {
+      const ctx = TaskContext.of({
+        id: d.id,
+        task: registered.task.name,
+        queue: d.queue,
+        retries: message.retries,
+        eta: message.eta,
+        headers: message.headers,
+        worker: id,
+        updateState: (state, meta) => Effect.asVoid(backend.setState(d.id, state, meta)),
+        retry: retryRequest
+      })
+      // the runner's context already holds the tasks' services (`make` requires them)
+      return Effect.provideService(registered.impl.handler(payload), TaskContext, ctx) as Effect.Effect<
+        unknown,
+        unknown
+      >
+    }
+
+    /**
+     * The fast path's outcome of a handler that succeeded: what `outcome`
+     * does for it, without its steps, when there are no hooks to run.
+     * `false`: not handled here (`outcome` then handles it).
+     */
+    const succeeded = (h: Held, ready: Ready, exit: Exit.Exit<unknown, unknown>): boolean => {
+      if (exit._tag !== "Success" || hooks !== noHooks) return false
+      const registered = ready.registered
+      const encoded = registered.encodeSuccess(exit.value)
+      if (encoded._tag !== "Success") return false
+      const d = h.delivery
+      const message = ready.message
+      const attempt: Attempt = {
+        attempt: message.retries,
+        worker: id,
+        startedAt: ready.startedAt,
+        endedAt: clock.currentTimeMillisUnsafe(),
+        outcome: "SUCCESS"
+      }
+      completions.offer(d, {
+        id: d.id,
+        token: d.token,
+        state: "SUCCESS",
+        result: encoded.value,
+        attempt,
+        storeResult: registered.task.storeResult && message.storeResult !== false
+      }, attempt, h)
+      return true
+    }
 
     const run = Effect.fnUntraced(function*(
       h: Held,
@@ -671,22 +754,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         return yield* revoked(d, message, startedAt)
       }
       yield* log("Debug", "started", d, { task: task.name, attempt: message.retries })
-      const ctx = TaskContext.of({
-        id: d.id,
-        task: task.name,
-        queue: d.queue,
-        retries: message.retries,
-        eta: message.eta,
-        headers: message.headers,
-        worker: id,
-        updateState: (state, meta) => Effect.asVoid(backend.setState(d.id, state, meta)),
-        retry: retryRequest
-      })
-      // the runner's context already holds the tasks' services (`make` requires them)
-      const handler = Effect.provideService(registered.impl.handler(payload), TaskContext, ctx) as Effect.Effect<
-        unknown,
-        unknown
-      >
+      const handler = handlerOf(d, message, registered, payload)
       const fiber = yield* Effect.forkChild(handler, { startImmediately: true })
       h.fiber = fiber
       if (Option.isNone(task.softTimeLimit) && Option.isNone(task.timeLimit)) {
@@ -877,8 +945,30 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           yield* awaitWork
           continue
         }
-        const exit = yield* Effect.exit(process(h))
-        if (Exit.isFailure(exit)) {
+        const step = process(h)
+        let exit: Exit.Exit<void> | undefined
+        if (step instanceof Ready) {
+          // the fast path: what `run` does for such a delivery, without its steps
+          let handler: Effect.Effect<unknown, unknown> | undefined
+          try {
+            handler = handlerOf(h.delivery, step.message, step.registered, step.payload)
+          } catch (defect) {
+            // a handler function that throws: as when `run` calls it
+            exit = Exit.die(defect)
+          }
+          if (handler !== undefined) {
+            const fiber = yield* Effect.forkChild(handler, { startImmediately: true })
+            h.fiber = fiber
+            const t0 = clock.currentTimeNanosUnsafe()
+            const result = fiber.pollUnsafe() ?? (yield* Fiber.await(fiber))
+            handlerTime = ewma(handlerTime, Number(clock.currentTimeNanosUnsafe() - t0))
+            h.fiber = undefined
+            if (h.reason !== "killed" && !killed && !succeeded(h, step, result)) {
+              exit = yield* Effect.exit(outcome(h, step.message, step.registered, step.startedAt, result, false))
+            }
+          }
+        } else exit = yield* Effect.exit(step)
+        if (exit !== undefined && Exit.isFailure(exit)) {
           if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
           yield* Effect.logError("worker failed to process a task", exit.cause)
         }
