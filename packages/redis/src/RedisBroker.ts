@@ -38,6 +38,7 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
   Layer,
   Option,
   Queue,
@@ -908,6 +909,31 @@ export const makeWith: (options: {
       return { deliveries, nextAt }
     })
 
+  /**
+   * A claim whose scripts are on their way when it is interrupted (a worker
+   * shutting down while its claim waits for work) still leases their tasks
+   * at Redis. The round trip runs in a fiber of its own, so the claim stops
+   * at once, and that fiber gives the tasks back when the reply is in
+   * (`release`: ready again, no attempt counted) instead of leaving them
+   * leased until their lease runs out.
+   */
+  const landed = <A extends { readonly deliveries: ReadonlyArray<Delivery> }, E>(
+    once: Effect.Effect<A, E>
+  ): Effect.Effect<A, E> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.forkDetach(once), (fiber) =>
+        restore(Fiber.join(fiber)).pipe(
+          Effect.onInterrupt(() =>
+            Effect.forkDetach(
+              Fiber.join(fiber).pipe(
+                Effect.flatMap((result) => Effect.asVoid(release(result.deliveries))),
+                Effect.catch((e) => Effect.logWarning(`an interrupted claim could not give back its tasks: ${e}`))
+              )
+            )
+          )
+        ))
+    )
+
   const claim = (options: ClaimOptions): Effect.Effect<ReadonlyArray<Delivery>, BrokerError> =>
     Effect.gen(function*() {
       if (options.queues.length === 0) return []
@@ -921,7 +947,7 @@ export const makeWith: (options: {
         const taken = options.queues.map((q) => wake.acquire(q))
         const result = yield* Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
-          const { deliveries, nextAt } = yield* claimOnce(options, now)
+          const { deliveries, nextAt } = yield* landed(claimOnce(options, now))
           if (deliveries.length > 0 || now >= until || options.max <= 0) return Option.some(deliveries)
           const wakeAt = nextAt !== undefined && nextAt < until ? nextAt : until
           yield* Signals.wait(taken, wakeAt - now)
