@@ -103,10 +103,7 @@ if max > 0 then
   if #popped > 0 and redis.call("EXISTS", KEYS[4]) == 1 then
     local ids = {}
     for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
-    for k = 1, #ids, CHUNK do
-      local got = redis.call("HMGET", KEYS[4], unpack(ids, k, math.min(k + CHUNK - 1, #ids)))
-      for j = 1, #got do fast[k + j - 1] = got[j] end
-    end
+    fast = hmgetMany(KEYS[4], ids)
   end
   local fastToken, fastLeases = nil, {}
   for i = 1, #popped, 2 do
@@ -129,9 +126,7 @@ if max > 0 then
       leaseHash(id, deadline, leased)
     end
   end
-  for k = 1, #fastLeases, CHUNK do
-    redis.call("HSET", KEYS[5], unpack(fastLeases, k, math.min(k + CHUNK - 1, #fastLeases)))
-  end
+  callMany("HSET", KEYS[5], fastLeases)
   zaddMany(KEYS[3], leased)
 end
 

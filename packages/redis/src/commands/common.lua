@@ -85,22 +85,35 @@ local function readyScore(p, front, seq)
   return base + seq
 end
 
--- ZADD key [flag] score1 member1 score2 member2 ..., in chunks (Lua's unpack
--- limit).
-local function zaddMany(key, args, flag)
+-- cmd key [flag] args..., in chunks (Lua's unpack limit; CHUNK is even, so
+-- score member and field value pairs stay whole): ZADD, ZREM, HSET, HDEL.
+local function callMany(cmd, key, args, flag)
   for i = 1, #args, CHUNK do
     if flag then
-      redis.call("ZADD", key, flag, unpack(args, i, math.min(i + CHUNK - 1, #args)))
+      redis.call(cmd, key, flag, unpack(args, i, math.min(i + CHUNK - 1, #args)))
     else
-      redis.call("ZADD", key, unpack(args, i, math.min(i + CHUNK - 1, #args)))
+      redis.call(cmd, key, unpack(args, i, math.min(i + CHUNK - 1, #args)))
     end
   end
 end
 
+local function zaddMany(key, args, flag)
+  callMany("ZADD", key, args, flag)
+end
+
 local function zremMany(key, members)
-  for i = 1, #members, CHUNK do
-    redis.call("ZREM", key, unpack(members, i, math.min(i + CHUNK - 1, #members)))
+  callMany("ZREM", key, members)
+end
+
+-- HMGET key fields..., in chunks: the values in the order of fields (false:
+-- none).
+local function hmgetMany(key, fields)
+  local out = {}
+  for k = 1, #fields, CHUNK do
+    local got = redis.call("HMGET", key, unpack(fields, k, math.min(k + CHUNK - 1, #fields)))
+    for j = 1, #got do out[k + j - 1] = got[j] end
   end
+  return out
 end
 
 -- Appends a and b to the array t (score member, field value). Fixed

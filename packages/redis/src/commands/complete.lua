@@ -37,10 +37,7 @@ local fastLeases = {}
 if redis.call("EXISTS", KEYS[5]) == 1 then
   local ids = {}
   for i = 5, #ARGV, 6 do ids[#ids + 1] = ARGV[i] end
-  for k = 1, #ids, CHUNK do
-    local got = redis.call("HMGET", KEYS[5], unpack(ids, k, math.min(k + CHUNK - 1, #ids)))
-    for j = 1, #got do fastLeases[k + j - 1] = got[j] end
-  end
+  fastLeases = hmgetMany(KEYS[5], ids)
 end
 local fastDone = {}
 
@@ -102,14 +99,14 @@ for i = 5, #ARGV, 6 do
   end
 end
 if #fastDone > 0 then
-  hdelMany(KEYS[5], fastDone)
-  hdelMany(KEYS[4], fastDone)
+  callMany("HDEL", KEYS[5], fastDone)
+  callMany("HDEL", KEYS[4], fastDone)
 end
 if #lean > 0 then
   -- the two keys live at least as long as their entries: a queue nobody
   -- completes tasks on any more does not keep its expired done records
   local pDone = redis.call("PTTL", KEYS[2])
-  hsetMany(KEYS[2], lean)
+  callMany("HSET", KEYS[2], lean)
   keepFor(KEYS[2], pDone, ttl)
   if ttl > 0 then
     local pAt = redis.call("PTTL", KEYS[3])
@@ -121,7 +118,7 @@ if #lean > 0 then
   -- write done records trim: when they stop, the keys expire.
   local expired = redis.call("ZRANGEBYSCORE", KEYS[3], "-inf", nowS, "LIMIT", 0, 2 * #lean + 100)
   if #expired > 0 then
-    hdelMany(KEYS[2], expired)
+    callMany("HDEL", KEYS[2], expired)
     zremMany(KEYS[3], expired)
   end
 end

@@ -2,19 +2,6 @@
 -- common.lua to the scripts that read or write them only: every helper
 -- defined costs every call of a script that has it.
 
--- HSET key field1 value1 field2 value2 ..., in chunks.
-local function hsetMany(key, args)
-  for i = 1, #args, CHUNK do
-    redis.call("HSET", key, unpack(args, i, math.min(i + CHUNK - 1, #args)))
-  end
-end
-
-local function hdelMany(key, fields)
-  for i = 1, #fields, CHUNK do
-    redis.call("HDEL", key, unpack(fields, i, math.min(i + CHUNK - 1, #fields)))
-  end
-end
-
 -- A done record's value (see common.lua); absent fields read as their
 -- defaults.
 local function leanRecord(updatedAt, retries, submittedAt, eta, task)

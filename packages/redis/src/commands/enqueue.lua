@@ -45,16 +45,10 @@ for k = 1, count, CHUNK do
     break
   end
 end
--- fields of hash `key` for every id of the batch (nil: none), when it exists
+-- fields of hash `key` for every id of the batch (false: none), when it exists
 local function fieldsOf(key)
-  local found = {}
-  if redis.call("EXISTS", key) == 1 then
-    for k = 1, count, CHUNK do
-      local got = redis.call("HMGET", key, unpack(ids, k, math.min(k + CHUNK - 1, count)))
-      for j = 1, #got do found[k + j - 1] = got[j] end
-    end
-  end
-  return found
+  if redis.call("EXISTS", key) == 1 then return hmgetMany(key, ids) end
+  return {}
 end
 local lean = fieldsOf(KEYS[4]) -- lean[k]: the k-th id has a done record (maybe expired)
 local inFast = fieldsOf(KEYS[6]) -- inFast[k]: the k-th id is in the fast lane
@@ -124,9 +118,7 @@ for k = regular + 1, count do
   end
   out[k] = ""
 end
-for i = 1, #fast, CHUNK do
-  redis.call("HSET", KEYS[6], unpack(fast, i, math.min(i + CHUNK - 1, #fast)))
-end
+callMany("HSET", KEYS[6], fast)
 zaddMany(KEYS[1], ready)
 zaddMany(KEYS[2], delayed)
 if #ready > 0 or #delayed > 0 then
