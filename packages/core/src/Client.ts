@@ -304,18 +304,55 @@ const prepare = (
       message: `payload of ${task.name} does not match its Schema: ${text}`
     })
   }
-  const message: { -readonly [K in keyof Message]: Message[K] } = {
-    id: id ?? randomUUID(),
-    task: task.name,
-    queue: shared.queue,
-    payload: encoded.value,
-    headers: shared.headers,
-    priority: shared.priority,
-    retries: 0,
-    submittedAt: shared.now
-  }
-  if (shared.dueAt > shared.now) message.eta = shared.dueAt
-  if (!shared.storeResult) message.storeResult = false
+  // each shape of message made whole by one literal: a property added after
+  // it would go to a properties array of its own
+  const message: Message = shared.dueAt > shared.now
+    ? shared.storeResult
+      ? {
+        id: id ?? randomUUID(),
+        task: task.name,
+        queue: shared.queue,
+        payload: encoded.value,
+        headers: shared.headers,
+        priority: shared.priority,
+        retries: 0,
+        submittedAt: shared.now,
+        eta: shared.dueAt
+      }
+      : {
+        id: id ?? randomUUID(),
+        task: task.name,
+        queue: shared.queue,
+        payload: encoded.value,
+        headers: shared.headers,
+        priority: shared.priority,
+        retries: 0,
+        submittedAt: shared.now,
+        eta: shared.dueAt,
+        storeResult: false
+      }
+    : shared.storeResult
+    ? {
+      id: id ?? randomUUID(),
+      task: task.name,
+      queue: shared.queue,
+      payload: encoded.value,
+      headers: shared.headers,
+      priority: shared.priority,
+      retries: 0,
+      submittedAt: shared.now
+    }
+    : {
+      id: id ?? randomUUID(),
+      task: task.name,
+      queue: shared.queue,
+      payload: encoded.value,
+      headers: shared.headers,
+      priority: shared.priority,
+      retries: 0,
+      submittedAt: shared.now,
+      storeResult: false
+    }
   return { message, dueAt: shared.dueAt, dedupId }
 }
 
