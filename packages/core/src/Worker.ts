@@ -679,7 +679,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     let fastRuns = 0
     const ewma = (avg: number, sample: number) => avg === 0 ? sample : avg + (sample - avg) / 16
     const claimStarts = (max: number) =>
-      handlerTime > 0 && handlerTime < startRtt ? max : waiting.length === 0 ? idleRunners : 0
+      handlerTime > 0 && handlerTime < startRtt ? max : waiting.length === 0 ? idleRunners.length : 0
 
     /** The handler's effect, with its `TaskContext`. */
     const handlerOf = (
@@ -932,20 +932,19 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
 
     // Runners: `concurrency` fibers taking claimed deliveries in order. A
     // runner is free as soon as its task's outcome is queued for the broker.
-    let idleRunners = 0
-    let workSignal: Deferred.Deferred<void> | undefined
+    // Runners waiting for work, each on a signal of its own.
+    const idleRunners: Array<Deferred.Deferred<void>> = []
     const awaitWork = Effect.suspend(() => {
-      idleRunners++
-      return Deferred.await(workSignal ??= Deferred.makeUnsafe<void>())
+      const signal = Deferred.makeUnsafe<void>()
+      idleRunners.push(signal)
+      return Deferred.await(signal)
     })
     const offerWork = (hs: ReadonlyArray<Held>) => {
       for (const h of hs) waiting.push(h)
-      if (workSignal !== undefined && hs.length > 0) {
-        const s = workSignal
-        workSignal = undefined
-        idleRunners = 0
-        Deferred.doneUnsafe(s, Effect.void)
-      }
+      // Only as many runners as there are tasks for: a resumed runner runs at
+      // once, in this call, taking tasks until it waits (for its handler or
+      // for work), so each one is woken only while tasks are left for it.
+      while (waiting.length > 0 && idleRunners.length > 0) Deferred.doneUnsafe(idleRunners.pop()!, Effect.void)
     }
     const runner = Effect.gen(function*() {
       while (true) {
@@ -1032,7 +1031,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         lastFull = batch.length >= max
         if (!lastFull) batchSize = Math.max(prefetch, batchSize >> 1)
         else if (
-          batchSize < prefetchMax && waiting.length === 0 && idleRunners === concurrency &&
+          batchSize < prefetchMax && waiting.length === 0 && idleRunners.length === concurrency &&
           handlerTime > 0 && handlerTime < claimRtt
         ) batchSize = Math.min(prefetchMax, batchSize * 2)
         const hs: Array<Held> = []
