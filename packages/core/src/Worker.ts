@@ -681,14 +681,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const claimStarts = (max: number) =>
       handlerTime > 0 && handlerTime < startRtt ? max : waiting.length === 0 ? idleRunners.length : 0
 
-    /** The handler's effect, with its `TaskContext`. */
-    const handlerOf = (
-      d: Broker.Delivery,
-      message: Message,
-      registered: Registered,
-      payload: unknown
-    ): Effect.Effect<unknown, unknown> => {
-      const ctx = TaskContext.of({
+    /** What a handler's `TaskContext` says. */
+    const taskContextOf = (d: Broker.Delivery, message: Message, registered: Registered) =>
+      TaskContext.of({
         id: d.id,
         task: registered.task.name,
         queue: d.queue,
@@ -699,6 +694,15 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         updateState: (state, meta) => Effect.asVoid(backend.setState(d.id, state, meta)),
         retry: retryRequest
       })
+
+    /** The handler's effect, with its `TaskContext`. */
+    const handlerOf = (
+      d: Broker.Delivery,
+      message: Message,
+      registered: Registered,
+      payload: unknown
+    ): Effect.Effect<unknown, unknown> => {
+      const ctx = taskContextOf(d, message, registered)
       // the runner's context already holds the tasks' services (`make` requires them)
       const handler = registered.impl.handler(payload) as Effect.Effect<unknown, unknown>
       // The handler has a fiber of its own (see `run`): its context is set
@@ -708,6 +712,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         return handler
       })
     }
+
+    /**
+     * Waits for a handler started by the runner's fast path; a runner
+     * interrupted meanwhile interrupts it (and waits for it), as it does its
+     * child fibers.
+     */
+    const awaitHandler = (fiber: Fiber.Fiber<unknown, unknown>) =>
+      Effect.onInterrupt(Fiber.await(fiber), () => Fiber.interrupt(fiber))
 
     /**
      * The fast path's outcome of a handler that succeeded: what `outcome`
@@ -947,6 +959,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       while (waiting.length > 0 && idleRunners.length > 0) Deferred.doneUnsafe(idleRunners.pop()!, Effect.void)
     }
     const runner = Effect.gen(function*() {
+      const self = yield* Effect.fiber
       while (true) {
         const h = waiting.shift()
         if (h === undefined) {
@@ -959,18 +972,24 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           // the fast path: what `run` does for such a delivery, without its steps
           let handler: Effect.Effect<unknown, unknown> | undefined
           try {
-            handler = handlerOf(h.delivery, step.message, step.registered, step.payload)
+            handler = step.registered.impl.handler(step.payload) as Effect.Effect<unknown, unknown>
           } catch (defect) {
             // a handler function that throws: as when `run` calls it
             exit = Exit.die(defect)
           }
           if (handler !== undefined) {
-            const fiber = yield* Effect.forkChild(handler, { startImmediately: true })
+            // The handler's fiber starts at once, in the runner's context plus
+            // its TaskContext, and runs until it ends or waits: as `run`'s
+            // forkChild, without its steps (nor the runner's child set:
+            // `awaitHandler` interrupts it with the runner).
+            const fiber = Effect.runForkWith(
+              Context.add(self.context, TaskContext, taskContextOf(h.delivery, step.message, step.registered))
+            )(handler)
             h.fiber = fiber
             // one run in 8 is timed: a clock read costs more than the rest of
             // what a sample changes, and the average needs no more
             const t0 = (fastRuns++ & 7) === 0 ? clock.currentTimeNanosUnsafe() : undefined
-            const result = fiber.pollUnsafe() ?? (yield* Fiber.await(fiber))
+            const result = fiber.pollUnsafe() ?? (yield* awaitHandler(fiber))
             if (t0 !== undefined) handlerTime = ewma(handlerTime, Number(clock.currentTimeNanosUnsafe() - t0))
             h.fiber = undefined
             if (h.reason !== "killed" && !killed && !succeeded(h, step, result)) {
