@@ -386,12 +386,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
      * until its outcome lands; one the broker refuses (the lease was taken
      * over) is kept in history as STALE.
      */
-    const acks = <I extends Broker.Lease>(
+    const acks = <I extends Broker.Lease & { readonly attempt: Attempt }>(
       op: string,
       call: (batch: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
     ) =>
       Effect.gen(function*() {
-        let queued: Array<{ readonly item: I; readonly d: Broker.Delivery; readonly attempt: Attempt }> = []
+        // the queued outcomes and their deliveries, side by side
+        let queued: Array<I> = []
+        let queuedFor: Array<Broker.Delivery> = []
         let signal: Deferred.Deferred<void> | undefined
         const flusher = Effect.gen(function*() {
           while (true) {
@@ -404,19 +406,26 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
               continue
             }
             if (killed) return yield* Effect.never
-            const batch = queued.length <= 512 ? queued : queued.splice(0, 512)
-            if (batch === queued) queued = []
-            const oks = yield* persistent(op, call(batch.map((q) => q.item)))
+            let batch = queued
+            let batchFor = queuedFor
+            if (queued.length <= 512) {
+              queued = []
+              queuedFor = []
+            } else {
+              batch = queued.splice(0, 512)
+              batchFor = queuedFor.splice(0, 512)
+            }
+            const oks = yield* persistent(op, call(batch))
             for (let i = 0; i < batch.length; i++) {
-              const q = batch[i]!
-              if (oks[i] !== true) yield* stale(q.d, q.attempt)
-              done(q.d)
+              const d = batchFor[i]!
+              if (oks[i] !== true) yield* stale(d, batch[i]!.attempt)
+              done(d)
             }
           }
         })
         yield* Effect.forkScoped(flusher)
         /** Queues an outcome (the runner's fast path calls it directly, `h` in hand). */
-        const offer = (d: Broker.Delivery, item: I, attempt: Attempt, h: Held | undefined): void => {
+        const offer = (d: Broker.Delivery, item: I, h: Held | undefined): void => {
           if (killed) return
           if (h !== undefined && !h.acking) {
             h.acking = true
@@ -424,7 +433,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
             // the runner has moved on: its place is free for the claimer
             freeRoom()
           }
-          queued.push({ item, d, attempt })
+          queued.push(item)
+          queuedFor.push(d)
           if (signal !== undefined) {
             const s = signal
             signal = undefined
@@ -433,8 +443,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         }
         return {
           offer,
-          run: (d: Broker.Delivery, item: I, attempt: Attempt): Effect.Effect<void> =>
-            Effect.sync(() => offer(d, item, attempt, held.get(d)))
+          run: (d: Broker.Delivery, item: I): Effect.Effect<void> => Effect.sync(() => offer(d, item, held.get(d)))
         }
       })
     const completions = yield* acks("complete", broker.complete)
@@ -520,7 +529,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (decision._tag === "Retry") {
         const countdown = Duration.toMillis(decision.countdown)
         const entry = attempt("RETRY", countdown)
-        yield* retry(d, { id: d.id, token: d.token, dueAt: now + countdown, error, attempt: entry }, entry)
+        yield* retry(d, { id: d.id, token: d.token, dueAt: now + countdown, error, attempt: entry })
         return yield* log("Info", `retry in ${countdown} ms after ${error._tag}`, d, {
           task: task.name,
           attempt: message.retries,
@@ -542,7 +551,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         : error
       const entry = attempt("FAILURE")
       yield* beforeFinal(message, { state: "FAILURE", error: final })
-      yield* complete(d, { id: d.id, token: d.token, state: "FAILURE", error: final, attempt: entry }, entry)
+      yield* complete(d, { id: d.id, token: d.token, state: "FAILURE", error: final, attempt: entry })
       yield* log("Warning", `failed: ${final._tag}: ${final.message}`, d, { task: task.name })
     })
 
@@ -550,7 +559,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const now = yield* Clock.currentTimeMillis
       const attempt = attemptOf({ retries: message?.retries ?? 0 }, now, now, "DEAD", error)
       if (message !== undefined) yield* beforeFinal(message, { state: "FAILURE", error })
-      yield* deadLetter(d, { id: d.id, token: d.token, error, attempt }, attempt)
+      yield* deadLetter(d, { id: d.id, token: d.token, error, attempt })
       yield* log("Warning", `dead-lettered: ${error._tag}: ${error.message}`, d)
     })
 
@@ -747,7 +756,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         result: encoded.value,
         attempt,
         storeResult: registered.task.storeResult && message.storeResult !== false
-      }, attempt, h)
+      }, h)
       return true
     }
 
@@ -832,7 +841,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const error = info(new TaskRevoked({ taskId: d.id, message: `task ${d.id} was revoked` }))
       const attempt = attemptOf(message, startedAt, now, "REVOKED", error)
       yield* beforeFinal(message, { state: "REVOKED", error })
-      yield* complete(d, { id: d.id, token: d.token, state: "REVOKED", error, attempt }, attempt)
+      yield* complete(d, { id: d.id, token: d.token, state: "REVOKED", error, attempt })
       yield* log("Info", "revoked", d)
     })
 
@@ -869,7 +878,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           result: encoded.value,
           attempt,
           storeResult: task.storeResult && message.storeResult !== false
-        }, attempt)
+        })
         return yield* log("Debug", "succeeded", d, { task: task.name })
       }
       const cause = exit.cause
