@@ -52,6 +52,7 @@ import {
   WorkerShutdown
 } from "./Errors.ts"
 import * as Batcher from "./internal/batcher.ts"
+import { Fifo } from "./internal/fifo.ts"
 import { type Attempt, type Message, Message as MessageSchema, type Outcome } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 import * as Retry from "./Retry.ts"
@@ -290,7 +291,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     // Held deliveries whose outcome is queued for the broker (`Held.acking`).
     let acking = 0
     // Claimed deliveries waiting for a runner, oldest first.
-    const waiting: Array<Held> = []
+    const waiting = new Fifo<Held>()
 
     // Registration: who this worker is, renewed with every heartbeat (`errand inspect`).
     const host = options.host ?? defaultHost()
@@ -688,7 +689,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     let fastRuns = 0
     const ewma = (avg: number, sample: number) => avg === 0 ? sample : avg + (sample - avg) / 16
     const claimStarts = (max: number) =>
-      handlerTime > 0 && handlerTime < startRtt ? max : waiting.length === 0 ? idleRunners.length : 0
+      handlerTime > 0 && handlerTime < startRtt ? max : waiting.size === 0 ? idleRunners.length : 0
 
     /** What a handler's `TaskContext` says. */
     const taskContextOf = (d: Broker.Delivery, message: Message, registered: Registered) =>
@@ -965,7 +966,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       // Only as many runners as there are tasks for: a resumed runner runs at
       // once, in this call, taking tasks until it waits (for its handler or
       // for work), so each one is woken only while tasks are left for it.
-      while (waiting.length > 0 && idleRunners.length > 0) Deferred.doneUnsafe(idleRunners.pop()!, Effect.void)
+      while (waiting.size > 0 && idleRunners.length > 0) Deferred.doneUnsafe(idleRunners.pop()!, Effect.void)
     }
     const runner = Effect.gen(function*() {
       const self = yield* Effect.fiber
@@ -1059,7 +1060,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         lastFull = batch.length >= max
         if (!lastFull) batchSize = Math.max(prefetch, batchSize >> 1)
         else if (
-          batchSize < prefetchMax && waiting.length === 0 && idleRunners.length === concurrency &&
+          batchSize < prefetchMax && waiting.size === 0 && idleRunners.length === concurrency &&
           handlerTime > 0 && handlerTime < claimRtt
         ) batchSize = Math.min(prefetchMax, batchSize * 2)
         const hs: Array<Held> = []
@@ -1122,7 +1123,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (claimingShort) yield* Effect.timeoutOption(Fiber.await(claimerFiber), "2 seconds")
       yield* Fiber.interrupt(claimerFiber)
       // Prefetched tasks that never started go back at once.
-      const unstarted = waiting.splice(0)
+      const unstarted = waiting.takeAll()
       if (unstarted.length > 0) {
         for (const h of unstarted) held.delete(h.delivery)
         yield* persistent("release", broker.release(unstarted.map((h) => ({ id: h.delivery.id, token: h.delivery.token }))))
