@@ -286,6 +286,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       return yield* Effect.die(new Error("Worker: no queues to consume (pass `queues` or at least one task)"))
     }
     const cold = Deferred.makeUnsafe<void>()
+    // Done when the worker is killed (`kill`).
+    const killedSignal = Deferred.makeUnsafe<void>()
 
     const held = new Map<Broker.Delivery, Held>()
     // Held deliveries whose outcome is queued for the broker (`Held.acking`).
@@ -1105,6 +1107,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const kill = Effect.gen(function*() {
       if (killed) return
       killed = true
+      Deferred.doneUnsafe(killedSignal, Effect.void)
       stopping = true
       for (const h of held.values()) {
         h.reason = "killed"
@@ -1151,7 +1154,10 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       yield* Fiber.interruptAll([heartbeatFiber, ...runners])
       yield* register(true).pipe(Effect.timeoutOption("2 seconds"))
     })
-    yield* Effect.addFinalizer(() => shutdown)
+    // A worker killed while it shuts down (a crash during a warm shutdown,
+    // in tests) stops shutting down: its waits (grace, release, the last
+    // claim) would otherwise wait on for a death that already came.
+    yield* Effect.addFinalizer(() => Effect.raceFirst(Effect.interruptible(shutdown), Deferred.await(killedSignal)))
 
     return {
       id,
