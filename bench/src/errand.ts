@@ -198,7 +198,9 @@ export const inMemory = (config: RoleConfig) =>
 
 /**
  * Diagnostics for RESULTS.md: errand's Redis CPU per task for each broker step
- * (batched as the worker batches them), and the round trip of each step for a
+ * on the path the e2e worker takes (tasks whose result is not stored, so the
+ * fast lane; claims that start what they take, so no `start` step; steps
+ * batched as the worker batches them), and the round trip of each step for a
  * single task (the latency budget of submit → start).
  */
 export const steps = (config: RoleConfig) =>
@@ -218,7 +220,8 @@ export const steps = (config: RoleConfig) =>
           headers: {},
           priority: 5,
           retries: 0,
-          submittedAt: at
+          submittedAt: at,
+          storeResult: false
         },
         dueAt: at
       })
@@ -242,24 +245,24 @@ export const steps = (config: RoleConfig) =>
       )
       const deliveries: Array<Broker.Delivery> = []
       yield* phase(
-        `claim (batches of ${config.prefetch})`,
+        `claim (starting them; batches of ${config.prefetch})`,
         Effect.gen(function*() {
           while (deliveries.length < n) {
-            const got = yield* broker.claim({ queues: [queue], worker: "w", max: config.prefetch, leaseMillis: 60_000, waitMillis: 0 })
+            const got = yield* broker.claim({
+              queues: [queue],
+              worker: "w",
+              max: config.prefetch,
+              leaseMillis: 60_000,
+              waitMillis: 0,
+              start: config.prefetch
+            })
             if (got.length === 0) break
             deliveries.push(...got)
           }
         })
       )
-      const B = config.concurrency
+      const B = config.prefetch
       const chunks = Array.from({ length: Math.ceil(deliveries.length / B) }, (_, k) => deliveries.slice(k * B, k * B + B))
-      yield* phase(
-        `start (batches of ${B})`,
-        Effect.forEach(chunks, (c) =>
-          broker.start(c.map((d) => ({ id: d.id, token: d.token, worker: "w", startedAt: at, ackEarly: false }))), {
-          discard: true
-        })
-      )
       yield* phase(
         `complete (batches of ${B})`,
         Effect.forEach(chunks, (c) =>
@@ -274,7 +277,7 @@ export const steps = (config: RoleConfig) =>
       )
       // single-task round trips
       const rounds = 200
-      const rt: Record<string, Array<number>> = { enqueue: [], claim: [], start: [], complete: [] }
+      const rt: Record<string, Array<number>> = { enqueue: [], claim: [], complete: [] }
       const time = <A>(name: string, effect: Effect.Effect<A, unknown>) =>
         Effect.gen(function*() {
           const t = now()
@@ -284,9 +287,11 @@ export const steps = (config: RoleConfig) =>
         })
       for (let i = 0; i < rounds; i++) {
         yield* time("enqueue", broker.enqueue([submission(n + i, Date.now())]))
-        const [d] = yield* time("claim", broker.claim({ queues: [queue], worker: "w", max: 1, leaseMillis: 60_000, waitMillis: 0 }))
+        const [d] = yield* time(
+          "claim",
+          broker.claim({ queues: [queue], worker: "w", max: 1, leaseMillis: 60_000, waitMillis: 0, start: 1 })
+        )
         if (d === undefined) continue
-        yield* time("start", broker.start([{ id: d.id, token: d.token, worker: "w", startedAt: Date.now(), ackEarly: false }]))
         yield* time("complete", broker.complete([{
           id: d.id,
           token: d.token,
