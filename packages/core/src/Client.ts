@@ -226,6 +226,24 @@ const traced = (fiber: Fiber.Fiber<unknown, unknown>) => {
   return (cache.tracer !== undefined && cache.tracer !== Tracer.nativeTracer) || cache.span !== undefined
 }
 
+/**
+ * `effect(span)` inside a span `<name> <task>` when something can see it: a
+ * tracer is installed, or the caller is traced (each message then carries
+ * the trace to its run). Otherwise no span: it would cost more than the rest
+ * of a submit, for nothing.
+ */
+const traceable = <A, E>(
+  name: string,
+  task: Task.Any,
+  effect: (span: Tracer.Span | undefined) => Effect.Effect<A, E>
+): Effect.Effect<A, E> =>
+  Effect.withFiber((fiber) => {
+    if (!traced(fiber)) return effect(undefined)
+    return Effect.withFiber((inner) => effect(spanOf(inner))).pipe(
+      Effect.withSpan(`${name} ${task.name}`, { attributes: { "errand.task": task.name } }, { captureStackTrace: false })
+    )
+  })
+
 /** The fiber's current span, if it is one of this process's (not an external parent). */
 const spanOf = (fiber: Fiber.Fiber<unknown, unknown>): Tracer.Span | undefined => {
   const span = fiber.cache.span
@@ -390,43 +408,24 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
     payload: Task.PayloadInput<T>,
     options?: SubmitOptions
   ): Effect.Effect<Job<T>, PayloadInvalid | BrokerError> =>
-    Effect.withFiber((fiber) => {
-      // The submit span exists when something can see it: a tracer is
-      // installed, or the caller is traced (the run then joins its trace).
-      // Otherwise it would cost more than the rest of a submit, for nothing.
-      if (!traced(fiber)) return submitWith(task, payload, options, undefined)
-      return Effect.withFiber((inner) => submitWith(task, payload, options, spanOf(inner))).pipe(
-        Effect.withSpan(`errand.submit ${task.name}`, { attributes: { "errand.task": task.name } }, {
-          captureStackTrace: false
-        })
-      )
-    })
+    traceable("errand.submit", task, (span) => submitWith(task, payload, options, span))
 
   const submitMany = <T extends Task.Any>(
     task: T,
     payloads: Iterable<Task.PayloadInput<T>>,
     options?: Omit<SubmitOptions, "id" | "dedupId">
   ): Effect.Effect<Array<Job<T>>, PayloadInvalid | BrokerError> =>
-    Effect.withFiber((fiber) => {
-      // as for `submit`: a span (which each message then carries to its run)
-      // only when a tracer is installed or the caller is traced
-      const many = submitManyWith(task, payloads, options)
-      if (!traced(fiber)) return many
-      return many.pipe(
-        Effect.withSpan(`errand.submitMany ${task.name}`, { attributes: { "errand.task": task.name } }, {
-          captureStackTrace: false
-        })
-      )
-    })
+    traceable("errand.submitMany", task, (span) => submitManyWith(task, payloads, options, span))
 
   const submitManyWith = <T extends Task.Any>(
     task: T,
     payloads: Iterable<Task.PayloadInput<T>>,
-    options?: Omit<SubmitOptions, "id" | "dedupId">
+    options: Omit<SubmitOptions, "id" | "dedupId"> | undefined,
+    span: Tracer.Span | undefined
   ) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
-      const shared = sharedOf(task, options, now, spanOf(yield* Effect.fiber))
+      const shared = sharedOf(task, options, now, span)
       const encode = encoderOf(task)
       const submissions: Array<Broker.Submission> = []
       for (const payload of payloads) {
