@@ -76,8 +76,9 @@ export interface Options<Tasks extends ReadonlyArray<Task.AnyImplemented>> {
   /**
    * How far claims may grow beyond `prefetch` while handlers end faster than
    * a claim round trip and the runners run dry waiting for claims: each such
-   * claim doubles the batch, up to this many tasks. Default: `max(prefetch,
-   * 1000)`; `prefetch` turns the growth off.
+   * claim doubles the batch, up to this many tasks; it halves back toward
+   * `prefetch` once handlers get slower or claims come back short. Default:
+   * `max(prefetch, 1000)`; `prefetch` turns the growth off.
    */
   readonly prefetchMax?: number | undefined
   /** How long a claim lasts without a heartbeat. Renewed every third of it. Default 10 seconds. */
@@ -1060,11 +1061,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         claimingShort = false
         if (t0 !== undefined) claimRtt = ewma(claimRtt, Number(clock.currentTimeNanosUnsafe() - t0))
         lastFull = batch.length >= max
-        if (!lastFull) batchSize = Math.max(prefetch, batchSize >> 1)
-        else if (
-          batchSize < prefetchMax && waiting.size === 0 && idleRunners.length === concurrency &&
-          handlerTime > 0 && handlerTime < claimRtt
-        ) batchSize = Math.min(prefetchMax, batchSize * 2)
+        const quick = handlerTime > 0 && handlerTime < claimRtt
+        // shrinks when the queues run short or handlers got slower than a
+        // claim round trip (a slowed downstream): a worker then holds no
+        // more than it can start soon
+        if (!lastFull || !quick) batchSize = Math.max(prefetch, batchSize >> 1)
+        else if (batchSize < prefetchMax && waiting.size === 0 && idleRunners.length === concurrency) {
+          batchSize = Math.min(prefetchMax, batchSize * 2)
+        }
         const hs: Array<Held> = []
         for (const delivery of batch) {
           const h: Held = { delivery, fiber: undefined, reason: undefined, acking: false }

@@ -55,6 +55,24 @@ describe("claim size", () => {
     }).pipe(Effect.scoped, Effect.provide(layer))
   })
 
+  it.live("grown claims shrink back to prefetch once handlers get slower than a claim round trip", () => {
+    const { layer, maxes } = recording(3)
+    let ran = 0
+    let slow = false
+    const impl = Task.implement(Noop, ({ n }) =>
+      Effect.as(slow ? Effect.sleep(20) : Effect.void, n).pipe(Effect.ensuring(Effect.sync(() => ran++))))
+    return Effect.gen(function*() {
+      yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 4, prefetchMax: 64 })
+      yield* drain(Noop, 3000, () => ran)
+      assert.isTrue(maxes.some((m) => m > 4), `claims grew first: ${maxes.slice(0, 20).join(", ")}`)
+      slow = true
+      const before = maxes.length
+      yield* drain(Noop, 300, () => ran - 3000)
+      const after = maxes.slice(before)
+      assert.isAtMost(after.at(-1)!, 4, `the last claims are back at prefetch: ${after.join(", ")}`)
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
   it.live("claims stay at prefetch while handlers take longer than a claim round trip", () => {
     const { layer, maxes } = recording(1)
     let ran = 0
