@@ -32,8 +32,8 @@ import { ResultBackend } from "./ResultBackend.ts"
 /**
  * Where a task is. `failed`: ended FAILURE, the message kept so `redeliver`
  * can run it again. `gone`: forgotten (a raw message removed, or an expired
- * record). A task that ended SUCCESS or REVOKED is no longer an `Entry` but
- * an `Ended`.
+ * record). A task that ended SUCCESS or REVOKED has no `Entry` any more: its
+ * `Slot` keeps only the record.
  */
 type Place = "ready" | "delayed" | "leased" | "dead" | "failed" | "gone"
 
@@ -42,9 +42,14 @@ type StoredRecord = {
   -readonly [K in keyof TaskRecord]: TaskRecord[K]
 } & { history: Array<Attempt> }
 
-/** One task: its message, its place in the queues and its record, under one id. */
+/**
+ * The live part of a task: its message and its place in the queues. Dropped
+ * from its `Slot` when the task ends SUCCESS or REVOKED.
+ */
 interface Entry {
   readonly id: string
+  /** The task's slot under its id (the record lives there). */
+  readonly slot: Slot
   readonly queue: string
   readonly q: QueueState
   /** The stored message: a `Message` normally; anything when written raw. Dropped when the task ends. */
@@ -68,27 +73,25 @@ interface Entry {
   revoked: boolean
   lost: Broker.LostLease | undefined
   readonly dedupId: string | undefined
-  /** `undefined` for a raw message that no step has recorded yet. */
-  record: StoredRecord | undefined
-  /** When a final record is forgotten (`Infinity`: not final, or kept forever). */
-  expiresAt: number
   waiters: Array<Deferred.Deferred<void>> | undefined
 }
 
 /**
- * What is kept of a task that ended SUCCESS or REVOKED: its record, until it
- * expires. It replaces the task's `Entry` (message, lease and queue fields),
- * so a long tail of ended tasks holds only their records.
+ * A task as the broker holds it under its id, for the record's lifetime: the
+ * record, when it expires, and the live `Entry` while the task has one. When
+ * the task ends SUCCESS or REVOKED only `live` is dropped, so the map entry is
+ * not replaced and a long tail of ended tasks holds only small slots and their
+ * records.
  */
-interface Ended {
+interface Slot {
   readonly id: string
-  readonly place: "final"
-  readonly record: StoredRecord
-  readonly expiresAt: number
+  /** `undefined` for a raw message that no step has recorded yet. */
+  record: StoredRecord | undefined
+  /** When a final record is forgotten (`Infinity`: not final, or kept forever). */
+  expiresAt: number
+  /** `undefined`: ended SUCCESS or REVOKED (final), or forgotten. */
+  live: Entry | undefined
 }
-
-/** A task as the broker holds it under its id. */
-type Slot = Entry | Ended
 
 /** A shared empty history: replaced by a fresh array at the first append. */
 const noHistory: Array<Attempt> = []
@@ -293,7 +296,7 @@ export const makeWith = (options: Options = {}) =>
     const registered = new Map<string, Broker.WorkerInfo>()
     /** Queues a task was enqueued to (what `queues` lists, as on Redis). */
     const known = new Set<string>()
-    /** Final entries in the order they will expire (stamp: their `expiresAt`). */
+    /** Slots of final records in the order they will expire (stamp: their `expiresAt`). */
     const expiring = new Fifo<Slot>()
     let seq = 0
     let wakeup = Deferred.makeUnsafe<void>()
@@ -329,29 +332,33 @@ export const makeWith = (options: Options = {}) =>
       priority: number,
       dedupId: string | undefined,
       record: StoredRecord | undefined
-    ): Entry => ({
-      id,
-      queue,
-      q: queueOf(queue),
-      message,
-      priority,
-      place: "gone",
-      generation: 0,
-      heapIndex: -1,
-      heapKey: 0,
-      heapSeq: 0,
-      token: 0,
-      deadline: 0,
-      worker: "",
-      startedAt: undefined,
-      ackedEarly: false,
-      revoked: false,
-      lost: undefined,
-      dedupId,
-      record,
-      expiresAt: Infinity,
-      waiters: undefined
-    })
+    ): Entry => {
+      const slot: Slot = { id, record, expiresAt: Infinity, live: undefined }
+      const entry: Entry = {
+        id,
+        slot,
+        queue,
+        q: queueOf(queue),
+        message,
+        priority,
+        place: "gone",
+        generation: 0,
+        heapIndex: -1,
+        heapKey: 0,
+        heapSeq: 0,
+        token: 0,
+        deadline: 0,
+        worker: "",
+        startedAt: undefined,
+        ackedEarly: false,
+        revoked: false,
+        lost: undefined,
+        dedupId,
+        waiters: undefined
+      }
+      slot.live = entry
+      return entry
+    }
 
     const leave = (entry: Entry) => {
       const c = entry.q.counts
@@ -371,10 +378,13 @@ export const makeWith = (options: Options = {}) =>
         case "dead":
           c.dead--
           break
+        case "failed":
+          // only a FAILURE record expires while its entry is live
+          entry.slot.expiresAt = Infinity
+          break
       }
       entry.generation++
       entry.place = "gone"
-      entry.expiresAt = Infinity
     }
 
     const toReady = (entry: Entry, front: boolean) => {
@@ -421,20 +431,32 @@ export const makeWith = (options: Options = {}) =>
 
     /** Forgets a task: no queue, no record. */
     const forget = (slot: Slot) => {
-      if (slot.place !== "final") {
-        leave(slot)
-        releaseDedup(slot)
+      const entry = slot.live
+      if (entry !== undefined) {
+        leave(entry)
+        releaseDedup(entry)
+        entry.message = undefined
+        slot.live = undefined
         slot.record = undefined
-        slot.message = undefined
       }
       if (tasks.get(slot.id) === slot) tasks.delete(slot.id)
+    }
+
+    /** A slot about to be replaced under its id: its live entry leaves the queues. */
+    const detach = (slot: Slot) => {
+      const entry = slot.live
+      if (entry !== undefined) {
+        leave(entry)
+        slot.live = undefined
+      }
     }
 
     /** From now on the entry's record expires `ttl` from `now`. */
     const expireLater = (entry: Entry, now: number) => {
       if (ttl <= 0) return
-      entry.expiresAt = now + ttl
-      expiring.push(entry, entry.expiresAt)
+      const slot = entry.slot
+      slot.expiresAt = now + ttl
+      expiring.push(slot, slot.expiresAt)
     }
 
     /** Forgets the final records whose time is up (the oldest first). */
@@ -464,15 +486,19 @@ export const makeWith = (options: Options = {}) =>
       releaseDedup(entry)
       entry.message = undefined
       entry.lost = undefined
-      const record = entry.record
-      if (tasks.get(entry.id) !== entry) return
-      if (record === undefined) {
-        tasks.delete(entry.id)
+      const slot = entry.slot
+      // a slot replaced under its id (`pushRaw`) or forgotten no longer holds its entry
+      if (slot.live !== entry) return
+      slot.live = undefined
+      if (slot.record === undefined) {
+        if (tasks.get(slot.id) === slot) tasks.delete(slot.id)
         return
       }
-      const ended: Ended = { id: entry.id, place: "final", record, expiresAt: ttl > 0 ? now + ttl : Infinity }
-      tasks.set(entry.id, ended)
-      if (ttl > 0) expiring.push(ended, ended.expiresAt)
+      // the slot stays in place: ending a task does not touch the map
+      if (ttl > 0) {
+        slot.expiresAt = now + ttl
+        expiring.push(slot, slot.expiresAt)
+      }
     }
 
     /** A task that ended FAILURE keeps its message (no queue holds it) for `redeliver`. */
@@ -501,7 +527,7 @@ export const makeWith = (options: Options = {}) =>
           }
         }
         toReady(entry, true)
-        const record = entry.record
+        const record = entry.slot.record
         if (record !== undefined) {
           record.state = "PENDING"
           record.updatedAt = now
@@ -564,7 +590,7 @@ export const makeWith = (options: Options = {}) =>
             dedup.set(dedupKey(message.queue, dedupId), message.id)
           }
           // a raw message under the same id (`pushRaw`) is replaced
-          if (existing !== undefined && existing.place !== "final") leave(existing)
+          if (existing !== undefined) detach(existing)
           const record: StoredRecord = message.eta === undefined
             ? {
               id: message.id,
@@ -588,7 +614,7 @@ export const makeWith = (options: Options = {}) =>
               history: noHistory
             }
           const entry = newEntry(message.id, message.queue, message, message.priority, dedupId, record)
-          tasks.set(entry.id, entry)
+          tasks.set(entry.id, entry.slot)
           if (entry.queue !== lastKnown) {
             known.add(entry.queue)
             lastKnown = entry.queue
@@ -624,7 +650,7 @@ export const makeWith = (options: Options = {}) =>
               started++
               entry.startedAt = now
             }
-            const record = entry.record
+            const record = entry.slot.record
             if (record !== undefined) {
               record.state = startNow ? "STARTED" : "RECEIVED"
               record.updatedAt = now
@@ -680,7 +706,7 @@ export const makeWith = (options: Options = {}) =>
           entry.startedAt = item.startedAt
           entry.worker = item.worker
           entry.ackedEarly = item.ackEarly
-          const record = entry.record
+          const record = entry.slot.record
           if (record !== undefined && !finalStates.has(record.state)) {
             record.state = "STARTED"
             record.updatedAt = now
@@ -711,7 +737,7 @@ export const makeWith = (options: Options = {}) =>
             out[i] = false
             continue
           }
-          const record = entry.record
+          const record = entry.slot.record
           if (record !== undefined) {
             record.state = item.state
             record.updatedAt = now
@@ -749,7 +775,7 @@ export const makeWith = (options: Options = {}) =>
           if (item.dueAt <= now) toReady(entry, false)
           else toDelayed(entry, item.dueAt)
           woke = true
-          const record = entry.record
+          const record = entry.slot.record
           if (record !== undefined) {
             record.state = "RETRY"
             record.retries++
@@ -770,8 +796,8 @@ export const makeWith = (options: Options = {}) =>
           if (entry === undefined) return false
           entry.lost = undefined
           toDead(entry)
-          const record = entry.record ?? recordFromRaw(entry, now)
-          entry.record = record
+          const record = entry.slot.record ?? recordFromRaw(entry, now)
+          entry.slot.record = record
           record.state = "FAILURE"
           record.updatedAt = now
           record.error = item.error
@@ -786,7 +812,7 @@ export const makeWith = (options: Options = {}) =>
           const entry = leased(item)
           if (entry === undefined) return false
           toReady(entry, true)
-          const record = entry.record
+          const record = entry.slot.record
           if (record !== undefined && !finalStates.has(record.state)) {
             record.state = "PENDING"
             record.updatedAt = now
@@ -799,7 +825,7 @@ export const makeWith = (options: Options = {}) =>
 
     /** A waiting task removed before it ran: REVOKED with `message`. */
     const revokeWaiting = (entry: Entry, now: number, message: string) => {
-      const record = entry.record
+      const record = entry.slot.record
       toFinal(entry, now)
       if (record !== undefined) {
         record.state = "REVOKED"
@@ -811,10 +837,11 @@ export const makeWith = (options: Options = {}) =>
 
     const revoke = (id: string) =>
       Effect.map(Clock.currentTimeMillis, (now): Broker.RevokeResult => {
-        const entry = find(id, now)
-        if (entry === undefined) return "unknown"
-        const record = entry.record
-        if (entry.place === "dead" || entry.place === "failed" || entry.place === "final" || entry.place === "gone") {
+        const slot = find(id, now)
+        if (slot === undefined) return "unknown"
+        const record = slot.record
+        const entry = slot.live
+        if (entry === undefined || entry.place === "dead" || entry.place === "failed" || entry.place === "gone") {
           return record === undefined ? "unknown" : "final"
         }
         if (entry.place === "leased") {
@@ -828,10 +855,10 @@ export const makeWith = (options: Options = {}) =>
 
     const redeliver = (id: string) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
-        const entry = find(id, now)
+        const entry = find(id, now)?.live
         if (entry === undefined || (entry.place !== "dead" && entry.place !== "failed")) return false
         toReady(entry, false)
-        const record = entry.record
+        const record = entry.slot.record
         if (record !== undefined) {
           record.state = "PENDING"
           record.updatedAt = now
@@ -868,8 +895,9 @@ export const makeWith = (options: Options = {}) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         const wanted = new Set(names)
         const counts = new Map<string, number>()
-        for (const entry of [...tasks.values()]) {
-          if ((entry.place !== "ready" && entry.place !== "delayed") || !wanted.has(entry.queue)) continue
+        for (const slot of [...tasks.values()]) {
+          const entry = slot.live
+          if (entry === undefined || (entry.place !== "ready" && entry.place !== "delayed") || !wanted.has(entry.queue)) continue
           counts.set(entry.queue, (counts.get(entry.queue) ?? 0) + 1)
           revokeWaiting(entry, now, `task ${entry.id} was purged from queue ${entry.queue} before it ran`)
         }
@@ -900,10 +928,11 @@ export const makeWith = (options: Options = {}) =>
 
     const awaitFinal = (id: string): Effect.Effect<Option.Option<TaskRecord>> =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const entry = find(id, now)
-        const record = entry?.record
-        if (entry === undefined || record === undefined) return Effect.succeed(Option.none())
-        if (entry.place === "final" || finalStates.has(record.state)) {
+        const slot = find(id, now)
+        const record = slot?.record
+        if (slot === undefined || record === undefined) return Effect.succeed(Option.none())
+        const entry = slot.live
+        if (entry === undefined || finalStates.has(record.state)) {
           return Effect.succeed(Option.some(snapshot(record)))
         }
         const deferred = Deferred.makeUnsafe<void>()
@@ -915,9 +944,9 @@ export const makeWith = (options: Options = {}) =>
     const pushRaw = (queue: string, id: string, message: unknown) =>
       Effect.sync(() => {
         const existing = tasks.get(id)
-        if (existing !== undefined && existing.place !== "final") leave(existing)
+        if (existing !== undefined) detach(existing)
         const entry = newEntry(id, queue, message, 5, undefined, existing?.record)
-        tasks.set(id, entry)
+        tasks.set(id, entry.slot)
         known.add(queue)
         toReady(entry, false)
         signal()
