@@ -58,7 +58,7 @@ interface Entry {
   place: Place
   /** Bumped at every move, so stale lane entries are skipped. */
   generation: number
-  /** Position in the queue's delayed or leased heap (the one its place says), -1 when in neither. */
+  /** Position in the queue's delayed or leased heap (the one its place says); -2 in the leases' FIFO, -1 in neither. */
   heapIndex: number
   /** The heap's key: when the task is due (delayed) or its lease runs out (leased). */
   heapKey: number
@@ -118,6 +118,10 @@ class EntryHeap {
     entry.heapIndex = this.items.length
     this.items.push(entry)
     this.up(entry.heapIndex)
+  }
+
+  peek(): Entry | undefined {
+    return this.items[0]
   }
 
   pop(): Entry | undefined {
@@ -181,6 +185,136 @@ class EntryHeap {
   }
 }
 
+/**
+ * The leased entries by deadline. Leases are nearly always taken in deadline
+ * order (now plus the same lease time), so they go in a FIFO where an ended
+ * or renewed lease is not removed but skipped when it surfaces (an O(1) step
+ * instead of a heap's log n cache misses); the FIFO is compacted when skipped
+ * items outnumber live ones. A lease that would break the order (a shorter
+ * lease time) goes to a heap. `heapIndex` is -2 for an entry in the FIFO, and
+ * a FIFO item is live while its entry is leased with the item's `heapSeq`.
+ * (A lease renewed to the same deadline as another goes after it.)
+ */
+class LeaseQueue {
+  private items: Array<Entry | undefined> = []
+  private keys: Array<number> = []
+  private seqs: Array<number> = []
+  private head = 0
+  /** Live items in the FIFO. */
+  private live = 0
+  private readonly heap = new EntryHeap()
+
+  push(entry: Entry, key: number, seq: number): void {
+    const n = this.items.length
+    if (n > this.head && key < this.keys[n - 1]!) {
+      this.heap.push(entry, key, seq)
+      return
+    }
+    entry.heapKey = key
+    entry.heapSeq = seq
+    entry.heapIndex = -2
+    this.items.push(entry)
+    this.keys.push(key)
+    this.seqs.push(seq)
+    this.live++
+  }
+
+  remove(entry: Entry): void {
+    if (entry.heapIndex >= 0) {
+      this.heap.remove(entry)
+      return
+    }
+    if (entry.heapIndex !== -2) return
+    entry.heapIndex = -1
+    this.live--
+    const size = this.items.length - this.head
+    if (size > 64 && size > 2 * this.live) this.compact()
+  }
+
+  /** Re-files a lease with a new deadline (a renew). */
+  update(entry: Entry, key: number, seq: number): void {
+    if (entry.heapIndex >= 0) {
+      this.heap.update(entry, key)
+      return
+    }
+    this.remove(entry)
+    this.push(entry, key, seq)
+  }
+
+  /** The earliest deadline (`undefined`: none leased). */
+  peekKey(): number | undefined {
+    const top = this.heap.peek()
+    if (!this.skip()) return top?.heapKey
+    const key = this.keys[this.head]!
+    return top !== undefined && top.heapKey < key ? top.heapKey : key
+  }
+
+  /** Takes the entry whose lease runs out first. */
+  pop(): Entry | undefined {
+    const top = this.heap.peek()
+    if (!this.skip()) return this.heap.pop()
+    const key = this.keys[this.head]!
+    if (top !== undefined && (top.heapKey < key || (top.heapKey === key && top.heapSeq < this.seqs[this.head]!))) {
+      return this.heap.pop()
+    }
+    const entry = this.items[this.head]!
+    this.items[this.head] = undefined
+    this.head++
+    entry.heapIndex = -1
+    this.live--
+    this.trim()
+    return entry
+  }
+
+  /** Drops stale items at the head; says whether a live one is there. */
+  private skip(): boolean {
+    const items = this.items
+    while (this.head < items.length) {
+      const entry = items[this.head]!
+      if (entry.heapIndex === -2 && entry.heapSeq === this.seqs[this.head] && entry.place === "leased") return true
+      items[this.head] = undefined
+      this.head++
+    }
+    this.trim()
+    return false
+  }
+
+  private trim(): void {
+    if (this.head === this.items.length) {
+      if (this.head > 0) {
+        this.items = []
+        this.keys = []
+        this.seqs = []
+        this.head = 0
+      }
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.keys = this.keys.slice(this.head)
+      this.seqs = this.seqs.slice(this.head)
+      this.head = 0
+    }
+  }
+
+  /** Keeps only the live items, in order, in place. */
+  private compact(): void {
+    const { items, keys, seqs } = this
+    let j = 0
+    for (let i = this.head; i < items.length; i++) {
+      const entry = items[i]!
+      if (entry.heapIndex === -2 && entry.heapSeq === seqs[i] && entry.place === "leased") {
+        items[j] = entry
+        keys[j] = keys[i]!
+        seqs[j] = seqs[i]!
+        j++
+      }
+    }
+    items.length = j
+    keys.length = j
+    seqs.length = j
+    this.head = 0
+  }
+}
+
 const before = (a: Entry, b: Entry) => a.heapKey < b.heapKey || (a.heapKey === b.heapKey && a.heapSeq < b.heapSeq)
 
 /**
@@ -241,7 +375,7 @@ interface QueueState {
   readonly name: string
   readonly ready: Array<Fifo<Entry>>
   readonly delayed: EntryHeap
-  readonly leased: EntryHeap
+  readonly leased: LeaseQueue
   counts: { ready: number; delayed: number; leased: number; dead: number }
 }
 
@@ -316,7 +450,7 @@ export const makeWith = (options: Options = {}) =>
           name,
           ready: Array.from({ length: 10 }, () => new Fifo<Entry>()),
           delayed: new EntryHeap(),
-          leased: new EntryHeap(),
+          leased: new LeaseQueue(),
           counts: { ready: 0, delayed: 0, leased: 0, dead: 0 }
         }
         queues.set(name, q)
@@ -514,7 +648,8 @@ export const makeWith = (options: Options = {}) =>
     /** Moves due delayed tasks to ready and expired leases back as lost. */
     const promote = (q: QueueState, now: number) => {
       while (q.delayed.size > 0 && q.delayed.peekKey()! <= now) toReady(q.delayed.pop()!, false)
-      while (q.leased.size > 0 && q.leased.peekKey()! <= now) {
+      let key: number | undefined
+      while ((key = q.leased.peekKey()) !== undefined && key <= now) {
         const entry = q.leased.pop()!
         // A lease that expired before its attempt started adds nothing: an
         // earlier lost attempt, not yet handled, stays the one reported.
@@ -722,7 +857,7 @@ export const makeWith = (options: Options = {}) =>
           const entry = leased(item)
           if (entry === undefined) return "stale"
           entry.deadline = now + leaseMillis
-          entry.q.leased.update(entry, entry.deadline)
+          entry.q.leased.update(entry, entry.deadline, seq++)
           return entry.revoked ? "revoked" : "ok"
         }))
 
