@@ -462,14 +462,35 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       outcome: Outcome,
       error?: ErrorInfo,
       countdown?: number
-    ): Attempt => ({
-      attempt: message.retries,
-      worker: id,
-      startedAt,
-      endedAt,
-      outcome,
-      ...(error === undefined ? {} : { error }),
-      ...(countdown === undefined ? {} : { countdown })
+    ): Attempt =>
+      // the usual entry (a success) without spreading empty objects: it is
+      // made once per task
+      error === undefined && countdown === undefined
+        ? { attempt: message.retries, worker: id, startedAt, endedAt, outcome }
+        : {
+          attempt: message.retries,
+          worker: id,
+          startedAt,
+          endedAt,
+          outcome,
+          ...(error === undefined ? {} : { error }),
+          ...(countdown === undefined ? {} : { countdown })
+        }
+
+    /** The completion of an attempt that succeeded with `result` (encoded), ended now. */
+    const successOf = (
+      d: Broker.Delivery,
+      message: Message,
+      registered: Registered,
+      startedAt: number,
+      result: unknown
+    ): Broker.Completion => ({
+      id: d.id,
+      token: d.token,
+      state: "SUCCESS",
+      result,
+      attempt: attemptOf(message, startedAt, clock.currentTimeMillisUnsafe(), "SUCCESS"),
+      storeResult: registered.task.storeResult && message.storeResult !== false
     })
 
     const debug = yield* LogLevel.isEnabled("Debug")
@@ -745,22 +766,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const encoded = registered.encodeSuccess(exit.value)
       if (encoded._tag !== "Success") return false
       const d = h.delivery
-      const message = ready.message
-      const attempt: Attempt = {
-        attempt: message.retries,
-        worker: id,
-        startedAt: ready.startedAt,
-        endedAt: clock.currentTimeMillisUnsafe(),
-        outcome: "SUCCESS"
-      }
-      completions.offer(d, {
-        id: d.id,
-        token: d.token,
-        state: "SUCCESS",
-        result: encoded.value,
-        attempt,
-        storeResult: registered.task.storeResult && message.storeResult !== false
-      }, h)
+      completions.offer(d, successOf(d, ready.message, registered, ready.startedAt, encoded.value), h)
       return true
     }
 
@@ -874,15 +880,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           )
         }
         yield* beforeFinal(message, { state: "SUCCESS", result: encoded.value })
-        const attempt = attemptOf(message, startedAt, clock.currentTimeMillisUnsafe(), "SUCCESS")
-        yield* complete(d, {
-          id: d.id,
-          token: d.token,
-          state: "SUCCESS",
-          result: encoded.value,
-          attempt,
-          storeResult: task.storeResult && message.storeResult !== false
-        })
+        yield* complete(d, successOf(d, message, registered, startedAt, encoded.value))
         return yield* log("Debug", "succeeded", d, { task: task.name })
       }
       const cause = exit.cause
@@ -1027,8 +1025,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     // handlers end faster than a claim round trip and a claim comes back full
     // to runners that all ran dry waiting for it: the claim, not the
     // handlers, is then what limits the drain, and a claim costs the broker
-    // less per task the more it takes. It shrinks back once claims come back
-    // short (the queues are running empty).
+    // less per task the more it takes. It halves back once claims come back
+    // short (the queues are running empty) or handlers get slower than a
+    // claim round trip.
     let claimRtt = 0
     // After a full batch the next claim does not wait for work (`waitMillis`
     // 0): such a claim is one round trip, and a shutdown lets it land (its
