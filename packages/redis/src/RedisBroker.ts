@@ -212,6 +212,9 @@ const decodeWorkerInfo = Schema.decodeUnknownOption(WorkerInfoJson)
 /** How many waiting tasks one purge script removes; the caller repeats until a call removes fewer. */
 const purgeChunk = 1000
 
+/** The KEYS of `enqueue.lua`. */
+const enqueueKeys = (keys: QueueKeys) => [keys.ready, keys.delayed, keys.dedup, keys.done, keys.doneAt, keys.fast]
+
 /** Tasks per enqueue script: about 2-3 ms of Redis time, so claims are not held up behind a bulk submit. */
 const ENQUEUE_SLICE = 500
 
@@ -317,7 +320,7 @@ const fastLane = (s: Submission, now: number): boolean => {
 
 /**
  * A fast-lane entry, `p|submittedAt|taskLength|<task><message>` (the task
- * name `taskLength` UTF-8 bytes long): its submit time, task and message.
+ * name `taskLength` UTF-8 bytes long): its submit time and task.
  */
 const parseFast = (value: string) => {
   const a = value.indexOf("|")
@@ -325,12 +328,10 @@ const parseFast = (value: string) => {
   const c = value.indexOf("|", b + 1)
   if (a < 0 || b < 0 || c < 0) return undefined
   const bytes = Number(value.slice(b + 1, c))
-  const rest = Buffer.from(value.slice(c + 1), "utf8")
   return {
-    priority: Number(value.slice(0, a)),
     submittedAt: Number(value.slice(a + 1, b)),
-    task: rest.subarray(0, bytes).toString("utf8"),
-    message: rest.subarray(bytes).toString("utf8")
+    // at most `bytes` characters hold the name's `bytes` bytes
+    task: Buffer.from(value.slice(c + 1, c + 1 + bytes), "utf8").subarray(0, bytes).toString("utf8")
   }
 }
 
@@ -757,19 +758,11 @@ export const makeWith: (options: {
       const enqueueing = Effect.forEach(slices(groups, ENQUEUE_SLICE), ([queue, slice]) => {
         const keys = queueKeys(prefix, queue)
         // regular tasks first, then those of the fast lane; answers come back in that order
-        let indices = slice
-        let fast: Array<number> | undefined
-        for (let k = 0; k < slice.length; k++) {
-          if (fastLane(batch[slice[k]], now)) {
-            if (fast === undefined) {
-              fast = []
-              indices = slice.slice(0, k)
-            }
-            fast.push(slice[k])
-          } else if (fast !== undefined) (indices as Array<number>).push(slice[k])
-        }
-        const regular = indices.length
-        if (fast !== undefined) indices = indices.concat(fast)
+        const regulars: Array<number> = []
+        const fast: Array<number> = []
+        for (const i of slice) (fastLane(batch[i], now) ? fast : regulars).push(i)
+        const regular = regulars.length
+        const indices = regulars.concat(fast)
         const args: Array<Arg> = [keys.tag, now, wakeChannel, queue, regular]
         for (let k = 0; k < regular; k++) {
           const { dedupId, dueAt, message } = batch[indices[k]]
@@ -790,8 +783,7 @@ export const makeWith: (options: {
           const p = priorityOf(message.priority)
           args.push(message.id, `${p}|${message.submittedAt}|${byteLength(message.task)}|${message.task}${json(message)}`, p)
         }
-        const scriptKeys = [keys.ready, keys.delayed, keys.dedup, keys.done, keys.doneAt, keys.fast]
-        return evalIn("enqueue", scripts.enqueue, scriptKeys, args).pipe(
+        return evalIn("enqueue", scripts.enqueue, enqueueKeys(keys), args).pipe(
           Effect.tap((answers) =>
             Effect.sync(() => {
               const ids: Array<string> = []
@@ -826,8 +818,7 @@ export const makeWith: (options: {
       const task = typeof parsed === "object" && parsed !== null && "task" in parsed && typeof parsed.task === "string"
         ? parsed.task
         : ""
-      const scriptKeys = [keys.ready, keys.delayed, keys.dedup, keys.done, keys.doneAt, keys.fast]
-      yield* evalIn("pushRaw", scripts.enqueue, scriptKeys, [
+      yield* evalIn("pushRaw", scripts.enqueue, enqueueKeys(keys), [
         keys.tag,
         now,
         wakeChannel,

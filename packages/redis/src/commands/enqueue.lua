@@ -53,10 +53,11 @@ end
 local lean = fieldsOf(KEYS[4]) -- lean[k]: the k-th id has a done record (maybe expired)
 local inFast = fieldsOf(KEYS[6]) -- inFast[k]: the k-th id is in the fast lane
 
--- Whether id, the k-th, still has a done record (called when lean[k], which
--- is rare): one whose time is up is forgotten now, and the id is new again.
+-- Whether id still has a done record (asked only when it has one, maybe
+-- expired, which is rare): one whose time is up is forgotten now, and the id
+-- is new again.
 local forgotten = {}
-local function doneRecord(k, id)
+local function doneRecord(id)
   if forgotten[id] then return false end
   local expiresAt = redis.call("ZSCORE", KEYS[5], id)
   if expiresAt and tonumber(expiresAt) <= now then
@@ -70,7 +71,7 @@ end
 
 -- whether the k-th task's id is already known (and so not written again)
 local function known(k, id)
-  return (anyKnown and redis.call("EXISTS", keys[k]) == 1) or inFast[k] or (lean[k] and doneRecord(k, id))
+  return (anyKnown and redis.call("EXISTS", keys[k]) == 1) or inFast[k] or (lean[k] and doneRecord(id))
 end
 local written = {} -- ids written by this call (an id may repeat within a batch)
 
