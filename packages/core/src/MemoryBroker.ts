@@ -266,12 +266,17 @@ class LeaseQueue {
     return entry
   }
 
+  /** A FIFO item is live while its entry is still leased under the item's `heapSeq`. */
+  private isLive(entry: Entry, seq: number): boolean {
+    return entry.heapIndex === -2 && entry.heapSeq === seq && entry.place === "leased"
+  }
+
   /** Drops stale items at the head; says whether a live one is there. */
   private skip(): boolean {
     const items = this.items
     while (this.head < items.length) {
       const entry = items[this.head]!
-      if (entry.heapIndex === -2 && entry.heapSeq === this.seqs[this.head] && entry.place === "leased") return true
+      if (this.isLive(entry, this.seqs[this.head]!)) return true
       items[this.head] = undefined
       this.head++
     }
@@ -301,7 +306,7 @@ class LeaseQueue {
     let j = 0
     for (let i = this.head; i < items.length; i++) {
       const entry = items[i]!
-      if (entry.heapIndex === -2 && entry.heapSeq === seqs[i] && entry.place === "leased") {
+      if (this.isLive(entry, seqs[i]!)) {
         items[j] = entry
         keys[j] = keys[i]!
         seqs[j] = seqs[i]!
