@@ -143,8 +143,20 @@ export interface QueueKeys {
    * `commands/common.lua`).
    */
   readonly fast: string
-  /** Hash id -> `token|startedAt|updatedAt|submittedAt|taskLength|<task><worker>`: the fast lane's leases. */
+  /**
+   * Hash id -> the token of the claim it is leased under: bare when the claim
+   * started it, `token|` when it did not, `token|startedAt` once a later
+   * start did. The fast lane's leases.
+   */
   readonly fastLease: string
+  /** Hash token -> `claimedAt|worker`: the fast lane's claims. */
+  readonly claim: string
+  /** Hash token -> the claim's ids, joined by newlines. */
+  readonly claimIds: string
+  /** Hash token -> how many of the claim's tasks are still leased under it. */
+  readonly claimLeft: string
+  /** Sorted set of claim tokens, by deadline. */
+  readonly claimAt: string
 }
 
 /**
@@ -164,7 +176,11 @@ export const queueKeys = (prefix: string, queue: string): QueueKeys => {
     done: `${tag}:done`,
     doneAt: `${tag}:doneAt`,
     fast: `${tag}:fast`,
-    fastLease: `${tag}:fastLease`
+    fastLease: `${tag}:fastLease`,
+    claim: `${tag}:claim`,
+    claimIds: `${tag}:claimIds`,
+    claimLeft: `${tag}:claimLeft`,
+    claimAt: `${tag}:claimAt`
   }
 }
 
@@ -310,28 +326,57 @@ const byteLength = (task: string): number => {
 /**
  * Whether a submission goes to the fast lane (see `commands/common.lua`): its
  * result is not stored, it is due now, it has no eta, dedup id or earlier
- * retries, and its submit time is a whole number of milliseconds.
+ * retries, its submit time is a whole number of milliseconds, and its id
+ * holds no newline (a claim lists its ids joined by newlines).
  */
 const fastLane = (s: Submission, now: number): boolean => {
   const m = s.message
   return m.storeResult === false && s.dedupId === undefined && m.eta === undefined && m.retries === 0 &&
-    s.dueAt <= now && Number.isSafeInteger(m.submittedAt) && m.submittedAt >= 0
+    s.dueAt <= now && Number.isSafeInteger(m.submittedAt) && m.submittedAt >= 0 && !m.id.includes("\n")
+}
+
+/** The index in `s` after `bytes` UTF-8 bytes from `from` (Lua counts bytes, JavaScript UTF-16 units). */
+const afterUtf8 = (s: string, from: number, bytes: number): number => {
+  let i = from
+  while (bytes > 0 && i < s.length) {
+    const code = s.charCodeAt(i++)
+    if (code < 0x80) bytes -= 1
+    else if (code < 0x800) bytes -= 2
+    else if (code >= 0xd800 && code < 0xdc00) {
+      // a surrogate pair: one code point of 4 bytes
+      bytes -= 4
+      i++
+    } else bytes -= 3
+  }
+  return i
 }
 
 /**
  * A fast-lane entry, `p|submittedAt|taskLength|<task><message>` (the task
- * name `taskLength` UTF-8 bytes long): its submit time and task.
+ * name `taskLength` UTF-8 bytes long): its submit time (as stored), task
+ * and message JSON.
  */
 const parseFast = (value: string) => {
   const a = value.indexOf("|")
   const b = value.indexOf("|", a + 1)
   const c = value.indexOf("|", b + 1)
   if (a < 0 || b < 0 || c < 0) return undefined
-  const bytes = Number(value.slice(b + 1, c))
-  return {
-    submittedAt: Number(value.slice(a + 1, b)),
-    // at most `bytes` characters hold the name's `bytes` bytes
-    task: Buffer.from(value.slice(c + 1, c + 1 + bytes), "utf8").subarray(0, bytes).toString("utf8")
+  const end = afterUtf8(value, c + 1, Number(value.slice(b + 1, c)))
+  return { submittedAt: value.slice(a + 1, b), task: value.slice(c + 1, end), message: value.slice(end) }
+}
+
+/**
+ * A fast-lane task this process claimed: its queue, and the submit time (as
+ * stored) and task name that its done record takes when it ends lean.
+ */
+class FastDelivery {
+  readonly queue: string
+  readonly submittedAt: string
+  readonly task: string
+  constructor(queue: string, submittedAt: string, task: string) {
+    this.queue = queue
+    this.submittedAt = submittedAt
+    this.task = task
   }
 }
 
@@ -378,16 +423,34 @@ const leanRecord = (
 
 /**
  * The record of a fast-lane task (see `commands/common.lua`): PENDING, or
- * RECEIVED / STARTED under its fast lease, `token|startedAt|updatedAt|...`.
+ * RECEIVED / STARTED under its fast lease (`token`, `token|` or
+ * `token|startedAt`) of the claim made at `claimedAt`.
  */
-const fastRecord = (queue: string, id: string, value: string, lease: string | undefined): Option.Option<TaskRecord> => {
+const fastRecord = (
+  queue: string,
+  id: string,
+  value: string,
+  lease: string | undefined,
+  claimedAt: number | undefined
+): Option.Option<TaskRecord> => {
   const entry = parseFast(value)
   if (entry === undefined) return Option.none()
-  const { submittedAt, task } = entry
-  const record: TaskRecord = { id, task, queue, state: "PENDING", retries: 0, submittedAt, updatedAt: submittedAt, history: [] }
+  const submittedAt = Number(entry.submittedAt)
+  const record: TaskRecord = {
+    id,
+    task: entry.task,
+    queue,
+    state: "PENDING",
+    retries: 0,
+    submittedAt,
+    updatedAt: submittedAt,
+    history: []
+  }
   if (lease === undefined) return Option.some(record)
-  const [, startedAt, updatedAt] = lease.split("|", 3)
-  return Option.some({ ...record, state: startedAt ? "STARTED" : "RECEIVED", updatedAt: num(updatedAt) ?? submittedAt })
+  const bar = lease.indexOf("|")
+  const startedAt = bar < 0 ? claimedAt : num(lease.slice(bar + 1))
+  const updatedAt = startedAt ?? claimedAt ?? submittedAt
+  return Option.some({ ...record, state: startedAt === undefined ? "RECEIVED" : "STARTED", updatedAt })
 }
 
 /**
@@ -544,10 +607,11 @@ export const makeWith: (options: {
   }
 
   // Two generations of at most 100k ids each: O(1) and bounded. (Evicting the
-  // oldest key of one Map one by one is O(n) per eviction in V8.)
-  let recent = new Map<string, string>()
-  let older = new Map<string, string>()
-  const remember = (id: string, queue: string) => {
+  // oldest key of one Map one by one is O(n) per eviction in V8.) A
+  // fast-lane delivery is remembered with what its done record takes.
+  let recent = new Map<string, string | FastDelivery>()
+  let older = new Map<string, string | FastDelivery>()
+  const remember = (id: string, queue: string | FastDelivery) => {
     if (recent.size >= 100_000) {
       older = recent
       recent = new Map()
@@ -571,12 +635,19 @@ export const makeWith: (options: {
   }
   const locations = {
     get: (id: string): string | undefined => {
+      let known = recent.get(id) ?? older.get(id)
+      if (known === undefined && batched > 0) {
+        for (const batch of batches) for (const one of batch.ids) remember(one, batch.queue)
+        batches = []
+        batched = 0
+        known = recent.get(id) ?? older.get(id)
+      }
+      return typeof known === "object" ? known.queue : known
+    },
+    /** The fast-lane delivery of `id` this process claimed, if it still knows it. */
+    fast: (id: string): FastDelivery | undefined => {
       const known = recent.get(id) ?? older.get(id)
-      if (known !== undefined || batched === 0) return known
-      for (const batch of batches) for (const one of batch.ids) remember(one, batch.queue)
-      batches = []
-      batched = 0
-      return recent.get(id) ?? older.get(id)
+      return typeof known === "object" ? known : undefined
     }
   }
 
@@ -850,18 +921,37 @@ export const makeWith: (options: {
     ]).pipe(Effect.map((reply) => {
       const deliveries: Array<Delivery> = []
       const deadline = now + options.leaseMillis
-      for (let i = 1; i + 8 < reply.length; i += 9) {
+      // the fast-lane claim's token, and how many of its deliveries (the first) it started
+      const fastToken = Number(reply[1])
+      let fastStarted = Number(reply[2])
+      for (let i = 3; i + 1 < reply.length;) {
         const id = String(reply[i])
-        const token = Number(reply[i + 1])
-        const retries = Number(reply[i + 3])
-        let message = parseJson(String(reply[i + 2]))
+        const entry = String(reply[i + 1])
+        if (entry !== "") {
+          i += 2
+          const fast = parseFast(entry)
+          remember(id, new FastDelivery(queue, fast?.submittedAt ?? "", fast?.task ?? ""))
+          deliveries.push({
+            id,
+            token: fastToken,
+            queue,
+            deadline,
+            message: fast === undefined ? entry : parseJson(fast.message),
+            lost: undefined,
+            startedAt: fastStarted-- > 0 ? now : undefined
+          })
+          continue
+        }
+        const token = Number(reply[i + 2])
+        const retries = Number(reply[i + 4])
+        let message = parseJson(String(reply[i + 3]))
         if (
           typeof message === "object" && message !== null && !Array.isArray(message) && "retries" in message &&
           typeof message.retries === "number" && message.retries !== retries
         ) {
           message = { ...message, retries }
         }
-        const lostWorker = String(reply[i + 4])
+        const lostWorker = String(reply[i + 5])
         remember(id, queue)
         deliveries.push({
           id,
@@ -871,12 +961,13 @@ export const makeWith: (options: {
           message,
           lost: lostWorker === "" ? undefined : {
             worker: lostWorker,
-            startedAt: num(reply[i + 5]),
-            expiredAt: num(reply[i + 6]) ?? now,
-            ackedEarly: reply[i + 7] === "1"
+            startedAt: num(reply[i + 6]),
+            expiredAt: num(reply[i + 7]) ?? now,
+            ackedEarly: reply[i + 8] === "1"
           },
-          startedAt: reply[i + 8] === "1" ? now : undefined
+          startedAt: reply[i + 9] === "1" ? now : undefined
         })
+        i += 10
       }
       return { deliveries, nextAt: num(reply[0]) }
     }))
@@ -979,8 +1070,10 @@ export const makeWith: (options: {
       for (const c of items) {
         if (c.storeResult === false && c.state === "SUCCESS") {
           // lean: only the state is kept, so neither the result nor the
-          // attempt is sent (no attempt marks it lean)
-          args.push(c.id, c.token, c.state, "", "", "")
+          // attempt is sent (no attempt marks it lean); a fast-lane task's
+          // done record takes its submit time and task from here
+          const fast = locations.fast(c.id)
+          args.push(c.id, c.token, c.state, fast?.submittedAt ?? "", fast?.task ?? "", "")
         } else {
           const result = c.storeResult === false || c.result === undefined ? "" : json(c.result)
           args.push(c.id, c.token, c.state, result, c.error === undefined ? "" : json(c.error), json(c.attempt))
@@ -1056,7 +1149,7 @@ export const makeWith: (options: {
   const stats = (queues: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<QueueStats>, BrokerError> =>
     Effect.forEach(queues, (queue) => {
       const keys = queueKeys(prefix, queue)
-      return evalIn("stats", scripts.stats, [keys.ready, keys.delayed, keys.leased, keys.dead], []).pipe(
+      return evalIn("stats", scripts.stats, [keys.ready, keys.delayed, keys.leased, keys.dead, keys.fastLease], []).pipe(
         Effect.map(([ready, delayed, running, dead]): QueueStats => ({
           queue,
           ready: Number(ready),
@@ -1173,7 +1266,8 @@ export const makeWith: (options: {
   const readLean = (
     operation: string,
     queue: string,
-    id: string
+    id: string,
+    tries = 3
   ): Effect.Effect<Option.Option<TaskRecord>, BrokerError> => {
     const keys = queueKeys(prefix, queue)
     return Effect.all([
@@ -1188,7 +1282,19 @@ export const makeWith: (options: {
         if (value !== null && value !== undefined) {
           return Effect.succeed(leanRecord(queue, id, value, num(expiresAt), now))
         }
-        if (fast !== null && fast !== undefined) return Effect.succeed(fastRecord(queue, id, fast, lease ?? undefined))
+        if (fast !== null && fast !== undefined) {
+          if (lease === null || lease === undefined) return Effect.succeed(fastRecord(queue, id, fast, undefined, undefined))
+          // leased: its claim's time, read after the lease; a claim that is
+          // gone by then has ended or turned the task into a hash, so read again
+          const bar = lease.indexOf("|")
+          return send<string | null>(operation, "HGET", keys.claim, bar < 0 ? lease : lease.slice(0, bar)).pipe(
+            Effect.flatMap((claim) =>
+              claim === null || claim === undefined
+                ? (tries > 1 ? readLean(operation, queue, id, tries - 1) : Effect.succeed(Option.none<TaskRecord>()))
+                : Effect.succeed(fastRecord(queue, id, fast, lease, num(claim.slice(0, claim.indexOf("|")))))
+            )
+          )
+        }
         return Number(hash) > 0 ? readRecord(operation, queue, id, false) : Effect.succeed(Option.none<TaskRecord>())
       })
     )

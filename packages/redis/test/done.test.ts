@@ -43,6 +43,7 @@ describe("RedisBroker done records", () => {
         const keys = RedisBroker.queueKeys(prefix, "q")
         const now = yield* Clock.currentTimeMillis
         yield* broker.enqueue([{ message: message("a", { submittedAt: 77 }), dueAt: now, dedupId: "k" }])
+        const completing = Date.now()
         expect(yield* completeLean).toEqual([true])
         expect(yield* redis<number>("EXISTS", RedisBroker.taskKey(prefix, "q", "a"))).toBe(0)
         const value = yield* redis<string>("HGET", keys.done, "a")
@@ -53,7 +54,8 @@ describe("RedisBroker done records", () => {
         // the keys themselves outlive their entries, then go
         for (const key of [keys.done, keys.doneAt]) {
           const pttl = yield* redis<number>("PTTL", key)
-          expect(pttl).toBeGreaterThan(400)
+          // at least the TTL, less the time since the complete was sent (a loaded machine is slow)
+          expect(pttl).toBeGreaterThanOrEqual(500 - (Date.now() - completing) - 1)
           expect(pttl).toBeLessThanOrEqual(Math.floor(500 * 1.125))
         }
         // the dedup id was freed

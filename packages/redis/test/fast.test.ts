@@ -105,4 +105,109 @@ describe("RedisBroker fast lane", () => {
         }])
         expect(stale).toEqual([false])
       })))
+
+  it.live("a claim's fast-lane tasks share one lease: one token, renewed as a whole, forgotten when its last task ends", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        yield* enqueueNow(lean("a"), lean("b"), lean("c"))
+        const now = yield* Clock.currentTimeMillis
+        const ds = yield* Broker.use((b) => b.claim({ queues: ["q"], worker: "w-1", max: 10, leaseMillis: 30_000, waitMillis: 0, start: 2 }))
+        expect(ds.map((d) => d.id)).toEqual(["a", "b", "c"])
+        expect(ds.map((d) => d.startedAt === undefined)).toEqual([false, false, true])
+        const token = ds[0]!.token
+        expect(ds.every((d) => d.token === token)).toBe(true)
+        const t = String(token)
+        // one claim entry; no task hash and nothing per task in the leased set
+        expect(yield* redis<string>("HGET", keys.claim, t)).toMatch(/^\d+\|w-1$/)
+        expect(yield* redis<string>("HGET", keys.claimIds, t)).toBe("a\nb\nc")
+        expect(yield* redis<string>("HGET", keys.claimLeft, t)).toBe("3")
+        expect(yield* redis<number>("ZCARD", keys.leased)).toBe(0)
+        expect(yield* redis<Array<string>>("HMGET", keys.fastLease, "a", "c")).toEqual([t, `${t}|`])
+        const claimedAt = Number((yield* redis<string>("HGET", keys.claim, t)).split("|")[0])
+        expect(yield* record("a")).toMatchObject({ state: "STARTED", updatedAt: claimedAt })
+        expect(yield* record("c")).toMatchObject({ state: "RECEIVED", updatedAt: claimedAt })
+        expect((yield* broker.stats(["q"]))[0]).toMatchObject({ ready: 0, running: 3 })
+
+        // the claim's worker starts c: it stays in the lane, its lease says when
+        expect(yield* broker.start([{ id: "c", token, worker: "w-1", startedAt: now + 5, ackEarly: false }])).toEqual(["ok"])
+        expect(yield* redis<string>("HGET", keys.fastLease, "c")).toBe(`${t}|${now + 5}`)
+        expect(yield* record("c")).toMatchObject({ state: "STARTED", updatedAt: now + 5 })
+
+        // renewing one task extends the whole claim
+        const before = Number(yield* redis<string>("ZSCORE", keys.claimAt, t))
+        yield* Effect.sleep(5)
+        expect(yield* broker.renew([{ id: "b", token }], 60_000)).toEqual(["ok"])
+        expect(Number(yield* redis<string>("ZSCORE", keys.claimAt, t))).toBeGreaterThan(before + 29_000)
+
+        const end = (id: string) => ({
+          id,
+          token,
+          state: "SUCCESS" as const,
+          attempt: attempt("SUCCESS"),
+          storeResult: false
+        })
+        expect(yield* broker.complete([end("a"), end("c")])).toEqual([true, true])
+        expect(yield* redis<string>("HGET", keys.claimLeft, t)).toBe("1")
+        expect(yield* record("c")).toMatchObject({ state: "SUCCESS", task: "fast|tâche", submittedAt: 1234 })
+        expect(yield* broker.complete([end("b")])).toEqual([true])
+        expect(yield* redis<number>("EXISTS", keys.claim, keys.claimIds, keys.claimLeft, keys.claimAt, keys.fastLease))
+          .toBe(0)
+        expect((yield* broker.stats(["q"]))[0]).toMatchObject({ running: 0 })
+      })))
+
+  it.live("an expired claim brings back only its tasks still leased, as lost attempts; ended and released ones stay", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        yield* enqueueNow(lean("a"), lean("b"), lean("c"), lean("d"))
+        const first = yield* Broker.use((b) => b.claim({ queues: ["q"], worker: "w-old", max: 10, leaseMillis: 150, waitMillis: 0, start: 4 }))
+        const token = first[0]!.token
+        expect(first.map((d) => d.startedAt !== undefined)).toEqual([true, true, true, true])
+        expect(yield* broker.complete([{ id: "a", token, state: "SUCCESS", attempt: attempt("SUCCESS"), storeResult: false }]))
+          .toEqual([true])
+        // a release turns d into a hash, ready again; the claim counts it out
+        expect(yield* broker.release([{ id: "d", token }])).toEqual([true])
+        expect(yield* redis<string>("HGET", keys.claimLeft, String(token))).toBe("2")
+        const [again] = yield* claimNow(1, 30_000, "w-mid")
+        expect(again).toMatchObject({ id: "d", lost: undefined })
+        yield* broker.complete([{ id: "d", token: again!.token, state: "SUCCESS", attempt: attempt("SUCCESS"), storeResult: false }])
+
+        yield* Effect.sleep(300)
+        const second = yield* claimNow(10, 30_000, "w-new")
+        expect(second.map((d) => d.id).sort()).toEqual(["b", "c"])
+        for (const d of second) {
+          expect(d.token).not.toBe(token)
+          expect(d.lost).toMatchObject({ worker: "w-old" })
+          expect(d.lost!.startedAt).toBeGreaterThan(0)
+        }
+        expect(yield* redis<number>("HEXISTS", keys.claim, String(token))).toBe(0)
+        expect(yield* record("a")).toMatchObject({ state: "SUCCESS" })
+        expect(yield* record("d")).toMatchObject({ state: "SUCCESS" })
+        // the old worker's late ends are refused
+        const late = yield* broker.complete(["b", "c"].map((id) => ({
+          id,
+          token,
+          state: "SUCCESS" as const,
+          attempt: attempt("SUCCESS"),
+          storeResult: false
+        })))
+        expect(late).toEqual([false, false])
+      })))
+
+  it.live("a claim's deadline is the queue's next wake-up when it comes first", () =>
+    withBroker(server.url, () =>
+      Effect.gen(function*() {
+        yield* enqueueNow(lean("a"))
+        const [d] = yield* claimNow(10, 200, "w-1")
+        const t0 = yield* Clock.currentTimeMillis
+        // nothing ready: a claim that waits wakes at the claim's deadline and finds a
+        yield* Effect.sleep(10)
+        const [back] = yield* Broker.use((b) => b.claim({ queues: ["q"], worker: "w-2", max: 10, leaseMillis: 30_000, waitMillis: 5_000 }))
+        expect(back).toMatchObject({ id: "a", lost: { worker: "w-1" } })
+        expect(back!.token).not.toBe(d!.token)
+        expect((yield* Clock.currentTimeMillis) - t0).toBeLessThan(4_000)
+      })))
 })

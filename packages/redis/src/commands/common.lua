@@ -20,20 +20,29 @@
 -- Their helpers are in done.lua, prepended only to the scripts that use them.
 --
 -- The fast lane: a task submitted ready now, with retries 0, no eta, no
--- dedup id and storeResult false (nobody reads its result) has no hash while
--- all goes well. From enqueue until it ends it is one field of <tag>:fast,
+-- dedup id and storeResult false (nobody reads its result), whose id is not
+-- empty and holds no newline, has no hash while all goes well. From enqueue
+-- until it ends it is one field of <tag>:fast,
 -- id -> "p|submittedAt|taskLength|<task><message>" (priority, submit time,
--- then the task name, taskLength bytes long, then the message JSON). While
--- leased, <tag>:fastLease holds id ->
--- "token|startedAt|updatedAt|submittedAt|taskLength|<task><worker>"
--- (startedAt "" until it starts), with its deadline in the leased set as
--- any lease. Tokens come from the queue's counter <tag>:tok, one per claim.
+-- then the task name, taskLength bytes long, then the message JSON).
+-- A claim leases the fast-lane tasks it takes together, as one claim with
+-- one token from the queue's counter <tag>:tok:
+--   <tag>:claim      token -> "claimedAt|worker"
+--   <tag>:claimIds   token -> the claim's ids, joined by "\n"
+--   <tag>:claimLeft  token -> how many of them are still leased under it
+--   <tag>:claimAt    sorted set of tokens by deadline (renewed per claim)
+-- and each task's lease is <tag>:fastLease id -> the token, bare when the
+-- claim started it, "token|" when it did not, "token|startedAt" once a
+-- later start did. A claim is forgotten when none of its tasks is leased
+-- under it any more, or when its deadline passes: its tasks still leased
+-- then become hashes with that lease, which expires as any other.
 -- Its state: PENDING in fast only, RECEIVED or STARTED with a fast lease;
 -- a SUCCESS ends it as a done record. Any other step on it (retry,
 -- failure, dead letter, release, revoke, setState, purge, a stale attempt,
--- an expired lease, a start that acknowledges early, a result to store)
--- first turns it into a hash (`materialize`, fast.lua), then proceeds as
--- for any task. An id is in one of: a hash, the fast lane, a done record.
+-- an expired claim, a start that acknowledges early or comes from another
+-- worker, a result to store) first turns it into a hash (`materialize`,
+-- fast.lua), then proceeds as for any task. An id is in one of: a hash, the
+-- fast lane, a done record.
 --
 -- Ready order: one sorted set, score = (9 - priority) * BAND + MID +/- seq, so
 -- ZPOPMIN gives the highest priority first, then FIFO; "front" inserts

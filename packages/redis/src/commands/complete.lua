@@ -4,14 +4,17 @@
 -- its state: its hash is deleted and a one-field record goes into the done
 -- hash (see common.lua), expiring by the doneAt set instead of a PEXPIRE;
 -- a call that writes done records also trims expired ones (a bounded number).
--- A fast-lane task (see common.lua) with its current fast lease ends the
--- same way when its item is lean (nothing else to keep); any other outcome
--- first turns it into a hash.
+-- A fast-lane task (see common.lua) under its current fast lease ends the
+-- same way when its item is lean (nothing else to keep), and its claim is
+-- counted down; any other outcome first turns it into a hash.
 -- KEYS[1] leased  KEYS[2] done  KEYS[3] doneAt  KEYS[4] fast  KEYS[5] fastLease
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] ttl (ms, 0: keep)  ARGV[4] done channel
 -- then per task, 6 values: id token state result error attempt
 --   (result and error: JSON, "" when absent; attempt "" marks a lean item:
---   a SUCCESS that keeps its state only, result and error not read)
+--   a SUCCESS that keeps its state only. A lean item's result and error
+--   may carry the task's submittedAt and task name as its claim delivered
+--   them, which a fast-lane task's done record then takes instead of reading
+--   its entry; "" "" when the caller does not know them)
 -- Returns per task: 1 done, 0 stale.
 local tag, nowS, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = tonumber(nowS)
@@ -39,20 +42,26 @@ if redis.call("EXISTS", KEYS[5]) == 1 then
   for i = 5, #ARGV, 6 do ids[#ids + 1] = ARGV[i] end
   fastLeases = hmgetMany(KEYS[5], ids)
 end
-local fastDone = {}
+local fastDone, claims, leasedDone = {}, {}, {}
 
 for i = 5, #ARGV, 6 do
-  local id = ARGV[i]
+  local id, tok = ARGV[i], ARGV[i + 1]
   local key = taskKey(tag, id)
   local l = fastLeases[(i - 5) / 6 + 1]
-  local token, startedAt, updatedAt, submittedAt, task
-  if l then token, startedAt, updatedAt, submittedAt, task = parseFastLease(l) end
-  if l and (token ~= ARGV[i + 1] or ARGV[i + 5] == "") then
+  -- the usual fast lease: its claim's bare token
+  local current = l and (l == tok or tokenOf(l) == tok)
+  if l and (not current or ARGV[i + 5] == "") then
     -- a fast lease: not this attempt's (stale), or a lean end
-    if token == ARGV[i + 1] then
+    if current then
+      local submittedAt, task = ARGV[i + 3], ARGV[i + 4]
+      if submittedAt == "" then
+        local _
+        _, submittedAt, task = parseFast(redis.call("HGET", KEYS[4], id))
+      end
       push2(lean, id, leanRecord(nowS, "0", submittedAt, "", task))
       if ttl > 0 then push2(leanAt, expiresAt, id) end
       fastDone[#fastDone + 1] = id
+      claims[tok] = (claims[tok] or 0) + 1
       done[#done + 1] = id
       out[#out + 1] = 1
     else
@@ -60,12 +69,13 @@ for i = 5, #ARGV, 6 do
     end
   elseif ARGV[i + 5] == "" then
     local f = redis.call("HMGET", key, "tok", "lw", "dd", "retries", "submittedAt", "eta", "task")
-    if f[1] == ARGV[i + 1] and f[2] then
+    if f[1] == tok and f[2] then
       releaseDedup(tag, id, f[3])
       redis.call("DEL", key)
       push2(lean, id, leanRecord(nowS, f[4], f[5], f[6], f[7]))
       if ttl > 0 then push2(leanAt, expiresAt, id) end
       done[#done + 1] = id
+      leasedDone[#leasedDone + 1] = id
       out[#out + 1] = 1
     else
       out[#out + 1] = 0
@@ -74,7 +84,7 @@ for i = 5, #ARGV, 6 do
     -- any other end of a fast-lane task: as a hash
     if l then materialize(tag, id) end
     local f = redis.call("HMGET", key, "tok", "lw", "history", "dd")
-    if f[1] == ARGV[i + 1] and f[2] then
+    if f[1] == tok and f[2] then
       local fields = { "state", ARGV[i + 2], "updatedAt", nowS, "history", appendHistory(f[3], ARGV[i + 5]) }
       if ARGV[i + 3] ~= "" then push2(fields, "result", ARGV[i + 3]) end
       if ARGV[i + 4] ~= "" then push2(fields, "error", ARGV[i + 4]) end
@@ -92,6 +102,7 @@ for i = 5, #ARGV, 6 do
       releaseDedup(tag, id, f[4])
       if ttl > 0 then redis.call("PEXPIRE", key, ttl) end
       done[#done + 1] = id
+      leasedDone[#leasedDone + 1] = id
       out[#out + 1] = 1
     else
       out[#out + 1] = 0
@@ -101,6 +112,7 @@ end
 if #fastDone > 0 then
   callMany("HDEL", KEYS[5], fastDone)
   callMany("HDEL", KEYS[4], fastDone)
+  leftClaims(tag, claims)
 end
 if #lean > 0 then
   -- the two keys live at least as long as their entries: a queue nobody
@@ -122,8 +134,6 @@ if #lean > 0 then
     zremMany(KEYS[3], expired)
   end
 end
-if #done > 0 then
-  zremMany(KEYS[1], done)
-  redis.call("PUBLISH", ARGV[4], table.concat(done, "\n"))
-end
+if #leasedDone > 0 then zremMany(KEYS[1], leasedDone) end
+if #done > 0 then redis.call("PUBLISH", ARGV[4], table.concat(done, "\n")) end
 return out

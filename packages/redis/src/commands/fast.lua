@@ -17,24 +17,53 @@ local function parseFast(v)
   return p, submittedAt, string.sub(v, from, from + n - 1), string.sub(v, from + n)
 end
 
--- A fast lease's value.
-local function fastLease(token, startedAt, updatedAt, submittedAt, task, worker)
-  return token .. "|" .. startedAt .. "|" .. updatedAt .. "|" .. submittedAt .. "|" .. #task .. "|" .. task .. worker
+-- The token of a fast lease: the value up to its "|", if any.
+local function tokenOf(l)
+  if string.find(l, "|", 1, true) then return string.match(l, "^[^|]*") end
+  return l
 end
 
--- A fast lease: token, startedAt, updatedAt, submittedAt, task, worker.
-local function parseFastLease(v)
-  local token, startedAt, updatedAt, submittedAt, len = string.match(v, "^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(%d+)|")
-  local from = #token + #startedAt + #updatedAt + #submittedAt + #len + 6
-  local n = tonumber(len)
-  return token, startedAt, updatedAt, submittedAt, string.sub(v, from, from + n - 1), string.sub(v, from + n)
+-- When a fast lease's attempt started: its claim's time (a bare token), nil
+-- (token "|": received, not started) or the time a later start gave.
+local function leaseStartedAt(l, claimedAt)
+  local at = string.find(l, "|", 1, true)
+  if not at then return claimedAt end
+  if at == #l then return nil end
+  return string.sub(l, at + 1)
+end
+
+-- A claim of fast-lane tasks: its time and worker, or nil when it has ended.
+local function claimOf(tag, token)
+  local h = redis.call("HGET", tag .. ":claim", token)
+  if not h then return nil end
+  local claimedAt = string.match(h, "^[^|]*")
+  return { token = token, claimedAt = claimedAt, worker = string.sub(h, #claimedAt + 2),
+    deadline = redis.call("ZSCORE", tag .. ":claimAt", token) }
+end
+
+-- Forgets a claim of fast-lane tasks.
+local function dropClaim(tag, token)
+  redis.call("HDEL", tag .. ":claim", token)
+  redis.call("HDEL", tag .. ":claimIds", token)
+  redis.call("HDEL", tag .. ":claimLeft", token)
+  redis.call("ZREM", tag .. ":claimAt", token)
+end
+
+-- counts: token -> how many of its claim's tasks left their fast leases; a
+-- claim none of whose tasks is still leased under it is forgotten.
+local function leftClaims(tag, counts)
+  for token, n in pairs(counts) do
+    if redis.call("HINCRBY", tag .. ":claimLeft", token, -n) <= 0 then dropClaim(tag, token) end
+  end
 end
 
 -- Turns fast-lane task id into a hash of its own, as enqueue, claim and start
 -- would have written it (message, task, submittedAt, priority; its lease, if
--- any, with its token). Returns true if it was in the fast lane; false
--- leaves everything as it was.
-local function materialize(tag, id)
+-- any, with its token, in the leased set at its claim's deadline). Returns
+-- true if it was in the fast lane; false leaves everything as it was.
+-- `claim` (optional) is the claim it is known to be leased under, which is
+-- then not counted down (an expiring claim is forgotten as a whole).
+local function materialize(tag, id, claim)
   local fast = fastKey(tag)
   local v = redis.call("HGET", fast, id)
   if not v then return false end
@@ -44,17 +73,27 @@ local function materialize(tag, id)
   local leases = fastLeaseKey(tag)
   local l = redis.call("HGET", leases, id)
   if l then
-    local token, startedAt, updatedAt, _, _, worker = parseFastLease(l)
+    local token = tokenOf(l)
+    local c = claim
+    if not c then
+      c = claimOf(tag, token)
+      leftClaims(tag, { [token] = 1 })
+    end
+    -- a claim always outlives its leases; should one be gone, the lease is
+    -- taken as lost at once
+    c = c or { claimedAt = submittedAt, worker = "", deadline = "0" }
+    local startedAt = leaseStartedAt(l, c.claimedAt)
     push2(fields, "tok", token)
-    push2(fields, "lw", worker)
-    push2(fields, "updatedAt", updatedAt)
-    if startedAt ~= "" then
+    push2(fields, "lw", c.worker)
+    push2(fields, "updatedAt", startedAt or c.claimedAt)
+    if startedAt then
       push2(fields, "state", "STARTED")
       push2(fields, "ls", startedAt)
     else
       push2(fields, "state", "RECEIVED")
     end
     redis.call("HDEL", leases, id)
+    redis.call("ZADD", tag .. ":leased", c.deadline, id)
   else
     push2(fields, "state", "PENDING")
     push2(fields, "updatedAt", submittedAt)
@@ -69,4 +108,25 @@ end
 local function materializeAll(tag, from, step)
   if redis.call("EXISTS", fastKey(tag)) == 0 then return end
   for i = from, #ARGV, step do materialize(tag, ARGV[i]) end
+end
+
+-- Claims of fast-lane tasks whose deadline is up (at most `limit`): the
+-- tasks still leased under each become hashes with that lease, in the leased
+-- set at its deadline (so they expire as any lease), and the claim is
+-- forgotten.
+local function expireClaims(tag, nowS, limit)
+  local expired = redis.call("ZRANGEBYSCORE", tag .. ":claimAt", "-inf", nowS, "LIMIT", 0, limit)
+  for _, token in ipairs(expired) do
+    local c = claimOf(tag, token)
+    local list = redis.call("HGET", tag .. ":claimIds", token)
+    if c and list then
+      local ids = {}
+      for id in string.gmatch(list, "[^\n]+") do ids[#ids + 1] = id end
+      local leases = hmgetMany(fastLeaseKey(tag), ids)
+      for k = 1, #ids do
+        if leases[k] and tokenOf(leases[k]) == token then materialize(tag, ids[k], c) end
+      end
+    end
+    dropClaim(tag, token)
+  end
 end

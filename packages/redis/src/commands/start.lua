@@ -1,7 +1,8 @@
 -- start: mark attempts STARTED and remember who runs them (for lost leases);
 -- the attempt now handles any earlier lost marker, which is cleared. A fast
--- lease (see common.lua) gets its startedAt and worker; one that
--- acknowledges early is first turned into a hash.
+-- lease (see common.lua) gets its startedAt when its claim's worker starts
+-- it; one that acknowledges early, or that another worker starts, is first
+-- turned into a hash.
 -- KEYS[1] leased (declares the queue's slot)  KEYS[2] fastLease
 -- ARGV[1] tag  ARGV[2] now
 -- then per lease, 5 values: id token worker startedAt ackEarly ("1"/"0")
@@ -9,18 +10,32 @@
 -- Current lease: the token matches and the task is leased (lw present).
 local tag, nowS = ARGV[1], ARGV[2]
 local out = {}
-local anyFast = redis.call("EXISTS", KEYS[2]) == 1
+-- the items' fast leases, in one HMGET (none when the queue has none), and
+-- the worker of each claim they are under, read once per claim
+local fastLeases, started, workers = {}, {}, {}
+if redis.call("EXISTS", KEYS[2]) == 1 then
+  local ids = {}
+  for i = 3, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
+  fastLeases = hmgetMany(KEYS[2], ids)
+end
+local function workerOf(token)
+  local w = workers[token]
+  if w == nil then
+    local c = claimOf(tag, token)
+    w = c and c.worker or false
+    workers[token] = w
+  end
+  return w
+end
 for i = 3, #ARGV, 5 do
   local id = ARGV[i]
-  local l = anyFast and redis.call("HGET", KEYS[2], id)
-  if l and ARGV[i + 4] ~= "1" then
-    local token, _, _, submittedAt, task = parseFastLease(l)
-    if token ~= ARGV[i + 1] then
-      out[#out + 1] = 1
-    else
-      redis.call("HSET", KEYS[2], id, fastLease(token, ARGV[i + 3], nowS, submittedAt, task, ARGV[i + 2]))
-      out[#out + 1] = 0
-    end
+  local l = fastLeases[(i - 3) / 5 + 1]
+  local token = l and tokenOf(l)
+  if l and token ~= ARGV[i + 1] then
+    out[#out + 1] = 1
+  elseif l and ARGV[i + 4] ~= "1" and workerOf(token) == ARGV[i + 2] then
+    push2(started, id, token .. "|" .. ARGV[i + 3])
+    out[#out + 1] = 0
   else
     if l then materialize(tag, id) end
     local key = taskKey(tag, id)
@@ -42,4 +57,5 @@ for i = 3, #ARGV, 5 do
     end
   end
 end
+callMany("HSET", KEYS[2], started)
 return out

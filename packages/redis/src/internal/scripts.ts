@@ -43,7 +43,7 @@ export const scripts = {
   enqueue: step<Array<string>>("enqueue"),
   claim: step<Array<string>>("claim", [fast]),
   start: step<Array<number>>("start", [fast]),
-  renew: step<Array<number>>("renew"),
+  renew: step<Array<number>>("renew", [fast]),
   complete: step<Array<number>>("complete", [done, fast]),
   retry: step<Array<number>>("retry", [fast]),
   deadLetter: step<Array<number>>("deadLetter", [fast]),
