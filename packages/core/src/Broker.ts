@@ -50,6 +50,12 @@ export interface Enqueued {
 export interface Lease {
   readonly id: string
   readonly token: number
+  /**
+   * The queue the delivery came from, when the caller knows it (a worker
+   * does). A broker that keeps tasks per queue then need not look the id up;
+   * without it, it finds the queue itself.
+   */
+  readonly queue?: string | undefined
 }
 
 /**
@@ -143,6 +149,12 @@ export interface Completion extends Lease {
   readonly attempt: Attempt
   /** Keep `result` in the record (default true). */
   readonly storeResult?: boolean | undefined
+  /**
+   * The message as delivered, when the caller has it: a broker may take the
+   * final record's task name and submit time from it instead of reading them
+   * back. It must be the message of this delivery.
+   */
+  readonly message?: Message | undefined
 }
 
 /**

@@ -487,10 +487,12 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     ): Broker.Completion => ({
       id: d.id,
       token: d.token,
+      queue: d.queue,
       state: "SUCCESS",
       result,
       attempt: attemptOf(message, startedAt, clock.currentTimeMillisUnsafe(), "SUCCESS"),
-      storeResult: registered.task.storeResult && message.storeResult !== false
+      storeResult: registered.task.storeResult && message.storeResult !== false,
+      message
     })
 
     const debug = yield* LogLevel.isEnabled("Debug")
@@ -554,7 +556,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (decision._tag === "Retry") {
         const countdown = Duration.toMillis(decision.countdown)
         const entry = attempt("RETRY", countdown)
-        yield* retry(d, { id: d.id, token: d.token, dueAt: now + countdown, error, attempt: entry })
+        yield* retry(d, { id: d.id, token: d.token, queue: d.queue, dueAt: now + countdown, error, attempt: entry })
         return yield* log("Info", `retry in ${countdown} ms after ${error._tag}`, d, {
           task: task.name,
           attempt: message.retries,
@@ -576,7 +578,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         : error
       const entry = attempt("FAILURE")
       yield* beforeFinal(message, { state: "FAILURE", error: final })
-      yield* complete(d, { id: d.id, token: d.token, state: "FAILURE", error: final, attempt: entry })
+      yield* complete(d, { id: d.id, token: d.token, queue: d.queue, state: "FAILURE", error: final, attempt: entry })
       yield* log("Warning", `failed: ${final._tag}: ${final.message}`, d, { task: task.name })
     })
 
@@ -584,7 +586,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const now = yield* Clock.currentTimeMillis
       const attempt = attemptOf({ retries: message?.retries ?? 0 }, now, now, "DEAD", error)
       if (message !== undefined) yield* beforeFinal(message, { state: "FAILURE", error })
-      yield* deadLetter(d, { id: d.id, token: d.token, error, attempt })
+      yield* deadLetter(d, { id: d.id, token: d.token, queue: d.queue, error, attempt })
       yield* log("Warning", `dead-lettered: ${error._tag}: ${error.message}`, d)
     })
 
@@ -784,7 +786,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       let status: Broker.LeaseStatus = "ok"
       if (d.startedAt === undefined || !task.acksLate) {
         const t0 = clock.currentTimeNanosUnsafe()
-        status = yield* start({ id: d.id, token: d.token, worker: id, startedAt, ackEarly: !task.acksLate })
+        status = yield* start({ id: d.id, token: d.token, queue: d.queue, worker: id, startedAt, ackEarly: !task.acksLate })
         startRtt = ewma(startRtt, Number(clock.currentTimeNanosUnsafe() - t0))
       }
       if (status === "stale") {
@@ -851,7 +853,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const error = info(new TaskRevoked({ taskId: d.id, message: `task ${d.id} was revoked` }))
       const attempt = attemptOf(message, startedAt, now, "REVOKED", error)
       yield* beforeFinal(message, { state: "REVOKED", error })
-      yield* complete(d, { id: d.id, token: d.token, state: "REVOKED", error, attempt })
+      yield* complete(d, { id: d.id, token: d.token, queue: d.queue, state: "REVOKED", error, attempt })
       yield* log("Info", "revoked", d)
     })
 
@@ -1089,7 +1091,10 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           continue
         }
         const items = [...held.values()]
-        const statuses = yield* broker.renew(items.map((h) => ({ id: h.delivery.id, token: h.delivery.token })), leaseMillis)
+        const statuses = yield* broker.renew(
+          items.map((h) => ({ id: h.delivery.id, token: h.delivery.token, queue: h.delivery.queue })),
+          leaseMillis
+        )
           .pipe(
             Effect.catch((e) =>
               Effect.as(Effect.logWarning(`lease renewal failed: ${e.message}`), items.map(() => "ok" as const))
@@ -1132,7 +1137,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const unstarted = waiting.takeAll()
       if (unstarted.length > 0) {
         for (const h of unstarted) held.delete(h.delivery)
-        yield* persistent("release", broker.release(unstarted.map((h) => ({ id: h.delivery.id, token: h.delivery.token }))))
+        yield* persistent("release", broker.release(
+          unstarted.map((h) => ({ id: h.delivery.id, token: h.delivery.token, queue: h.delivery.queue }))
+        ))
           .pipe(Effect.timeoutOption("5 seconds"))
       }
       const idle = Effect.gen(function*() {

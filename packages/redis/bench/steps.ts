@@ -25,9 +25,12 @@
 import type * as Broker from "@errand/core/Broker"
 import { Broker as BrokerService } from "@errand/core/Broker"
 import * as Current from "@errand/redis/RedisBroker"
-import { Effect } from "effect"
+import { Message } from "@errand/core/Message"
+import { Effect, Schema } from "effect"
 import { execSync } from "node:child_process"
 import { createClient } from "redis"
+
+const decodeMessage = Schema.decodeUnknownSync(Message)
 
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 const n = Number(process.argv[2] ?? 20_000)
@@ -131,7 +134,7 @@ const program = Effect.gen(function*() {
       yield* phase(
         "start",
         Effect.forEach(chunks, (c) =>
-          broker.start(c.map((d) => ({ id: d.id, token: d.token, worker: "w", startedAt: at, ackEarly: false }))), {
+          broker.start(c.map((d) => ({ id: d.id, token: d.token, queue, worker: "w", startedAt: at, ackEarly: false }))), {
           discard: true
         })
       )
@@ -140,8 +143,11 @@ const program = Effect.gen(function*() {
       "complete",
       Effect.forEach(chunks, (c) =>
         broker.complete(c.map((d) => ({
+          // as a worker completes: with the delivery's queue and message
           id: d.id,
           token: d.token,
+          queue,
+          message: decodeMessage(d.message),
           state: "SUCCESS" as const,
           result: 1,
           storeResult: store,

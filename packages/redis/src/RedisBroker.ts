@@ -366,21 +366,6 @@ const parseFast = (value: string) => {
 }
 
 /**
- * A fast-lane task this process claimed: its queue, and the submit time (as
- * stored) and task name that its done record takes when it ends lean.
- */
-class FastDelivery {
-  readonly queue: string
-  readonly submittedAt: string
-  readonly task: string
-  constructor(queue: string, submittedAt: string, task: string) {
-    this.queue = queue
-    this.submittedAt = submittedAt
-    this.task = task
-  }
-}
-
-/**
  * A done record's value, `updatedAt|retries|submittedAt|eta|task` (eta ""
  * when absent; the task name last, so it may hold "|").
  */
@@ -607,19 +592,19 @@ export const makeWith: (options: {
   }
 
   // Two generations of at most 100k ids each: O(1) and bounded. (Evicting the
-  // oldest key of one Map one by one is O(n) per eviction in V8.) A
-  // fast-lane delivery is remembered with what its done record takes.
-  let recent = new Map<string, string | FastDelivery>()
-  let older = new Map<string, string | FastDelivery>()
-  const remember = (id: string, queue: string | FastDelivery) => {
+  // oldest key of one Map one by one is O(n) per eviction in V8.)
+  let recent = new Map<string, string>()
+  let older = new Map<string, string>()
+  const remember = (id: string, queue: string) => {
     if (recent.size >= 100_000) {
       older = recent
       recent = new Map()
     }
     recent.set(id, queue)
   }
-  // Enqueued ids go in as whole batches and into the maps only when a lookup
-  // misses: a producer that never reads its tasks back pays one array per
+  // Enqueued and claimed ids go in as whole batches and into the maps only
+  // when a lookup misses: a producer that never reads its tasks back, or a
+  // worker that names each lease's queue (`Lease.queue`), pays one array per
   // batch instead of a Map.set per task. Bounded like the maps.
   let batches: Array<{ readonly queue: string; readonly ids: ReadonlyArray<string> }> = []
   let batched = 0
@@ -635,19 +620,12 @@ export const makeWith: (options: {
   }
   const locations = {
     get: (id: string): string | undefined => {
-      let known = recent.get(id) ?? older.get(id)
-      if (known === undefined && batched > 0) {
-        for (const batch of batches) for (const one of batch.ids) remember(one, batch.queue)
-        batches = []
-        batched = 0
-        known = recent.get(id) ?? older.get(id)
-      }
-      return typeof known === "object" ? known.queue : known
-    },
-    /** The fast-lane delivery of `id` this process claimed, if it still knows it. */
-    fast: (id: string): FastDelivery | undefined => {
       const known = recent.get(id) ?? older.get(id)
-      return typeof known === "object" ? known : undefined
+      if (known !== undefined || batched === 0) return known
+      for (const batch of batches) for (const one of batch.ids) remember(one, batch.queue)
+      batches = []
+      batched = 0
+      return recent.get(id) ?? older.get(id)
     }
   }
 
@@ -777,16 +755,17 @@ export const makeWith: (options: {
   }
 
   /** Leases name their task by id only: find each one's queue. */
-  const locateAll = <A extends { readonly id: string }>(
+  const locateAll = <A extends { readonly id: string; readonly queue?: string | undefined }>(
     operation: string,
     items: ReadonlyArray<A>
   ): Effect.Effect<ReadonlyArray<string | undefined>, BrokerError> =>
     Effect.suspend(() => {
-      // the common case: every id is cached (claimed or enqueued by this process)
+      // the common case: every lease names its queue, or every id is cached
+      // (claimed or enqueued by this process)
       const out = new Array<string | undefined>(items.length)
       let missing: Array<number> | undefined
       for (let i = 0; i < items.length; i++) {
-        const queue = locations.get(items[i].id)
+        const queue = items[i].queue ?? locations.get(items[i].id)
         out[i] = queue
         if (queue === undefined) (missing ??= []).push(i)
       }
@@ -924,13 +903,14 @@ export const makeWith: (options: {
       // the fast-lane claim's token, and how many of its deliveries (the first) it started
       const fastToken = Number(reply[1])
       let fastStarted = Number(reply[2])
+      const ids: Array<string> = []
       for (let i = 3; i + 1 < reply.length;) {
         const id = String(reply[i])
         const entry = String(reply[i + 1])
+        ids.push(id)
         if (entry !== "") {
           i += 2
           const fast = parseFast(entry)
-          remember(id, new FastDelivery(queue, fast?.submittedAt ?? "", fast?.task ?? ""))
           deliveries.push({
             id,
             token: fastToken,
@@ -952,7 +932,6 @@ export const makeWith: (options: {
           message = { ...message, retries }
         }
         const lostWorker = String(reply[i + 5])
-        remember(id, queue)
         deliveries.push({
           id,
           token,
@@ -969,6 +948,7 @@ export const makeWith: (options: {
         })
         i += 10
       }
+      rememberBatch(queue, ids)
       return { deliveries, nextAt: num(reply[0]) }
     }))
   }
@@ -1071,9 +1051,9 @@ export const makeWith: (options: {
         if (c.storeResult === false && c.state === "SUCCESS") {
           // lean: only the state is kept, so neither the result nor the
           // attempt is sent (no attempt marks it lean); a fast-lane task's
-          // done record takes its submit time and task from here
-          const fast = locations.fast(c.id)
-          args.push(c.id, c.token, c.state, fast?.submittedAt ?? "", fast?.task ?? "", "")
+          // done record takes its submit time and task from the message
+          const m = c.message
+          args.push(c.id, c.token, c.state, m === undefined ? "" : `${m.submittedAt}`, m === undefined ? "" : m.task, "")
         } else {
           const result = c.storeResult === false || c.result === undefined ? "" : json(c.result)
           args.push(c.id, c.token, c.state, result, c.error === undefined ? "" : json(c.error), json(c.attempt))

@@ -210,4 +210,48 @@ describe("RedisBroker fast lane", () => {
         expect(back!.token).not.toBe(d!.token)
         expect((yield* Clock.currentTimeMillis) - t0).toBeLessThan(4_000)
       })))
+
+  it.live("leases that name their queue need no lookup; a lean end takes its task and submit time from the message or the entry", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        yield* enqueueNow(lean("a"), lean("b"), lean("c"))
+        const ds = yield* claimNow(10, 30_000, "w-1")
+        const token = ds[0]!.token
+        const now = yield* Clock.currentTimeMillis
+        // another process: it never saw these ids, and there is no queue "q" in its lookups
+        const answers = yield* Effect.scoped(
+          Effect.gen(function*() {
+            const broker = yield* Broker
+            yield* redis("DEL", `${prefix}:queues`)
+            const started = yield* broker.start([
+              { id: "a", token, queue: "q", worker: "w-1", startedAt: now, ackEarly: false }
+            ])
+            const renewed = yield* broker.renew([{ id: "a", token, queue: "q" }], 30_000)
+            const ended = yield* broker.complete([
+              // the message as delivered: its task and submit time go into the done record
+              {
+                id: "a",
+                token,
+                queue: "q",
+                message: lean("a"),
+                state: "SUCCESS",
+                attempt: attempt("SUCCESS"),
+                storeResult: false
+              },
+              // no message: the script reads them from the fast-lane entry
+              { id: "b", token, queue: "q", state: "SUCCESS", attempt: attempt("SUCCESS"), storeResult: false },
+              // no queue: nothing finds it
+              { id: "c", token, state: "SUCCESS", attempt: attempt("SUCCESS"), storeResult: false }
+            ])
+            return { started, renewed, ended }
+          }).pipe(Effect.provide(RedisBroker.layer({ url: server.url(), prefix })))
+        )
+        expect(answers).toEqual({ started: ["ok"], renewed: ["ok"], ended: [true, true, false] })
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        expect(yield* redis<Array<string>>("HMGET", keys.done, "a", "b")).toEqual([
+          expect.stringMatching(/^\d+\|0\|1234\|\|fast\|tâche$/),
+          expect.stringMatching(/^\d+\|0\|1234\|\|fast\|tâche$/)
+        ])
+        expect(yield* record("c")).toMatchObject({ state: "RECEIVED" })
+      })))
 })
