@@ -119,8 +119,13 @@ export const unsafePushRaw = (queue: string, id: string, raw: string): Effect.Ef
 export interface QueueKeys {
   /** The tag itself, `{prefix:queue}`; a task's hash is `<tag>:t:<id>`. */
   readonly tag: string
-  /** Sorted set of ready ids, by priority then FIFO. */
+  /**
+   * Sorted set of ready ids, by priority then FIFO; normal inserts of
+   * priority 5 go to `fifo` instead (see `commands/common.lua`).
+   */
   readonly ready: string
+  /** List of ids ready at priority 5 (not put back at the front), oldest first. */
+  readonly fifo: string
   /** Sorted set of delayed ids, by due time. */
   readonly delayed: string
   /** Sorted set of leased ids, by lease deadline. */
@@ -169,6 +174,7 @@ export const queueKeys = (prefix: string, queue: string): QueueKeys => {
   return {
     tag,
     ready: `${tag}:ready`,
+    fifo: `${tag}:fifo`,
     delayed: `${tag}:delayed`,
     leased: `${tag}:leased`,
     dead: `${tag}:dead`,
@@ -1129,7 +1135,7 @@ export const makeWith: (options: {
   const stats = (queues: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<QueueStats>, BrokerError> =>
     Effect.forEach(queues, (queue) => {
       const keys = queueKeys(prefix, queue)
-      return evalIn("stats", scripts.stats, [keys.ready, keys.delayed, keys.leased, keys.dead, keys.fastLease], []).pipe(
+      return evalIn("stats", scripts.stats, [keys.ready, keys.delayed, keys.leased, keys.dead, keys.fastLease, keys.fifo], []).pipe(
         Effect.map(([ready, delayed, running, dead]): QueueStats => ({
           queue,
           ready: Number(ready),

@@ -137,6 +137,26 @@ export const suite = <E>(
           assert.strictEqual((yield* broker.claim(claimOptions(queue))).length, 0)
         }))
 
+      it.effect("claim order: higher priorities, then tasks given back, then oldest first, then lower priorities", () =>
+        Effect.gen(function*() {
+          const { broker, enqueue, queue } = yield* setup
+          const a = msg(queue, { priority: 5 })
+          const b = msg(queue, { priority: 5 })
+          const low = msg(queue, { priority: 4 })
+          const high = msg(queue, { priority: 6 })
+          for (const m of [a, b, low, high]) yield* enqueue(m)
+          const first = yield* broker.claim(claimOptions(queue, { max: 2 }))
+          assert.deepStrictEqual(first.map((d) => d.id), [high.id, a.id])
+          // a goes back to the front of its priority; c comes after b; b is revoked while waiting
+          assert.deepStrictEqual(yield* broker.release([{ id: first[1]!.id, token: first[1]!.token }]), [true])
+          const c = msg(queue, { priority: 5 })
+          yield* enqueue(c)
+          assert.strictEqual(yield* broker.revoke(b.id), "revoked")
+          assert.deepStrictEqual(yield* broker.stats([queue]), [{ queue, ready: 3, delayed: 0, running: 1, dead: 0 }])
+          const rest = yield* broker.claim(claimOptions(queue))
+          assert.deepStrictEqual(rest.map((d) => d.id), [a.id, c.id, low.id])
+        }))
+
       it.effect("a batch of many enqueues and claims in slices of max", () =>
         Effect.gen(function*() {
           const { broker, now, queue } = yield* setup

@@ -34,11 +34,11 @@ local expired = redis.call("ZRANGEBYSCORE", KEYS[3], "-inf", nowS, "WITHSCORES",
 local seq = sequence(tag, #due + #expired / 2)
 
 if #due > 0 then
-  local ready = {}
+  local ready, fifo = {}, {}
   for _, id in ipairs(due) do
-    push2(ready, readyScore(redis.call("HGET", taskKey(tag, id), "p"), false, seq()), id)
+    addReady(ready, fifo, redis.call("HGET", taskKey(tag, id), "p"), false, seq, id)
   end
-  zaddMany(KEYS[1], ready)
+  flushReady(tag, KEYS[1], ready, fifo)
   zremMany(KEYS[2], due)
 end
 
@@ -99,10 +99,25 @@ end
 
 if max > 0 then
   local deadline = fmt(now + tonumber(ARGV[4]))
-  -- the first max ids, then removed by rank: ZPOPMIN would also format
-  -- every score as a string, which costs more than the rest of a pop
-  local popped = redis.call("ZRANGE", KEYS[1], 0, max - 1)
+  -- in ready order (see common.lua): the set's members before priority 5's
+  -- normal inserts, the list, the rest of the set. Set members are taken
+  -- by rank and removed by rank: ZPOPMIN would also format every score as a
+  -- string, which costs more than the rest of a pop.
+  local popped = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", "(" .. fmt(readyScore(5, false, 0)), "LIMIT", 0, max)
   if #popped > 0 then redis.call("ZREMRANGEBYRANK", KEYS[1], 0, #popped - 1) end
+  if #popped < max then
+    local listed = redis.call("LPOP", fifoKey(tag), max - #popped)
+    if listed then
+      for _, id in ipairs(listed) do popped[#popped + 1] = id end
+    end
+  end
+  if #popped < max then
+    local rest = redis.call("ZRANGE", KEYS[1], 0, max - #popped - 1)
+    if #rest > 0 then
+      redis.call("ZREMRANGEBYRANK", KEYS[1], 0, #rest - 1)
+      for _, id in ipairs(rest) do popped[#popped + 1] = id end
+    end
+  end
   local leased = {}
   -- the popped ids' fast-lane messages, in one HMGET (false: a hash task)
   local fast = {}

@@ -45,9 +45,15 @@
 -- fast lane, a done record.
 --
 -- Ready order: one sorted set, score = (9 - priority) * BAND + MID +/- seq, so
--- ZPOPMIN gives the highest priority first, then FIFO; "front" inserts
+-- its first members are the highest priority, then FIFO; "front" inserts
 -- (release, lost leases) use MID - seq and come before every normal insert
--- of their priority. All scores stay below 2^53.
+-- of their priority. All scores stay below 2^53. Normal inserts of priority 5
+-- (the default, and nearly every task of a busy queue) go to a list instead,
+-- <tag>:fifo, oldest first: an RPUSH and a counted LPOP cost a fraction of a
+-- sorted set's insert and pop. A claim takes the set's members that come
+-- before priority 5's normal inserts (higher priorities, priority 5's front),
+-- then the list, then the rest of the set (lower priorities). An id is in
+-- at most one of them, once.
 --
 -- Scripts keep redis.call per task to a minimum (one HMGET to check, one
 -- HSET to write) and batch set updates into one ZADD / ZREM per step. A
@@ -150,6 +156,28 @@ local function releaseDedup(tag, id, dd)
       redis.call("HDEL", dedup, dd)
     end
   end
+end
+
+-- The list of ids ready at priority 5 (see "Ready order").
+local function fifoKey(tag)
+  return tag .. ":fifo"
+end
+
+-- Adds id, ready now, to a batch: `ready` (score id pairs for the ready set)
+-- or `fifo` (ids for the list), as "Ready order" says; `seq` is the batch's
+-- sequence.
+local function addReady(ready, fifo, p, front, seq, id)
+  if not front and clampPriority(p) == 5 then
+    fifo[#fifo + 1] = id
+  else
+    push2(ready, readyScore(p, front, seq()), id)
+  end
+end
+
+-- Writes a batch of addReady to the ready set readyKey and the list.
+local function flushReady(tag, readyKey, ready, fifo)
+  zaddMany(readyKey, ready)
+  callMany("RPUSH", fifoKey(tag), fifo)
 end
 
 local function isFinal(state)

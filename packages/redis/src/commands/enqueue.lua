@@ -19,7 +19,7 @@ local regular = tonumber(ARGV[5])
 local fastFrom = 6 + regular * 9
 local count = regular + (#ARGV - fastFrom + 1) / 3
 local seq = sequence(tag, count)
-local out, ready, delayed = {}, {}, {}
+local out, ready, fifo, delayed = {}, {}, {}, {}
 
 -- the k-th task's first ARGV
 local function at(k)
@@ -100,7 +100,7 @@ for k = 1, regular do
       redis.call("HSET", key, unpack(fields))
       written[id] = true
       if tonumber(dueAt) <= now then
-        push2(ready, readyScore(priority, false, seq()), id)
+        addReady(ready, fifo, priority, false, seq, id)
       else
         push2(delayed, dueAt, id)
       end
@@ -115,14 +115,15 @@ for k = regular + 1, count do
   if not written[id] and not known(k, id) then
     push2(fast, id, ARGV[i + 1])
     written[id] = true
-    push2(ready, readyScore(ARGV[i + 2], false, seq()), id)
+    -- the caller sends fast-lane priorities clamped: "5" is the list's
+    if ARGV[i + 2] == "5" then fifo[#fifo + 1] = id else addReady(ready, fifo, ARGV[i + 2], false, seq, id) end
   end
   out[k] = ""
 end
 callMany("HSET", KEYS[6], fast)
-zaddMany(KEYS[1], ready)
+flushReady(tag, KEYS[1], ready, fifo)
 zaddMany(KEYS[2], delayed)
-if #ready > 0 or #delayed > 0 then
+if #ready > 0 or #fifo > 0 or #delayed > 0 then
   redis.call("PUBLISH", ARGV[3], queue)
 end
 return out

@@ -12,6 +12,12 @@ local limit = tonumber(ARGV[6])
 local ids = redis.call("ZRANGE", KEYS[1], 0, limit - 1)
 if #ids > 0 then zremMany(KEYS[1], ids) end
 if #ids < limit then
+  local listed = redis.call("LPOP", fifoKey(tag), limit - #ids)
+  if listed then
+    for _, id in ipairs(listed) do ids[#ids + 1] = id end
+  end
+end
+if #ids < limit then
   local delayed = redis.call("ZRANGE", KEYS[2], 0, limit - #ids - 1)
   if #delayed > 0 then
     zremMany(KEYS[2], delayed)

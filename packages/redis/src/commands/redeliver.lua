@@ -12,6 +12,8 @@ end
 redis.call("HSET", key, "state", "PENDING", "updatedAt", nowS)
 redis.call("PERSIST", key)
 local seq = sequence(tag, 1)
-redis.call("ZADD", KEYS[1], readyScore(redis.call("HGET", key, "p"), false, seq()), id)
+local ready, fifo = {}, {}
+addReady(ready, fifo, redis.call("HGET", key, "p"), false, seq, id)
+flushReady(tag, KEYS[1], ready, fifo)
 redis.call("PUBLISH", ARGV[3], ARGV[4])
 return 1

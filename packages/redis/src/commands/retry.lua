@@ -8,7 +8,7 @@ local now = tonumber(nowS)
 local seq = sequence(tag, (#ARGV - 4) / 5)
 -- a fast-lane task is rescheduled as a hash (see common.lua)
 materializeAll(tag, 5, 5)
-local out, ready, delayed, moved = {}, {}, {}, {}
+local out, ready, fifo, delayed, moved = {}, {}, {}, {}, {}
 for i = 5, #ARGV, 5 do
   local id, dueAt = ARGV[i], ARGV[i + 2]
   local key = taskKey(tag, id)
@@ -18,7 +18,7 @@ for i = 5, #ARGV, 5 do
       "retries", tostring((tonumber(f[4]) or 0) + 1), "history", appendHistory(f[3], ARGV[i + 4]))
     redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa")
     if tonumber(dueAt) <= now then
-      push2(ready, readyScore(f[5], false, seq()), id)
+      addReady(ready, fifo, f[5], false, seq, id)
     else
       push2(delayed, dueAt, id)
     end
@@ -30,7 +30,7 @@ for i = 5, #ARGV, 5 do
 end
 if #moved > 0 then
   zremMany(KEYS[3], moved)
-  zaddMany(KEYS[1], ready)
+  flushReady(tag, KEYS[1], ready, fifo)
   zaddMany(KEYS[2], delayed)
   redis.call("PUBLISH", ARGV[3], ARGV[4])
 end

@@ -8,7 +8,7 @@ local tag, nowS, id = ARGV[1], ARGV[2], ARGV[5]
 local key = taskKey(tag, id)
 -- a fast-lane task is revoked as a hash (see common.lua)
 materialize(tag, id)
-local f = redis.call("HMGET", key, "state", "lw", "dd")
+local f = redis.call("HMGET", key, "state", "lw", "dd", "p")
 if not f[1] then
   if readLean(KEYS[4], KEYS[5], id, tonumber(nowS)) then return "final" end
   return "unknown"
@@ -18,7 +18,12 @@ if f[2] then
   redis.call("HSET", key, "revoked", "1", "updatedAt", nowS)
   return "running"
 end
-if redis.call("ZREM", KEYS[1], id) == 1 or redis.call("ZREM", KEYS[2], id) == 1 then
+-- waiting: in the ready set, the list (only priority 5 is there; LREM
+-- scans it, as BullMQ's remove of a waiting job does) or the delayed set
+local waiting = redis.call("ZREM", KEYS[1], id) == 1 or
+  (clampPriority(f[4]) == 5 and redis.call("LREM", fifoKey(tag), 1, id) == 1) or
+  redis.call("ZREM", KEYS[2], id) == 1
+if waiting then
   redis.call("HSET", key, "state", "REVOKED", "updatedAt", nowS, "error", ARGV[6])
   redis.call("HDEL", key, "m", "xw", "xs", "xe", "xa", "revoked", "dd")
   releaseDedup(tag, id, f[3])
