@@ -185,10 +185,9 @@ const decodeMessageExit = Schema.decodeUnknownExit(MessageSchema)
 
 /**
  * A delivery the worker holds, from its claim until its outcome has landed in
- * the broker. Held deliveries are keyed by the delivery itself (id and token):
- * a worker may claim again a task whose earlier lease it lost while that
- * attempt still runs, and both must be renewed, awaited at shutdown and
- * counted.
+ * the broker. Each claim is held on its own (a worker may claim again a task
+ * whose earlier lease it lost while that attempt still runs, and both must be
+ * renewed, awaited at shutdown and counted), in the worker's `HeldList`.
  */
 interface Held {
   readonly delivery: Broker.Delivery
@@ -196,6 +195,53 @@ interface Held {
   reason: StopReason | undefined
   /** Its outcome is queued for the broker: the runner has moved on, the lease is still held. */
   acking: boolean
+  /** In the `HeldList` (from the claim until `done`). */
+  linked: boolean
+  prev: Held | undefined
+  next: Held | undefined
+}
+
+/**
+ * The held deliveries, oldest first, linked through their `prev` and `next`:
+ * holding and releasing one is a few field writes, where a Map keyed by the
+ * delivery cost three hashed lookups per task (set, get, delete) and its
+ * rehashing.
+ */
+class HeldList {
+  private head: Held | undefined = undefined
+  private tail: Held | undefined = undefined
+  size = 0
+
+  add(h: Held): void {
+    h.linked = true
+    h.prev = this.tail
+    h.next = undefined
+    if (this.tail === undefined) this.head = h
+    else this.tail.next = h
+    this.tail = h
+    this.size++
+  }
+
+  /** Releases `h`; false when it was not held (any more). */
+  remove(h: Held): boolean {
+    if (!h.linked) return false
+    h.linked = false
+    if (h.prev === undefined) this.head = h.next
+    else h.prev.next = h.next
+    if (h.next === undefined) this.tail = h.prev
+    else h.next.prev = h.prev
+    h.prev = undefined
+    h.next = undefined
+    this.size--
+    return true
+  }
+
+  /** The held deliveries now, oldest first (a copy: callers may release them meanwhile). */
+  values(): Array<Held> {
+    const out: Array<Held> = []
+    for (let h = this.head; h !== undefined; h = h.next) out.push(h)
+    return out
+  }
 }
 
 /** A delivery for the runner's fast path (`process`): its message, task and payload checked. */
@@ -290,7 +336,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     // Done when the worker is killed (`kill`).
     const killedSignal = Deferred.makeUnsafe<void>()
 
-    const held = new Map<Broker.Delivery, Held>()
+    const held = new HeldList()
     // Held deliveries whose outcome is queued for the broker (`Held.acking`).
     let acking = 0
     // Claimed deliveries waiting for a runner, oldest first.
@@ -375,10 +421,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const start = yield* batched("start", broker.start)
 
     /** A held delivery is done: its outcome landed (or it needs none). */
-    const done = (d: Broker.Delivery) => {
-      const h = held.get(d)
-      if (h !== undefined && h.acking) acking--
-      held.delete(d)
+    const done = (h: Held) => {
+      if (held.remove(h) && h.acking) acking--
       freeRoom()
     }
 
@@ -397,7 +441,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       Effect.gen(function*() {
         // the queued outcomes and their deliveries, side by side
         let queued: Array<I> = []
-        let queuedFor: Array<Broker.Delivery> = []
+        let queuedFor: Array<Held> = []
         let signal: Deferred.Deferred<void> | undefined
         const flusher = Effect.gen(function*() {
           while (true) {
@@ -421,24 +465,24 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
             }
             const oks = yield* persistent(op, call(batch))
             for (let i = 0; i < batch.length; i++) {
-              const d = batchFor[i]!
-              if (oks[i] !== true) yield* stale(d, batch[i]!.attempt)
-              done(d)
+              const h = batchFor[i]!
+              if (oks[i] !== true) yield* stale(h.delivery, batch[i]!.attempt)
+              done(h)
             }
           }
         })
         yield* Effect.forkScoped(flusher)
-        /** Queues an outcome (the runner's fast path calls it directly, `h` in hand). */
-        const offer = (d: Broker.Delivery, item: I, h: Held | undefined): void => {
+        /** Queues an outcome (the runner's fast path calls it directly). */
+        const offer = (h: Held, item: I): void => {
           if (killed) return
-          if (h !== undefined && !h.acking) {
+          if (h.linked && !h.acking) {
             h.acking = true
             acking++
             // the runner has moved on: its place is free for the claimer
             freeRoom()
           }
           queued.push(item)
-          queuedFor.push(d)
+          queuedFor.push(h)
           if (signal !== undefined) {
             const s = signal
             signal = undefined
@@ -447,7 +491,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         }
         return {
           offer,
-          run: (d: Broker.Delivery, item: I): Effect.Effect<void> => Effect.sync(() => offer(d, item, held.get(d)))
+          run: (h: Held, item: I): Effect.Effect<void> => Effect.sync(() => offer(h, item))
         }
       })
     const completions = yield* acks("complete", broker.complete)
@@ -541,12 +585,13 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
 
     /** A failed attempt: retry per the policy or end the task. */
     const failed = Effect.fnUntraced(function*(
-      d: Broker.Delivery,
+      h: Held,
       message: Message,
       task: Task.Any,
       error: ErrorInfo,
       how: FailedAttempt
     ) {
+      const d = h.delivery
       const now = yield* Clock.currentTimeMillis
       const decision = yield* decideFor(task, message, error, how)
       const attempt = (outcome: Outcome, countdown?: number): Attempt => ({
@@ -556,7 +601,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (decision._tag === "Retry") {
         const countdown = Duration.toMillis(decision.countdown)
         const entry = attempt("RETRY", countdown)
-        yield* retry(d, { id: d.id, token: d.token, queue: d.queue, dueAt: now + countdown, error, attempt: entry })
+        yield* retry(h, { id: d.id, token: d.token, queue: d.queue, dueAt: now + countdown, error, attempt: entry })
         return yield* log("Info", `retry in ${countdown} ms after ${error._tag}`, d, {
           task: task.name,
           attempt: message.retries,
@@ -578,29 +623,30 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         : error
       const entry = attempt("FAILURE")
       yield* beforeFinal(message, { state: "FAILURE", error: final })
-      yield* complete(d, { id: d.id, token: d.token, queue: d.queue, state: "FAILURE", error: final, attempt: entry })
+      yield* complete(h, { id: d.id, token: d.token, queue: d.queue, state: "FAILURE", error: final, attempt: entry })
       yield* log("Warning", `failed: ${final._tag}: ${final.message}`, d, { task: task.name })
     })
 
-    const dead = Effect.fnUntraced(function*(d: Broker.Delivery, error: ErrorInfo, message?: Message) {
+    const dead = Effect.fnUntraced(function*(h: Held, error: ErrorInfo, message?: Message) {
+      const d = h.delivery
       const now = yield* Clock.currentTimeMillis
       const attempt = attemptOf({ retries: message?.retries ?? 0 }, now, now, "DEAD", error)
       if (message !== undefined) yield* beforeFinal(message, { state: "FAILURE", error })
-      yield* deadLetter(d, { id: d.id, token: d.token, queue: d.queue, error, attempt })
+      yield* deadLetter(h, { id: d.id, token: d.token, queue: d.queue, error, attempt })
       yield* log("Warning", `dead-lettered: ${error._tag}: ${error.message}`, d)
     })
 
     /** A delivery whose previous lease ran out mid-attempt: record the lost attempt and apply the policy. */
-    const lost = (d: Broker.Delivery, lostLease: Broker.LostLease, message: Message, task: Task.Any) =>
+    const lost = (h: Held, lostLease: Broker.LostLease, message: Message, task: Task.Any) =>
       Effect.andThen(
-        log("Warning", `worker ${lostLease.worker} lost this task`, d, { task: task.name }),
+        log("Warning", `worker ${lostLease.worker} lost this task`, h.delivery, { task: task.name }),
         failed(
-          d,
+          h,
           message,
           task,
           info(
             new WorkerLost({
-              taskId: d.id,
+              taskId: h.delivery.id,
               worker: lostLease.worker,
               message: `worker ${lostLease.worker} was lost while running ${task.name}: its lease ran out at ${
                 new Date(lostLease.expiredAt).toISOString()
@@ -636,7 +682,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (Exit.isFailure(decoded)) {
         const issue = Cause.pretty(decoded.cause)
         return dead(
-          d,
+          h,
           info(
             new MalformedMessage({
               id: d.id,
@@ -650,7 +696,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const registered = registry.get(message.task)
       if (registered === undefined) {
         return dead(
-          d,
+          h,
           info(
             new UnknownTask({
               task: message.task,
@@ -665,13 +711,13 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       }
       const task = registered.task
       if (d.lost !== undefined && d.lost.startedAt !== undefined) {
-        return lost(d, d.lost, message, task)
+        return lost(h, d.lost, message, task)
       }
       const payload = registered.decodePayload(message.payload)
       if (Exit.isFailure(payload)) {
         const issue = Cause.pretty(payload.cause)
         return dead(
-          d,
+          h,
           info(
             new PayloadInvalid({
               task: task.name,
@@ -768,7 +814,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const encoded = registered.encodeSuccess(exit.value)
       if (encoded._tag !== "Success") return false
       const d = h.delivery
-      completions.offer(d, successOf(d, ready.message, registered, ready.startedAt, encoded.value), h)
+      completions.offer(h, successOf(d, ready.message, registered, ready.startedAt, encoded.value))
       return true
     }
 
@@ -793,7 +839,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         return yield* log("Warning", "lease was taken over before the task started; skipped", d)
       }
       if (status === "revoked") {
-        return yield* revoked(d, message, startedAt)
+        return yield* revoked(h, message, startedAt)
       }
       yield* log("Debug", "started", d, { task: task.name, attempt: message.retries })
       const handler = handlerOf(d, message, registered, payload)
@@ -835,7 +881,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (Option.isNone(exit)) {
         yield* Effect.forkDetach(Fiber.interrupt(fiber))
         const limit = Option.getOrThrow(task.timeLimit)
-        return yield* failed(d, message, task, info(
+        return yield* failed(h, message, task, info(
             new TimeLimitExceeded({
               taskId: d.id,
               limitMillis: Duration.toMillis(limit),
@@ -848,12 +894,13 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       return yield* outcome(h, message, registered, startedAt, exit.value, soft)
     })
 
-    const revoked = Effect.fnUntraced(function*(d: Broker.Delivery, message: Message, startedAt: number) {
+    const revoked = Effect.fnUntraced(function*(h: Held, message: Message, startedAt: number) {
+      const d = h.delivery
       const now = yield* Clock.currentTimeMillis
       const error = info(new TaskRevoked({ taskId: d.id, message: `task ${d.id} was revoked` }))
       const attempt = attemptOf(message, startedAt, now, "REVOKED", error)
       yield* beforeFinal(message, { state: "REVOKED", error })
-      yield* complete(d, { id: d.id, token: d.token, queue: d.queue, state: "REVOKED", error, attempt })
+      yield* complete(h, { id: d.id, token: d.token, queue: d.queue, state: "REVOKED", error, attempt })
       yield* log("Info", "revoked", d)
     })
 
@@ -870,7 +917,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (Exit.isSuccess(exit)) {
         const encoded = registered.encodeSuccess(exit.value)
         if (Exit.isFailure(encoded)) {
-          return yield* failed(d, message, task, info(
+          return yield* failed(h, message, task, info(
               new TaskDefect({
                 taskId: d.id,
                 message: `${task.name} returned a result that does not match its success Schema: ${
@@ -882,7 +929,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           )
         }
         yield* beforeFinal(message, { state: "SUCCESS", result: encoded.value })
-        yield* complete(d, successOf(d, message, registered, startedAt, encoded.value))
+        yield* complete(h, successOf(d, message, registered, startedAt, encoded.value))
         return yield* log("Debug", "succeeded", d, { task: task.name })
       }
       const cause = exit.cause
@@ -890,7 +937,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         const now = yield* Clock.currentTimeMillis
         switch (h.reason) {
           case "revoked":
-            return yield* revoked(d, message, startedAt)
+            return yield* revoked(h, message, startedAt)
           case "stale":
             return yield* stale(
               d,
@@ -900,7 +947,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
               })
             )
           case "shutdown":
-            return yield* failed(d, message, task, info(
+            return yield* failed(h, message, task, info(
                 new WorkerShutdown({
                   taskId: d.id,
                   worker: id,
@@ -912,7 +959,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           default:
             if (soft) {
               const limit = Option.getOrThrow(task.softTimeLimit)
-              return yield* failed(d, message, task, info(
+              return yield* failed(h, message, task, info(
                   new SoftTimeLimitExceeded({
                     taskId: d.id,
                     limitMillis: Duration.toMillis(limit),
@@ -924,7 +971,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
                 { startedAt }
               )
             }
-            return yield* failed(d, message, task, info(new TaskDefect({ taskId: d.id, message: `${task.name} was interrupted` })),
+            return yield* failed(h, message, task, info(new TaskDefect({ taskId: d.id, message: `${task.name} was interrupted` })),
               { startedAt }
             )
         }
@@ -934,18 +981,18 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         const e = error.success
         if (e instanceof RetryRequested) {
           const reason = e.reason ?? info(e)
-          return yield* failed(d, message, task, reason, {
+          return yield* failed(h, message, task, reason, {
             startedAt,
             requested: { countdownMillis: e.countdownMillis }
           })
         }
         const encoded = registered.encodeFailure(e)
-        return yield* failed(d, message, task, info(e, Exit.isSuccess(encoded) ? encoded.value : undefined),
+        return yield* failed(h, message, task, info(e, Exit.isSuccess(encoded) ? encoded.value : undefined),
           { startedAt }
         )
       }
       const defect = Cause.squash(cause)
-      return yield* failed(d, message, task, info(
+      return yield* failed(h, message, task, info(
           new TaskDefect({
             taskId: d.id,
             message: `${task.name} died: ${defect instanceof Error ? defect.message : String(defect)}`
@@ -1014,7 +1061,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
           yield* Effect.logError("worker failed to process a task", exit.cause)
         }
-        if (!h.acking) done(h.delivery)
+        if (!h.acking) done(h)
       }
     })
     const runners = yield* Effect.forEach(
@@ -1072,8 +1119,16 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         }
         const hs: Array<Held> = []
         for (const delivery of batch) {
-          const h: Held = { delivery, fiber: undefined, reason: undefined, acking: false }
-          held.set(delivery, h)
+          const h: Held = {
+            delivery,
+            fiber: undefined,
+            reason: undefined,
+            acking: false,
+            linked: false,
+            prev: undefined,
+            next: undefined
+          }
+          held.add(h)
           hs.push(h)
         }
         offerWork(hs)
@@ -1090,7 +1145,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           yield* register(false)
           continue
         }
-        const items = [...held.values()]
+        const items = held.values()
         const statuses = yield* broker.renew(
           items.map((h) => ({ id: h.delivery.id, token: h.delivery.token, queue: h.delivery.queue })),
           leaseMillis
@@ -1136,7 +1191,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       // Prefetched tasks that never started go back at once.
       const unstarted = waiting.takeAll()
       if (unstarted.length > 0) {
-        for (const h of unstarted) held.delete(h.delivery)
+        for (const h of unstarted) held.remove(h)
         yield* persistent("release", broker.release(
           unstarted.map((h) => ({ id: h.delivery.id, token: h.delivery.token, queue: h.delivery.queue }))
         ))
