@@ -453,21 +453,21 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
               yield* Effect.yieldNow
               continue
             }
-            if (killed) return yield* Effect.never
-            let batch = queued
-            let batchFor = queuedFor
-            if (queued.length <= 512) {
-              queued = []
-              queuedFor = []
-            } else {
-              batch = queued.splice(0, 512)
-              batchFor = queuedFor.splice(0, 512)
-            }
-            const oks = yield* persistent(op, call(batch))
-            for (let i = 0; i < batch.length; i++) {
-              const h = batchFor[i]!
-              if (oks[i] !== true) yield* stale(h.delivery, batch[i]!.attempt)
-              done(h)
+            // everything queued goes, in writes of up to 512 (sliced off,
+            // not spliced: a splice moved the rest of the queue per write)
+            const all = queued
+            const allFor = queuedFor
+            queued = []
+            queuedFor = []
+            for (let from = 0; from < all.length; from += 512) {
+              if (killed) return yield* Effect.never
+              const batch = all.length <= 512 ? all : all.slice(from, from + 512)
+              const oks = yield* persistent(op, call(batch))
+              for (let i = 0; i < batch.length; i++) {
+                const h = allFor[from + i]!
+                if (oks[i] !== true) yield* stale(h.delivery, batch[i]!.attempt)
+                done(h)
+              }
             }
           }
         })
@@ -1011,8 +1011,21 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       idleRunners.push(signal)
       return Deferred.await(signal)
     })
-    const offerWork = (hs: ReadonlyArray<Held>) => {
-      for (const h of hs) waiting.push(h)
+    /** Holds a claim's deliveries and hands them to the runners (a plain loop: it runs per task). */
+    const offerWork = (batch: ReadonlyArray<Broker.Delivery>) => {
+      for (let i = 0; i < batch.length; i++) {
+        const h: Held = {
+          delivery: batch[i]!,
+          fiber: undefined,
+          reason: undefined,
+          acking: false,
+          linked: false,
+          prev: undefined,
+          next: undefined
+        }
+        held.add(h)
+        waiting.push(h)
+      }
       // Only as many runners as there are tasks for: a resumed runner runs at
       // once, in this call, taking tasks until it waits (for its handler or
       // for work), so each one is woken only while tasks are left for it.
@@ -1117,21 +1130,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         else if (batchSize < prefetchMax && waiting.size === 0 && idleRunners.length === concurrency) {
           batchSize = Math.min(prefetchMax, batchSize * 2)
         }
-        const hs: Array<Held> = []
-        for (const delivery of batch) {
-          const h: Held = {
-            delivery,
-            fiber: undefined,
-            reason: undefined,
-            acking: false,
-            linked: false,
-            prev: undefined,
-            next: undefined
-          }
-          held.add(h)
-          hs.push(h)
-        }
-        offerWork(hs)
+        offerWork(batch)
       }
     })
     const claimerFiber = yield* Effect.forkScoped(claimer, { startImmediately: true })
