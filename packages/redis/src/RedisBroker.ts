@@ -372,12 +372,21 @@ const parseFast = (value: string) => {
 }
 
 /**
- * A done record's value, `updatedAt|retries|submittedAt|eta|task` (eta ""
- * when absent; the task name last, so it may hold "|").
+ * A done record's value, `@expiresAt|updatedAt|retries|submittedAt|eta|task`
+ * (expiresAt "" when kept forever, eta "" when absent; the task name last,
+ * so it may hold "|"). A record of an earlier version has no `@expiresAt|`:
+ * its expiry is its doneAt score.
  */
 const parseLean = (value: string) => {
   const parts: Array<string> = []
   let from = 0
+  let expiresAt: number | undefined
+  if (value.startsWith("@")) {
+    const at = value.indexOf("|")
+    if (at < 0) return undefined
+    expiresAt = num(value.slice(1, at))
+    from = at + 1
+  }
   for (let k = 0; k < 4; k++) {
     const at = value.indexOf("|", from)
     if (at < 0) return undefined
@@ -385,6 +394,7 @@ const parseLean = (value: string) => {
     from = at + 1
   }
   return {
+    expiresAt,
     updatedAt: num(parts[0]) ?? 0,
     retries: num(parts[1]) ?? 0,
     submittedAt: num(parts[2]) ?? 0,
@@ -395,18 +405,20 @@ const parseLean = (value: string) => {
 
 /**
  * The record a done record stands for (state SUCCESS, no history); none once
- * its time (`expiresAt`, undefined: never) is up.
+ * its time (its own, or `scored`, its doneAt score, for a record of an
+ * earlier version; undefined: never) is up.
  */
 const leanRecord = (
   queue: string,
   id: string,
   value: string,
-  expiresAt: number | undefined,
+  scored: number | undefined,
   now: number
 ): Option.Option<TaskRecord> => {
-  if (expiresAt !== undefined && expiresAt <= now) return Option.none()
   const parsed = parseLean(value)
   if (parsed === undefined) return Option.none()
+  const expiresAt = value.startsWith("@") ? parsed.expiresAt : scored
+  if (expiresAt !== undefined && expiresAt <= now) return Option.none()
   const { eta, retries, submittedAt, task, updatedAt } = parsed
   const record: TaskRecord = { id, task, queue, state: "SUCCESS", retries, submittedAt, updatedAt, history: [] }
   return Option.some(eta === undefined ? record : { ...record, eta })

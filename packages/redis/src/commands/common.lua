@@ -11,10 +11,13 @@
 --
 -- A task that ended SUCCESS without storing its result (a "lean" record)
 -- has no hash: it is one field of the queue's done hash, <tag>:done, id ->
--- "updatedAt|retries|submittedAt|eta|task" (eta "" when absent; the task
--- name last, so it may hold "|"), with its expiry time in the sorted set
--- <tag>:doneAt (no entry: kept forever). Its state is SUCCESS and its
--- history empty. A done record whose time is up counts as unknown even
+-- "@expiresAt|updatedAt|retries|submittedAt|eta|task" (expiresAt "" when
+-- kept forever, eta "" when absent; the task name last, so it may hold
+-- "|"). The records one complete writes expire together: one entry of the
+-- sorted set <tag>:doneAt, their ids joined by "\n", scored by that time,
+-- tells the trimming which to forget. (A record written by an earlier
+-- version has no "@expiresAt|" and its own doneAt entry, its id alone.) Its
+-- state is SUCCESS and its history empty. A done record whose time is up counts as unknown even
 -- before complete trims it. An id has a hash or a done record, not both
 -- (a stale attempt recorded on a done record turns it back into a hash).
 -- Their helpers are in done.lua, prepended only to the scripts that use them.

@@ -32,8 +32,10 @@ local function keepFor(key, before, ttl)
 end
 
 local out, done = {}, {}
-local lean, leanAt = {}, {} -- done hash: id value; doneAt: expiresAt id
-local expiresAt = fmt(now + ttl)
+local lean, leanIds = {}, {} -- done hash: id value; the ids written
+-- every done record of the call expires at once (see common.lua)
+local expiresAt = ttl > 0 and fmt(now + ttl) or ""
+local leanHead = "@" .. expiresAt .. "|" .. nowS .. "|0|"
 
 -- the items' fast leases, in one HMGET (none when the queue has none)
 local fastLeases = {}
@@ -61,11 +63,8 @@ for i = 5, #ARGV, 6 do
       -- inline, not push2 / leanRecord: a Lua call per task costs more
       -- than the rest of this branch's Lua
       local n = #lean
-      lean[n + 1], lean[n + 2] = id, nowS .. "|0|" .. submittedAt .. "||" .. task
-      if ttl > 0 then
-        n = #leanAt
-        leanAt[n + 1], leanAt[n + 2] = expiresAt, id
-      end
+      lean[n + 1], lean[n + 2] = id, leanHead .. submittedAt .. "||" .. task
+      leanIds[#leanIds + 1] = id
       fastDone[#fastDone + 1] = id
       claims[tok] = (claims[tok] or 0) + 1
       done[#done + 1] = id
@@ -78,8 +77,8 @@ for i = 5, #ARGV, 6 do
     if f[1] == tok and f[2] then
       releaseDedup(tag, id, f[3])
       redis.call("DEL", key)
-      push2(lean, id, leanRecord(nowS, f[4], f[5], f[6], f[7]))
-      if ttl > 0 then push2(leanAt, expiresAt, id) end
+      push2(lean, id, leanRecord(expiresAt, nowS, f[4], f[5], f[6], f[7]))
+      leanIds[#leanIds + 1] = id
       done[#done + 1] = id
       leasedDone[#leasedDone + 1] = id
       out[#out + 1] = 1
@@ -127,17 +126,34 @@ if #lean > 0 then
   callMany("HSET", KEYS[2], lean)
   keepFor(KEYS[2], pDone, ttl)
   if ttl > 0 then
+    -- one doneAt entry for the call's records: their ids, newline-separated
     local pAt = redis.call("PTTL", KEYS[3])
-    zaddMany(KEYS[3], leanAt)
+    redis.call("ZADD", KEYS[3], expiresAt, table.concat(leanIds, "\n"))
     keepFor(KEYS[3], pAt, ttl)
   end
-  -- trim: forget done records whose time is up (more than one batch's
-  -- worth, so the trimming keeps ahead of the writing). Only batches that
-  -- write done records trim: when they stop, the keys expire.
-  local expired = redis.call("ZRANGEBYSCORE", KEYS[3], "-inf", nowS, "LIMIT", 0, 2 * #lean + 100)
-  if #expired > 0 then
-    callMany("HDEL", KEYS[2], expired)
-    zremMany(KEYS[3], expired)
+  -- trim: forget done records whose time is up (more than one call's
+  -- worth, so the trimming keeps ahead of the writing). Only calls that
+  -- write done records trim: when they stop, the keys expire. An entry's
+  -- id whose record was written again since (a newer expiry) keeps it.
+  local entries = redis.call("ZRANGEBYSCORE", KEYS[3], "-inf", nowS, "LIMIT", 0, 16)
+  if #entries > 0 then
+    local budget, gone, trimmed = 2 * #leanIds + 100, {}, {}
+    for _, entry in ipairs(entries) do
+      if budget <= 0 then break end
+      local ids = {}
+      for id in string.gmatch(entry, "[^\n]+") do ids[#ids + 1] = id end
+      local values = hmgetMany(KEYS[2], ids)
+      for k = 1, #ids do
+        local v = values[k]
+        if v and not (hasExpiry(v) and (tonumber(string.match(v, "^@(%d*)|")) or now + 1) > now) then
+          gone[#gone + 1] = ids[k]
+        end
+      end
+      budget = budget - #ids
+      trimmed[#trimmed + 1] = entry
+    end
+    callMany("HDEL", KEYS[2], gone)
+    zremMany(KEYS[3], trimmed)
   end
 end
 if #leasedDone > 0 then zremMany(KEYS[1], leasedDone) end

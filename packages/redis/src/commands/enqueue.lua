@@ -53,13 +53,13 @@ end
 local lean = fieldsOf(KEYS[4]) -- lean[k]: the k-th id has a done record (maybe expired)
 local inFast = fieldsOf(KEYS[6]) -- inFast[k]: the k-th id is in the fast lane
 
--- Whether id still has a done record (asked only when it has one, maybe
--- expired, which is rare): one whose time is up is forgotten now, and the id
--- is new again.
+-- Whether the k-th id still has a done record (asked only when it has one,
+-- maybe expired, which is rare): one whose time is up is forgotten now, and
+-- the id is new again.
 local forgotten = {}
-local function doneRecord(id)
+local function doneRecord(k, id)
   if forgotten[id] then return false end
-  local expiresAt = redis.call("ZSCORE", KEYS[5], id)
+  local expiresAt = leanExpiry(KEYS[5], id, lean[k])
   if expiresAt and tonumber(expiresAt) <= now then
     redis.call("HDEL", KEYS[4], id)
     redis.call("ZREM", KEYS[5], id)
@@ -71,7 +71,7 @@ end
 
 -- whether the k-th task's id is already known (and so not written again)
 local function known(k, id)
-  return (anyKnown and redis.call("EXISTS", keys[k]) == 1) or inFast[k] or (lean[k] and doneRecord(id))
+  return (anyKnown and redis.call("EXISTS", keys[k]) == 1) or inFast[k] or (lean[k] and doneRecord(k, id))
 end
 local written = {} -- ids written by this call (an id may repeat within a batch)
 

@@ -40,7 +40,7 @@ const step = <R>(name: string, helpers: ReadonlyArray<string> = []): StepScript<
 
 /** Scripts by step. */
 export const scripts = {
-  enqueue: step<Array<string>>("enqueue"),
+  enqueue: step<Array<string>>("enqueue", [done]),
   claim: step<Array<string>>("claim", [fast]),
   start: step<Array<number>>("start", [fast]),
   renew: step<Array<number>>("renew", [fast]),
