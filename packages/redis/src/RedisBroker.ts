@@ -332,13 +332,12 @@ const byteLength = (task: string): number => {
 /**
  * Whether a submission goes to the fast lane (see `commands/common.lua`): its
  * result is not stored, it is due now, it has no eta, dedup id or earlier
- * retries, its submit time is a whole number of milliseconds, and its id
- * holds no newline (a claim lists its ids joined by newlines).
+ * retries, and its submit time is a whole number of milliseconds.
  */
 const fastLane = (s: Submission, now: number): boolean => {
   const m = s.message
   return m.storeResult === false && s.dedupId === undefined && m.eta === undefined && m.retries === 0 &&
-    s.dueAt <= now && Number.isSafeInteger(m.submittedAt) && m.submittedAt >= 0 && !m.id.includes("\n")
+    s.dueAt <= now && Number.isSafeInteger(m.submittedAt) && m.submittedAt >= 0
 }
 
 /** The index in `s` after `bytes` UTF-8 bytes from `from` (Lua counts bytes, JavaScript UTF-16 units). */
@@ -816,9 +815,16 @@ export const makeWith: (options: {
     Effect.gen(function*() {
       if (batch.length === 0) return []
       // checked before any script runs: a script that fails half-way keeps its earlier writes
-      const bad = batch.find((s) => !Number.isFinite(s.dueAt) || typeof s.message.id !== "string" || s.message.id === "")
+      // ids travel newline-separated (the done channel, claims, done records)
+      const bad = batch.find((s) =>
+        !Number.isFinite(s.dueAt) || typeof s.message.id !== "string" || s.message.id === "" ||
+        s.message.id.includes("\n")
+      )
       if (bad !== undefined) {
-        return yield* invalid("enqueue", `task ${String(bad.message.id)} has an invalid id or dueAt (${bad.dueAt})`)
+        return yield* invalid(
+          "enqueue",
+          `task ${JSON.stringify(bad.message.id)} has an invalid id (empty or holding a newline) or dueAt (${bad.dueAt})`
+        )
       }
       const now = yield* Clock.currentTimeMillis
       const groups = groupBy(batch, (s) => s.message.queue)

@@ -262,7 +262,14 @@ describe("RedisBroker", () => {
           { message: message("bad"), dueAt: Number.NaN }
         ]))
         expect(bad).toBeInstanceOf(BrokerError)
-        expect(bad.message).toContain("task bad")
+        expect(bad.message).toContain(`task "bad"`)
+        expect(yield* ResultBackend.use((b) => b.get("ok"))).toEqual(Option.none())
+        // ids travel newline-separated (done channel, claims, done records): one holding a newline is refused
+        const newline = yield* Effect.flip(broker.enqueue([
+          { message: message("ok"), dueAt: now },
+          { message: message("two\nlines"), dueAt: now }
+        ]))
+        expect(newline.message).toContain("holding a newline")
         expect(yield* ResultBackend.use((b) => b.get("ok"))).toEqual(Option.none())
         yield* enqueueNow(message("a"))
         const claimError = yield* Effect.flip(
