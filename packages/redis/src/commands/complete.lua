@@ -48,7 +48,6 @@ local fastDone, claims, leasedDone = {}, {}, {}
 
 for i = 5, #ARGV, 6 do
   local id, tok = ARGV[i], ARGV[i + 1]
-  local key = taskKey(tag, id)
   local l = fastLeases[(i - 5) / 6 + 1]
   -- the usual fast lease: its claim's bare token
   local current = l and (l == tok or tokenOf(l) == tok)
@@ -73,6 +72,7 @@ for i = 5, #ARGV, 6 do
       out[#out + 1] = 0
     end
   elseif ARGV[i + 5] == "" then
+    local key = taskKey(tag, id)
     local f = redis.call("HMGET", key, "tok", "lw", "dd", "retries", "submittedAt", "eta", "task")
     if f[1] == tok and f[2] then
       releaseDedup(tag, id, f[3])
@@ -88,6 +88,7 @@ for i = 5, #ARGV, 6 do
   else
     -- any other end of a fast-lane task: as a hash
     if l then materialize(tag, id) end
+    local key = taskKey(tag, id)
     local f = redis.call("HMGET", key, "tok", "lw", "history", "dd")
     if f[1] == tok and f[2] then
       local fields = { "state", ARGV[i + 2], "updatedAt", nowS, "history", appendHistory(f[3], ARGV[i + 5]) }

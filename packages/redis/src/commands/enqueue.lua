@@ -33,10 +33,17 @@ end
 -- usual case); only when some key exists is each one checked. Likewise one
 -- HMGET of the done hash finds the ids that ended as done records, and one
 -- of the fast hash those in the fast lane.
+-- (Per-task loops here and below are written out, without helper calls: a
+-- Lua call per task costs about as much as the rest of the loop's Lua.)
 local ids, keys = {}, {}
-for k = 1, count do
-  ids[k] = ARGV[at(k)]
-  keys[k] = taskKey(tag, ids[k])
+local hashPrefix = tag .. ":t:"
+for k = 1, regular do
+  local id = ARGV[6 + (k - 1) * 9]
+  ids[k], keys[k] = id, hashPrefix .. id
+end
+for k = regular + 1, count do
+  local id = ARGV[fastFrom + (k - regular - 1) * 3]
+  ids[k], keys[k] = id, hashPrefix .. id
 end
 local anyKnown = false
 for k = 1, count, CHUNK do
@@ -109,11 +116,14 @@ for k = 1, regular do
   out[k] = duplicateOf
 end
 local fast = {}
-for k = regular + 1, count do
-  local i = at(k)
+local k = regular
+for i = fastFrom, #ARGV, 3 do
+  k = k + 1
   local id = ARGV[i]
-  if not written[id] and not known(k, id) then
-    push2(fast, id, ARGV[i + 1])
+  if not written[id] and not inFast[k] and not (anyKnown and redis.call("EXISTS", keys[k]) == 1) and
+    not (lean[k] and doneRecord(k, id)) then
+    local n = #fast
+    fast[n + 1], fast[n + 2] = id, ARGV[i + 1]
     written[id] = true
     -- the caller sends fast-lane priorities clamped: "5" is the list's
     if ARGV[i + 2] == "5" then fifo[#fifo + 1] = id else addReady(ready, fifo, ARGV[i + 2], false, seq, id) end
