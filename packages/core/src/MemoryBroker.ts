@@ -795,17 +795,28 @@ export const makeWith = (options: Options = {}) =>
               record.state = startNow ? "STARTED" : "RECEIVED"
               record.updatedAt = now
             }
+            // each usual shape made whole by one literal: a property added
+            // after it goes to a properties array of its own (an allocation,
+            // and a load through it for each reader)
             const delivery: {
               -readonly [K in keyof Broker.Delivery]: Broker.Delivery[K]
-            } = {
-              id: entry.id,
-              token: entry.token,
-              queue: entry.queue,
-              deadline: entry.deadline,
-              message: entry.message
-            }
+            } = startNow
+              ? {
+                id: entry.id,
+                token: entry.token,
+                queue: entry.queue,
+                deadline: entry.deadline,
+                message: entry.message,
+                startedAt: now
+              }
+              : {
+                id: entry.id,
+                token: entry.token,
+                queue: entry.queue,
+                deadline: entry.deadline,
+                message: entry.message
+              }
             if (lost !== undefined) delivery.lost = lost
-            if (startNow) delivery.startedAt = now
             out.push(delivery)
           }
         }
