@@ -27,7 +27,7 @@ import {
   type WorkerInfo
 } from "@errand/core/Broker"
 import { BrokerError } from "@errand/core/Errors"
-import { type Attempt, finalStates, TaskRecord } from "@errand/core/Message"
+import { type Attempt, finalStates, type Message, TaskRecord } from "@errand/core/Message"
 import { ResultBackend } from "@errand/core/ResultBackend"
 import {
   Cause,
@@ -315,8 +315,6 @@ const num = (s: string | null | undefined): number | undefined => {
   return Number.isFinite(n) ? n : undefined
 }
 
-/** A priority as the scripts clamp it: integers to 0..9, anything else 5. */
-const priorityOf = (p: number): number => Number.isInteger(p) ? Math.min(9, Math.max(0, p)) : 5
 
 const byteLengths = new Map<string, number>()
 /** The UTF-8 length of a task name (as Lua's `#` counts it), remembered per name. */
@@ -332,12 +330,15 @@ const byteLength = (task: string): number => {
 /**
  * Whether a submission goes to the fast lane (see `commands/common.lua`): its
  * result is not stored, it is due now, it has no eta, dedup id or earlier
- * retries, and its submit time is a whole number of milliseconds.
+ * retries, its submit time is a whole number of milliseconds, its priority
+ * an integer from 0 to 9, and it has a payload (the entry keeps the rest of
+ * the message implied).
  */
 const fastLane = (s: Submission, now: number): boolean => {
   const m = s.message
   return m.storeResult === false && s.dedupId === undefined && m.eta === undefined && m.retries === 0 &&
-    s.dueAt <= now && Number.isSafeInteger(m.submittedAt) && m.submittedAt >= 0
+    s.dueAt <= now && Number.isSafeInteger(m.submittedAt) && m.submittedAt >= 0 &&
+    Number.isInteger(m.priority) && m.priority >= 0 && m.priority <= 9 && m.payload !== undefined
 }
 
 /** The index in `s` after `bytes` UTF-8 bytes from `from` (Lua counts bytes, JavaScript UTF-16 units). */
@@ -357,17 +358,49 @@ const afterUtf8 = (s: string, from: number, bytes: number): number => {
 }
 
 /**
- * A fast-lane entry, `p|submittedAt|taskLength|<task><message>` (the task
- * name `taskLength` UTF-8 bytes long): its submit time (as stored), task
- * and message JSON.
+ * A fast-lane entry, `p|submittedAt|taskLength|headersLength|<task><headers><payload>`
+ * (task name and headers JSON as many UTF-8 bytes long as their lengths
+ * say, headers "" when empty, then the payload JSON): its priority, submit
+ * time, task, headers JSON ("" for none) and payload JSON.
  */
 const parseFast = (value: string) => {
   const a = value.indexOf("|")
   const b = value.indexOf("|", a + 1)
   const c = value.indexOf("|", b + 1)
-  if (a < 0 || b < 0 || c < 0) return undefined
-  const end = afterUtf8(value, c + 1, Number(value.slice(b + 1, c)))
-  return { submittedAt: value.slice(a + 1, b), task: value.slice(c + 1, end), message: value.slice(end) }
+  const d = value.indexOf("|", c + 1)
+  if (a < 0 || b < 0 || c < 0 || d < 0) return undefined
+  const taskEnd = afterUtf8(value, d + 1, Number(value.slice(b + 1, c)))
+  const headersEnd = afterUtf8(value, taskEnd, Number(value.slice(c + 1, d)))
+  return {
+    priority: Number(value.slice(0, a)),
+    submittedAt: Number(value.slice(a + 1, b)),
+    task: value.slice(d + 1, taskEnd),
+    headers: value.slice(taskEnd, headersEnd),
+    payload: value.slice(headersEnd)
+  }
+}
+
+/**
+ * The message of a fast-lane entry, made whole: what the entry leaves out
+ * is implied (see `commands/common.lua`). A payload that is not JSON is
+ * passed on as its text, as `parseJson` does for a message.
+ */
+const fastMessage = (id: string, queue: string, entry: NonNullable<ReturnType<typeof parseFast>>): Message => ({
+  id,
+  task: entry.task,
+  queue,
+  payload: parseJson(entry.payload),
+  headers: entry.headers === "" ? {} : parseJson(entry.headers) as Record<string, string>,
+  priority: entry.priority,
+  retries: 0,
+  submittedAt: entry.submittedAt,
+  storeResult: false
+})
+
+/** The JSON of headers, "" when there are none (a fast-lane entry stores nothing for them). */
+const headersJson = (headers: Message["headers"]): string => {
+  for (const _ in headers) return json(headers)
+  return ""
 }
 
 /**
@@ -437,7 +470,7 @@ const fastRecord = (
 ): Option.Option<TaskRecord> => {
   const entry = parseFast(value)
   if (entry === undefined) return Option.none()
-  const submittedAt = Number(entry.submittedAt)
+  const submittedAt = entry.submittedAt
   const record: TaskRecord = {
     id,
     task: entry.task,
@@ -854,8 +887,14 @@ export const makeWith: (options: {
         }
         for (let k = regular; k < indices.length; k++) {
           const { message } = batch[indices[k]]
-          const p = priorityOf(message.priority)
-          args.push(message.id, `${p}|${message.submittedAt}|${byteLength(message.task)}|${message.task}${json(message)}`, p)
+          const headers = headersJson(message.headers)
+          args.push(
+            message.id,
+            `${message.priority}|${message.submittedAt}|${byteLength(message.task)}|${
+              headers === "" ? 0 : Buffer.byteLength(headers)
+            }|${message.task}${headers}${json(message.payload)}`,
+            message.priority
+          )
         }
         return evalIn("enqueue", scripts.enqueue, enqueueKeys(keys), args).pipe(
           Effect.tap((answers) =>
@@ -940,7 +979,7 @@ export const makeWith: (options: {
             token: fastToken,
             queue,
             deadline,
-            message: fast === undefined ? entry : parseJson(fast.message),
+            message: fast === undefined ? entry : fastMessage(id, queue, fast),
             lost: undefined,
             startedAt: fastStarted-- > 0 ? now : undefined
           })

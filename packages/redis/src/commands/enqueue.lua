@@ -130,7 +130,11 @@ for i = fastFrom, #ARGV, 3 do
   end
   out[k] = ""
 end
-callMany("HSET", KEYS[6], fast)
+if #fast > 0 then
+  callMany("HSET", KEYS[6], fast)
+  -- the queue's name, which a fast-lane message made whole again takes
+  redis.call("SET", tag .. ":queue", queue)
+end
 flushReady(tag, KEYS[1], ready, fifo)
 zaddMany(KEYS[2], delayed)
 if #ready > 0 or #fifo > 0 or #delayed > 0 then

@@ -9,12 +9,25 @@ local function fastLeaseKey(tag)
   return tag .. ":fastLease"
 end
 
--- A fast-lane entry: priority, submittedAt, task, message.
+-- A fast-lane entry (see common.lua): priority, submittedAt, task, and the
+-- rest (headers and payload).
 local function parseFast(v)
-  local p, submittedAt, len = string.match(v, "^(%d*)|(%d*)|(%d+)|")
-  local from = #p + #submittedAt + #len + 4
+  local p, submittedAt, len, hlen = string.match(v, "^(%d*)|(%d*)|(%d+)|(%d+)|")
+  local from = #p + #submittedAt + #len + #hlen + 5
   local n = tonumber(len)
-  return p, submittedAt, string.sub(v, from, from + n - 1), string.sub(v, from + n)
+  return p, submittedAt, string.sub(v, from, from + n - 1), string.sub(v, from + n), tonumber(hlen)
+end
+
+-- The message JSON of a fast-lane task, as the producer's would read: the
+-- entry keeps only what is not implied (retries 0, no eta, storeResult
+-- false, the queue's name; empty headers as nothing), with the payload JSON
+-- as submitted.
+local function fastMessage(tag, id, p, submittedAt, task, rest, hlen)
+  local headers = hlen > 0 and string.sub(rest, 1, hlen) or "{}"
+  return '{"id":' .. cjson.encode(id) .. ',"task":' .. cjson.encode(task) .. ',"queue":' ..
+    cjson.encode(redis.call("GET", tag .. ":queue") or "") .. ',"payload":' .. string.sub(rest, hlen + 1) ..
+    ',"headers":' .. headers .. ',"priority":' .. p .. ',"retries":0,"submittedAt":' .. submittedAt ..
+    ',"storeResult":false}'
 end
 
 -- The token of a fast lease: the value up to its "|", if any.
@@ -67,8 +80,8 @@ local function materialize(tag, id, claim)
   local fast = fastKey(tag)
   local v = redis.call("HGET", fast, id)
   if not v then return false end
-  local p, submittedAt, task, m = parseFast(v)
-  local fields = { "m", m, "task", task, "submittedAt", submittedAt }
+  local p, submittedAt, task, rest, hlen = parseFast(v)
+  local fields = { "m", fastMessage(tag, id, p, submittedAt, task, rest, hlen), "task", task, "submittedAt", submittedAt }
   if p ~= "5" then push2(fields, "p", p) end
   local leases = fastLeaseKey(tag)
   local l = redis.call("HGET", leases, id)
