@@ -430,7 +430,10 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
       const submissions: Array<Broker.Submission> = []
       for (const payload of payloads) {
         const submission = prepare(task, encode, payload, shared, undefined, undefined)
-        if (submission instanceof PayloadInvalid) return yield* submission
+        // a tag test, not `instanceof PayloadInvalid`: this loop runs in V8's
+        // baseline tier, where instanceof walked the error class's prototype
+        // chain for every payload
+        if ("_tag" in submission) return yield* submission
         submissions.push(submission)
       }
       const out: Array<Job<T>> = new Array(submissions.length)
