@@ -1109,21 +1109,54 @@ export const makeWith: (options: {
   const complete = (batch: ReadonlyArray<Completion>) =>
     leaseOp("complete", batch, (queue, items, now) => {
       const keys = queueKeys(prefix, queue)
-      const args: Array<Arg> = [keys.tag, now, ttl, doneChannel]
-      for (const c of items) {
+      // lean items (a SUCCESS that keeps only its state) go in groups of
+      // consecutive ones that share token, submit time and task: one value
+      // per task (see complete.lua); the others one by one, 6 values each
+      const full: Array<Arg> = []
+      const groups: Array<Arg> = []
+      const order: Array<number> = [] // the full items' indices, then the grouped ones'
+      const grouped: Array<number> = []
+      let fullCount = 0
+      let countAt = -1
+      let token = -1
+      let submittedAt = ""
+      let task = ""
+      items.forEach((c, i) => {
         if (c.storeResult === false && c.state === "SUCCESS") {
-          // lean: only the state is kept, so neither the result nor the
-          // attempt is sent (no attempt marks it lean); a fast-lane task's
+          // neither the result nor the attempt is sent; a fast-lane task's
           // done record takes its submit time and task from the message
           const m = c.message
-          args.push(c.id, c.token, c.state, m === undefined ? "" : `${m.submittedAt}`, m === undefined ? "" : m.task, "")
+          const at = m === undefined ? "" : `${m.submittedAt}`
+          const name = m === undefined ? "" : m.task
+          if (countAt < 0 || c.token !== token || at !== submittedAt || name !== task) {
+            token = c.token
+            submittedAt = at
+            task = name
+            groups.push(token, at, name, 0)
+            countAt = groups.length - 1
+          }
+          groups[countAt] = (groups[countAt] as number) + 1
+          groups.push(c.id)
+          grouped.push(i)
         } else {
           const result = c.storeResult === false || c.result === undefined ? "" : json(c.result)
-          args.push(c.id, c.token, c.state, result, c.error === undefined ? "" : json(c.error), json(c.attempt))
+          full.push(c.id, c.token, c.state, result, c.error === undefined ? "" : json(c.error), json(c.attempt))
+          order.push(i)
+          fullCount++
         }
-      }
+      })
+      const args: Array<Arg> = [keys.tag, now, ttl, doneChannel, fullCount]
+      for (const a of full) args.push(a)
+      for (const a of groups) args.push(a)
+      for (const i of grouped) order.push(i)
       return evalIn("complete", scripts.complete, [keys.leased, keys.done, keys.doneAt, keys.fast, keys.fastLease], args).pipe(
-        Effect.map(toBooleans)
+        Effect.map((codes) => {
+          const out = new Array<boolean>(items.length).fill(false)
+          order.forEach((i, k) => {
+            out[i] = Number(codes[k]) === 1
+          })
+          return out
+        })
       )
     }, false)
 

@@ -2,20 +2,22 @@
 -- dropped, except for FAILURE: it stays with the record (same TTL) for
 -- redeliver. A lean item (a SUCCESS whose result is not stored) keeps only
 -- its state: its hash is deleted and a one-field record goes into the done
--- hash (see common.lua), expiring by the doneAt set instead of a PEXPIRE;
--- a call that writes done records also trims expired ones (a bounded number).
+-- hash (see common.lua), expiring with the call's other records; a call
+-- that writes done records also trims expired ones (a bounded number).
 -- A fast-lane task (see common.lua) under its current fast lease ends the
 -- same way when its item is lean (nothing else to keep), and its claim is
 -- counted down; any other outcome first turns it into a hash.
 -- KEYS[1] leased  KEYS[2] done  KEYS[3] doneAt  KEYS[4] fast  KEYS[5] fastLease
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] ttl (ms, 0: keep)  ARGV[4] done channel
--- then per task, 6 values: id token state result error attempt
---   (result and error: JSON, "" when absent; attempt "" marks a lean item:
---   a SUCCESS that keeps its state only. A lean item's result and error
---   may carry the task's submittedAt and task name as its claim delivered
---   them, which a fast-lane task's done record then takes instead of reading
---   its entry; "" "" when the caller does not know them)
--- Returns per task: 1 done, 0 stale.
+-- ARGV[5] how many items follow, 6 values each: id token state result error
+--   attempt (result and error: JSON, "" when absent; attempt "" marks a
+--   lean item, whose result and error are not read)
+-- then groups of lean items, each: token submittedAt task count, then
+--   `count` ids: items that share their lease token and, as their claim
+--   delivered them, their submit time and task name, which a fast-lane
+--   task's done record takes ("" "": unknown, read from its entry). Most of
+--   a worker's acks form a handful of groups, so a task costs one value.
+-- Returns per item, then per grouped id: 1 done, 0 stale.
 local tag, nowS, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = tonumber(nowS)
 
@@ -31,59 +33,78 @@ local function keepFor(key, before, ttl)
   end
 end
 
+local items = tonumber(ARGV[5])
+local groupsFrom = 6 + items * 6
 local out, done = {}, {}
 local lean, leanIds = {}, {} -- done hash: id value; the ids written
 -- every done record of the call expires at once (see common.lua)
 local expiresAt = ttl > 0 and fmt(now + ttl) or ""
 local leanHead = "@" .. expiresAt .. "|" .. nowS .. "|0|"
+local fastDone, claims, leasedDone = {}, {}, {}
 
--- the items' fast leases, in one HMGET (none when the queue has none)
+-- the fast leases of the items, then of the grouped ids, in one HMGET (none
+-- when the queue has none)
 local fastLeases = {}
 if redis.call("EXISTS", KEYS[5]) == 1 then
   local ids = {}
-  for i = 5, #ARGV, 6 do ids[#ids + 1] = ARGV[i] end
+  for i = 6, groupsFrom - 1, 6 do ids[#ids + 1] = ARGV[i] end
+  local g = groupsFrom
+  while g <= #ARGV do
+    local count = tonumber(ARGV[g + 3])
+    for i = g + 4, g + 3 + count do ids[#ids + 1] = ARGV[i] end
+    g = g + 4 + count
+  end
   fastLeases = hmgetMany(KEYS[5], ids)
 end
-local fastDone, claims, leasedDone = {}, {}, {}
 
-for i = 5, #ARGV, 6 do
+-- A lean end of id under token tok that is not under a current fast lease:
+-- a hash (one the fast lane handed over included) or stale.
+local function leanHash(id, tok)
+  local key = taskKey(tag, id)
+  local f = redis.call("HMGET", key, "tok", "lw", "dd", "retries", "submittedAt", "eta", "task")
+  if f[1] == tok and f[2] then
+    releaseDedup(tag, id, f[3])
+    redis.call("DEL", key)
+    push2(lean, id, leanRecord(expiresAt, nowS, f[4], f[5], f[6], f[7]))
+    leanIds[#leanIds + 1] = id
+    done[#done + 1] = id
+    leasedDone[#leasedDone + 1] = id
+    return 1
+  end
+  return 0
+end
+
+-- A lean end of fast-lane task id under its current fast lease tok.
+-- (Written out where it is used per task: a Lua call per task costs about
+-- as much as the rest of this.)
+local function leanFast(id, tok, submittedAt, task)
+  if submittedAt == "" then
+    local _
+    _, submittedAt, task = parseFast(redis.call("HGET", KEYS[4], id))
+  end
+  local n = #lean
+  lean[n + 1], lean[n + 2] = id, leanHead .. submittedAt .. "||" .. task
+  leanIds[#leanIds + 1] = id
+  fastDone[#fastDone + 1] = id
+  claims[tok] = (claims[tok] or 0) + 1
+  done[#done + 1] = id
+end
+
+local k = 0 -- the item's or grouped id's place in fastLeases
+for i = 6, groupsFrom - 1, 6 do
+  k = k + 1
   local id, tok = ARGV[i], ARGV[i + 1]
-  local l = fastLeases[(i - 5) / 6 + 1]
-  -- the usual fast lease: its claim's bare token
+  local l = fastLeases[k]
   local current = l and (l == tok or tokenOf(l) == tok)
-  if l and (not current or ARGV[i + 5] == "") then
-    -- a fast lease: not this attempt's (stale), or a lean end
-    if current then
-      local submittedAt, task = ARGV[i + 3], ARGV[i + 4]
-      if submittedAt == "" then
-        local _
-        _, submittedAt, task = parseFast(redis.call("HGET", KEYS[4], id))
-      end
-      -- inline, not push2 / leanRecord: a Lua call per task costs more
-      -- than the rest of this branch's Lua
-      local n = #lean
-      lean[n + 1], lean[n + 2] = id, leanHead .. submittedAt .. "||" .. task
-      leanIds[#leanIds + 1] = id
-      fastDone[#fastDone + 1] = id
-      claims[tok] = (claims[tok] or 0) + 1
-      done[#done + 1] = id
-      out[#out + 1] = 1
-    else
-      out[#out + 1] = 0
-    end
+  if l and not current then
+    -- a fast lease, not this attempt's
+    out[k] = 0
   elseif ARGV[i + 5] == "" then
-    local key = taskKey(tag, id)
-    local f = redis.call("HMGET", key, "tok", "lw", "dd", "retries", "submittedAt", "eta", "task")
-    if f[1] == tok and f[2] then
-      releaseDedup(tag, id, f[3])
-      redis.call("DEL", key)
-      push2(lean, id, leanRecord(expiresAt, nowS, f[4], f[5], f[6], f[7]))
-      leanIds[#leanIds + 1] = id
-      done[#done + 1] = id
-      leasedDone[#leasedDone + 1] = id
-      out[#out + 1] = 1
+    if current then
+      leanFast(id, tok, "", "")
+      out[k] = 1
     else
-      out[#out + 1] = 0
+      out[k] = leanHash(id, tok)
     end
   else
     -- any other end of a fast-lane task: as a hash
@@ -109,11 +130,43 @@ for i = 5, #ARGV, 6 do
       if ttl > 0 then redis.call("PEXPIRE", key, ttl) end
       done[#done + 1] = id
       leasedDone[#leasedDone + 1] = id
-      out[#out + 1] = 1
+      out[k] = 1
     else
-      out[#out + 1] = 0
+      out[k] = 0
     end
   end
+end
+
+local g = groupsFrom
+while g <= #ARGV do
+  local tok, submittedAt, task, count = ARGV[g], ARGV[g + 1], ARGV[g + 2], tonumber(ARGV[g + 3])
+  local head = leanHead .. submittedAt .. "||" .. task
+  local ended = 0
+  for i = g + 4, g + 3 + count do
+    k = k + 1
+    local id = ARGV[i]
+    local l = fastLeases[k]
+    if l == tok or (l and tokenOf(l) == tok) then
+      -- the usual case, written out (see leanFast)
+      if submittedAt == "" then
+        leanFast(id, tok, "", "")
+      else
+        local n = #lean
+        lean[n + 1], lean[n + 2] = id, head
+        leanIds[#leanIds + 1] = id
+        fastDone[#fastDone + 1] = id
+        done[#done + 1] = id
+        ended = ended + 1
+      end
+      out[k] = 1
+    elseif l then
+      out[k] = 0
+    else
+      out[k] = leanHash(id, tok)
+    end
+  end
+  if ended > 0 then claims[tok] = (claims[tok] or 0) + ended end
+  g = g + 4 + count
 end
 if #fastDone > 0 then
   callMany("HDEL", KEYS[5], fastDone)
