@@ -706,65 +706,71 @@ export const makeWith = (options: Options = {}) =>
       else record.history.push(attempt)
     }
 
+    /** The queue `enqueueOne` last added to `known` (which only grows). */
+    let lastKnown: string | undefined
+    /** Set by `enqueueOne` when it added a task (`enqueue` then signals). */
+    let added = false
+
+    /**
+     * Enqueues one submission. A function of its own, called per task, so V8
+     * optimizes it soon: `enqueue` runs once per batch, and a loop body inline
+     * there stayed in the baseline tier (object literals and property stores
+     * through inline-cache stubs).
+     */
+    const enqueueOne = (submission: Broker.Submission, now: number): Broker.Enqueued => {
+      const { dedupId, dueAt, message } = submission
+      // an id already known is not enqueued again: a producer retrying a
+      // submit whose first try went through must not reset or rerun the task
+      const existing = find(message.id, now)
+      if (existing !== undefined && existing.record !== undefined) return { id: message.id }
+      if (dedupId !== undefined) {
+        const first = dedup.get(dedupKey(message.queue, dedupId))
+        if (first !== undefined) return { id: message.id, duplicateOf: first }
+        dedup.set(dedupKey(message.queue, dedupId), message.id)
+      }
+      // a raw message under the same id (`pushRaw`) is replaced
+      if (existing !== undefined) detach(existing)
+      const record: StoredRecord = message.eta === undefined
+        ? {
+          id: message.id,
+          task: message.task,
+          queue: message.queue,
+          state: "PENDING",
+          retries: message.retries,
+          submittedAt: message.submittedAt,
+          updatedAt: now,
+          history: noHistory
+        }
+        : {
+          id: message.id,
+          task: message.task,
+          queue: message.queue,
+          state: "PENDING",
+          retries: message.retries,
+          submittedAt: message.submittedAt,
+          updatedAt: now,
+          eta: message.eta,
+          history: noHistory
+        }
+      const entry = newEntry(message.id, message.queue, message, message.priority, dedupId, record)
+      tasks.set(entry.id, entry.slot)
+      if (entry.queue !== lastKnown) {
+        known.add(entry.queue)
+        lastKnown = entry.queue
+      }
+      if (dueAt <= now) toReady(entry, false)
+      else toDelayed(entry, dueAt)
+      added = true
+      return { id: message.id }
+    }
+
     const enqueue = (batch: ReadonlyArray<Broker.Submission>) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         sweep(now)
         const out: Array<Broker.Enqueued> = new Array(batch.length)
-        let ready = false
-        let lastKnown: string | undefined
-        for (let i = 0; i < batch.length; i++) {
-          const { dedupId, dueAt, message } = batch[i]!
-          // an id already known is not enqueued again: a producer retrying a
-          // submit whose first try went through must not reset or rerun the task
-          const existing = find(message.id, now)
-          if (existing !== undefined && existing.record !== undefined) {
-            out[i] = { id: message.id }
-            continue
-          }
-          if (dedupId !== undefined) {
-            const first = dedup.get(dedupKey(message.queue, dedupId))
-            if (first !== undefined) {
-              out[i] = { id: message.id, duplicateOf: first }
-              continue
-            }
-            dedup.set(dedupKey(message.queue, dedupId), message.id)
-          }
-          // a raw message under the same id (`pushRaw`) is replaced
-          if (existing !== undefined) detach(existing)
-          const record: StoredRecord = message.eta === undefined
-            ? {
-              id: message.id,
-              task: message.task,
-              queue: message.queue,
-              state: "PENDING",
-              retries: message.retries,
-              submittedAt: message.submittedAt,
-              updatedAt: now,
-              history: noHistory
-            }
-            : {
-              id: message.id,
-              task: message.task,
-              queue: message.queue,
-              state: "PENDING",
-              retries: message.retries,
-              submittedAt: message.submittedAt,
-              updatedAt: now,
-              eta: message.eta,
-              history: noHistory
-            }
-          const entry = newEntry(message.id, message.queue, message, message.priority, dedupId, record)
-          tasks.set(entry.id, entry.slot)
-          if (entry.queue !== lastKnown) {
-            known.add(entry.queue)
-            lastKnown = entry.queue
-          }
-          if (dueAt <= now) toReady(entry, false)
-          else toDelayed(entry, dueAt)
-          ready = true
-          out[i] = { id: message.id }
-        }
-        if (ready) signal()
+        added = false
+        for (let i = 0; i < batch.length; i++) out[i] = enqueueOne(batch[i]!, now)
+        if (added) signal()
         return out
       })
 
