@@ -376,7 +376,9 @@ const parseFast = (value: string) => {
     submittedAt: Number(value.slice(a + 1, b)),
     task: value.slice(d + 1, taskEnd),
     headers: value.slice(taskEnd, headersEnd),
-    payload: value.slice(headersEnd)
+    payload: value.slice(headersEnd),
+    /** Everything before the payload, which the tasks of one submit share. */
+    head: value.slice(0, headersEnd)
   }
 }
 
@@ -385,11 +387,16 @@ const parseFast = (value: string) => {
  * is implied (see `commands/common.lua`). A payload that is not JSON is
  * passed on as its text, as `parseJson` does for a message.
  */
-const fastMessage = (id: string, queue: string, entry: NonNullable<ReturnType<typeof parseFast>>): Message => ({
+const fastMessage = (
+  id: string,
+  queue: string,
+  entry: NonNullable<ReturnType<typeof parseFast>>,
+  payload: string
+): Message => ({
   id,
   task: entry.task,
   queue,
-  payload: parseJson(entry.payload),
+  payload: parseJson(payload),
   headers: entry.headers === "" ? {} : parseJson(entry.headers) as Record<string, string>,
   priority: entry.priority,
   retries: 0,
@@ -967,19 +974,21 @@ export const makeWith: (options: {
       const fastToken = Number(reply[1])
       let fastStarted = Number(reply[2])
       const ids: Array<string> = []
+      // the last entry parsed: the next one from the same submit starts with its head
+      let last: ReturnType<typeof parseFast>
       for (let i = 3; i + 1 < reply.length;) {
         const id = String(reply[i])
         const entry = String(reply[i + 1])
         ids.push(id)
         if (entry !== "") {
           i += 2
-          const fast = parseFast(entry)
+          if (last === undefined || !entry.startsWith(last.head)) last = parseFast(entry)
           deliveries.push({
             id,
             token: fastToken,
             queue,
             deadline,
-            message: fast === undefined ? entry : fastMessage(id, queue, fast),
+            message: last === undefined ? entry : fastMessage(id, queue, last, entry.slice(last.head.length)),
             lost: undefined,
             startedAt: fastStarted-- > 0 ? now : undefined
           })

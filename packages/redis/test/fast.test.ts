@@ -281,4 +281,18 @@ describe("RedisBroker fast lane", () => {
         const [again] = yield* claimNow(10, 30_000, "w-1", ["q/ü:{x}"])
         expect(again!.message).toEqual({ ...m, retries: 1 })
       })))
+
+  it.live("a claim's entries are read apart, whether or not they share their submit's head", () =>
+    withBroker(server.url, () =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const a = message("a", { storeResult: false, submittedAt: 5, payload: { n: 1 } })
+        const b = message("b", { storeResult: false, submittedAt: 5, payload: { n: 2 } })
+        const c = message("c", { storeResult: false, submittedAt: 5, task: "test.taskX", payload: 3 })
+        const d = message("d", { storeResult: false, submittedAt: 5, headers: { h: "1" }, payload: [] })
+        const e = message("e", { storeResult: false, submittedAt: 55, payload: "x" })
+        yield* broker.enqueue([a, b, c, d, e].map((m) => ({ message: m, dueAt: 0 })))
+        const ds = yield* claimNow(10)
+        expect(ds.map((x) => x.message)).toEqual([a, b, c, d, e])
+      })))
 })
