@@ -883,41 +883,40 @@ export const makeWith = (options: Options = {}) =>
           return entry.revoked ? "revoked" : "ok"
         }))
 
+    /** Ends one leased task; false when its lease is not the current one. Per task, like `enqueueOne`. */
+    const completeOne = (item: Broker.Completion, now: number): boolean => {
+      const entry = leased(item)
+      if (entry === undefined) return false
+      const record = entry.slot.record
+      if (record !== undefined) {
+        record.state = item.state
+        record.updatedAt = now
+        if (item.storeResult === false && item.state === "SUCCESS") {
+          // only the state is kept (deleting only fields that are there:
+          // a delete can move the object to V8's slow dictionary mode)
+          if (record.result !== undefined) delete record.result
+          if (record.error !== undefined) delete record.error
+          if (record.meta !== undefined) delete record.meta
+          record.history = noHistory
+        } else {
+          if (item.storeResult !== false && item.result !== undefined) record.result = item.result
+          // the final error is this attempt's: a success after retries has none
+          if (item.error !== undefined) record.error = item.error
+          else if (record.error !== undefined) delete record.error
+          appendAttempt(record, item.attempt)
+        }
+      }
+      if (item.state === "FAILURE") toFailed(entry, now)
+      else toFinal(entry, now)
+      finish(entry)
+      return true
+    }
+
     const complete = (batch: ReadonlyArray<Broker.Completion>) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         sweep(now)
         const out: Array<boolean> = new Array(batch.length)
-        for (let i = 0; i < batch.length; i++) {
-          const item = batch[i]!
-          const entry = leased(item)
-          if (entry === undefined) {
-            out[i] = false
-            continue
-          }
-          const record = entry.slot.record
-          if (record !== undefined) {
-            record.state = item.state
-            record.updatedAt = now
-            if (item.storeResult === false && item.state === "SUCCESS") {
-              // only the state is kept (deleting only fields that are there:
-              // a delete can move the object to V8's slow dictionary mode)
-              if (record.result !== undefined) delete record.result
-              if (record.error !== undefined) delete record.error
-              if (record.meta !== undefined) delete record.meta
-              record.history = noHistory
-            } else {
-              if (item.storeResult !== false && item.result !== undefined) record.result = item.result
-              // the final error is this attempt's: a success after retries has none
-              if (item.error !== undefined) record.error = item.error
-              else if (record.error !== undefined) delete record.error
-              appendAttempt(record, item.attempt)
-            }
-          }
-          if (item.state === "FAILURE") toFailed(entry, now)
-          else toFinal(entry, now)
-          finish(entry)
-          out[i] = true
-        }
+        for (let i = 0; i < batch.length; i++) out[i] = completeOne(batch[i]!, now)
         return out
       })
 
