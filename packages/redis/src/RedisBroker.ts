@@ -358,27 +358,31 @@ const afterUtf8 = (s: string, from: number, bytes: number): number => {
 }
 
 /**
- * A fast-lane entry, `p|submittedAt|taskLength|headersLength|<task><headers><payload>`
+ * A fast-lane entry, `~p|submittedAt|taskLength|headersLength|<task><headers><payload>`
  * (task name and headers JSON as many UTF-8 bytes long as their lengths
  * say, headers "" when empty, then the payload JSON): its priority, submit
- * time, task, headers JSON ("" for none) and payload JSON.
+ * time, task, headers JSON ("" for none) and payload JSON. An entry of an
+ * earlier version, `p|submittedAt|taskLength|<task><message>`, has its whole
+ * message JSON as `whole`.
  */
 const parseFast = (value: string) => {
+  const old = value.charCodeAt(0) !== 126 // "~"
   const a = value.indexOf("|")
   const b = value.indexOf("|", a + 1)
   const c = value.indexOf("|", b + 1)
-  const d = value.indexOf("|", c + 1)
+  const d = old ? c : value.indexOf("|", c + 1)
   if (a < 0 || b < 0 || c < 0 || d < 0) return undefined
   const taskEnd = afterUtf8(value, d + 1, Number(value.slice(b + 1, c)))
-  const headersEnd = afterUtf8(value, taskEnd, Number(value.slice(c + 1, d)))
+  const headersEnd = old ? taskEnd : afterUtf8(value, taskEnd, Number(value.slice(c + 1, d)))
   return {
-    priority: Number(value.slice(0, a)),
+    priority: Number(value.slice(old ? 0 : 1, a)),
     submittedAt: Number(value.slice(a + 1, b)),
     task: value.slice(d + 1, taskEnd),
     headers: value.slice(taskEnd, headersEnd),
     payload: value.slice(headersEnd),
     /** Everything before the payload, which the tasks of one submit share. */
-    head: value.slice(0, headersEnd)
+    head: value.slice(0, headersEnd),
+    whole: old ? value.slice(taskEnd) : undefined
   }
 }
 
@@ -392,17 +396,18 @@ const fastMessage = (
   queue: string,
   entry: NonNullable<ReturnType<typeof parseFast>>,
   payload: string
-): Message => ({
-  id,
-  task: entry.task,
-  queue,
-  payload: parseJson(payload),
-  headers: entry.headers === "" ? {} : parseJson(entry.headers) as Record<string, string>,
-  priority: entry.priority,
-  retries: 0,
-  submittedAt: entry.submittedAt,
-  storeResult: false
-})
+): unknown =>
+  entry.whole !== undefined ? parseJson(entry.whole) : {
+    id,
+    task: entry.task,
+    queue,
+    payload: parseJson(payload),
+    headers: entry.headers === "" ? {} : parseJson(entry.headers),
+    priority: entry.priority,
+    retries: 0,
+    submittedAt: entry.submittedAt,
+    storeResult: false
+  }
 
 /** The JSON of headers, "" when there are none (a fast-lane entry stores nothing for them). */
 const headersJson = (headers: Message["headers"]): string => {
@@ -897,7 +902,7 @@ export const makeWith: (options: {
           const headers = headersJson(message.headers)
           args.push(
             message.id,
-            `${message.priority}|${message.submittedAt}|${byteLength(message.task)}|${
+            `~${message.priority}|${message.submittedAt}|${byteLength(message.task)}|${
               headers === "" ? 0 : Buffer.byteLength(headers)
             }|${message.task}${headers}${json(message.payload)}`,
             message.priority
@@ -982,7 +987,7 @@ export const makeWith: (options: {
         ids.push(id)
         if (entry !== "") {
           i += 2
-          if (last === undefined || !entry.startsWith(last.head)) last = parseFast(entry)
+          if (last === undefined || last.whole !== undefined || !entry.startsWith(last.head)) last = parseFast(entry)
           deliveries.push({
             id,
             token: fastToken,

@@ -28,7 +28,7 @@ describe("RedisBroker fast lane", () => {
         yield* enqueueNow(lean("a"))
         expect(yield* redis<number>("EXISTS", hash)).toBe(0)
         // only what the message does not imply: priority, submit time, task, headers (none), payload
-        expect(yield* redis<string>("HGET", keys.fast, "a")).toBe('0|1234|11|0|fast|tâche{"n":1}')
+        expect(yield* redis<string>("HGET", keys.fast, "a")).toBe('~0|1234|11|0|fast|tâche{"n":1}')
         expect(yield* record("a")).toMatchObject({ state: "PENDING", task: "fast|tâche", submittedAt: 1234, retries: 0 })
 
         const [d] = yield* claimNow()
@@ -294,5 +294,25 @@ describe("RedisBroker fast lane", () => {
         yield* broker.enqueue([a, b, c, d, e].map((m) => ({ message: m, dueAt: 0 })))
         const ds = yield* claimNow(10)
         expect(ds.map((x) => x.message)).toEqual([a, b, c, d, e])
+      })))
+
+  it.live("an entry written by an earlier version (the whole message, in the ready set) is still delivered and handed off", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const m = message("old", { storeResult: false, priority: 5, submittedAt: 1234, payload: { list: [] } })
+        // as the version before compact entries and the priority-5 list wrote it
+        yield* redis("HSET", keys.fast, "old", `5|1234|9|test.task${JSON.stringify(m)}`)
+        yield* redis("ZADD", keys.ready, String(4 * 10_000_000_000_000 + 5_000_000_000_000 + 1), "old")
+        yield* redis("SADD", `${prefix}:queues`, "q")
+        expect(yield* record("old")).toMatchObject({ state: "PENDING", task: "test.task", submittedAt: 1234 })
+        const [d] = yield* claimNow()
+        expect(d!.message).toEqual(m)
+        const now = yield* Clock.currentTimeMillis
+        expect(yield* broker.retry([{ id: "old", token: d!.token, dueAt: now, error: { _tag: "Boom", message: "boom" }, attempt: attempt("RETRY") }]))
+          .toEqual([true])
+        const [again] = yield* claimNow()
+        expect(again!.message).toEqual({ ...m, retries: 1 })
       })))
 })

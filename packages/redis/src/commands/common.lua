@@ -26,14 +26,15 @@
 -- dedup id and storeResult false (nobody reads its result), whose id is not
 -- empty and holds no newline, has no hash while all goes well. From enqueue
 -- until it ends it is one field of <tag>:fast, id ->
--- "p|submittedAt|taskLength|headersLength|<task><headers><payload>"
+-- "~p|submittedAt|taskLength|headersLength|<task><headers><payload>"
 -- (priority 0-9, submit time, the task name and the headers JSON, each as
 -- many bytes long as its length says, headers "" when empty, then the
 -- payload JSON as submitted): the rest of the message is implied (retries 0,
 -- no eta, storeResult false, the queue, whose name enqueue keeps in
 -- <tag>:queue), so a claim hands out a few bytes per task and the worker
 -- parses only the payload. A step off the lane builds the whole message
--- JSON again (`fastMessage`, fast.lua).
+-- JSON again (`fastMessage`, fast.lua). (An entry of an earlier version,
+-- without the "~", holds the whole message: it is read as such.)
 -- A claim leases the fast-lane tasks it takes together, as one claim with
 -- one token from the queue's counter <tag>:tok:
 --   <tag>:claim      token -> "claimedAt|worker"

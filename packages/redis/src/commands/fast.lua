@@ -9,11 +9,19 @@ local function fastLeaseKey(tag)
   return tag .. ":fastLease"
 end
 
--- A fast-lane entry (see common.lua): priority, submittedAt, task, and the
--- rest (headers and payload).
+-- A fast-lane entry (see common.lua): priority, submittedAt, task, the rest
+-- (headers and payload) and the headers' length; or, for an entry written
+-- by an earlier version ("p|submittedAt|taskLength|<task><message>", no
+-- leading "~"), the message JSON as the rest and no length.
 local function parseFast(v)
-  local p, submittedAt, len, hlen = string.match(v, "^(%d*)|(%d*)|(%d+)|(%d+)|")
-  local from = #p + #submittedAt + #len + #hlen + 5
+  if string.byte(v, 1) ~= 126 then
+    local p, submittedAt, len = string.match(v, "^(%d*)|(%d*)|(%d+)|")
+    local from = #p + #submittedAt + #len + 4
+    local n = tonumber(len)
+    return p, submittedAt, string.sub(v, from, from + n - 1), string.sub(v, from + n), nil
+  end
+  local p, submittedAt, len, hlen = string.match(v, "^~(%d*)|(%d*)|(%d+)|(%d+)|")
+  local from = #p + #submittedAt + #len + #hlen + 6
   local n = tonumber(len)
   return p, submittedAt, string.sub(v, from, from + n - 1), string.sub(v, from + n), tonumber(hlen)
 end
@@ -23,6 +31,7 @@ end
 -- false, the queue's name; empty headers as nothing), with the payload JSON
 -- as submitted.
 local function fastMessage(tag, id, p, submittedAt, task, rest, hlen)
+  if not hlen then return rest end
   local headers = hlen > 0 and string.sub(rest, 1, hlen) or "{}"
   return '{"id":' .. cjson.encode(id) .. ',"task":' .. cjson.encode(task) .. ',"queue":' ..
     cjson.encode(redis.call("GET", tag .. ":queue") or "") .. ',"payload":' .. string.sub(rest, hlen + 1) ..
