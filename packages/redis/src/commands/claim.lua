@@ -100,24 +100,11 @@ end
 if max > 0 then
   local deadline = fmt(now + tonumber(ARGV[4]))
   -- in ready order (see common.lua): the set's members before priority 5's
-  -- normal inserts, the list, the rest of the set. Set members are taken
-  -- by rank and removed by rank: ZPOPMIN would also format every score as a
-  -- string, which costs more than the rest of a pop.
+  -- normal inserts (taken and removed by rank), the list, the rest of the set
   local popped = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", "(" .. fmt(readyScore(5, false, 0)), "LIMIT", 0, max)
   if #popped > 0 then redis.call("ZREMRANGEBYRANK", KEYS[1], 0, #popped - 1) end
-  if #popped < max then
-    local listed = redis.call("LPOP", fifoKey(tag), max - #popped)
-    if listed then
-      for _, id in ipairs(listed) do popped[#popped + 1] = id end
-    end
-  end
-  if #popped < max then
-    local rest = redis.call("ZRANGE", KEYS[1], 0, max - #popped - 1)
-    if #rest > 0 then
-      redis.call("ZREMRANGEBYRANK", KEYS[1], 0, #rest - 1)
-      for _, id in ipairs(rest) do popped[#popped + 1] = id end
-    end
-  end
+  popFifo(tag, popped, max)
+  popFirst(KEYS[1], popped, max)
   local leased = {}
   -- the popped ids' fast-lane messages, in one HMGET (false: a hash task)
   local fast = {}

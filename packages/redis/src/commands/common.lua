@@ -184,6 +184,28 @@ local function addReady(ready, fifo, p, front, seq, id)
   end
 end
 
+-- Appends to ids, up to `limit` ids in all, the first ids of the list,
+-- removed from it.
+local function popFifo(tag, ids, limit)
+  if #ids >= limit then return end
+  local listed = redis.call("LPOP", fifoKey(tag), limit - #ids)
+  if listed then
+    for _, id in ipairs(listed) do ids[#ids + 1] = id end
+  end
+end
+
+-- Appends to ids, up to `limit` ids in all, the first members of sorted set
+-- key, removed from it (by rank: ZPOPMIN would also format every score as a
+-- string, which costs more than the rest of a pop).
+local function popFirst(key, ids, limit)
+  if #ids >= limit then return end
+  local first = redis.call("ZRANGE", key, 0, limit - #ids - 1)
+  if #first > 0 then
+    redis.call("ZREMRANGEBYRANK", key, 0, #first - 1)
+    for _, id in ipairs(first) do ids[#ids + 1] = id end
+  end
+end
+
 -- Writes a batch of addReady to the ready set readyKey and the list.
 local function flushReady(tag, readyKey, ready, fifo)
   zaddMany(readyKey, ready)

@@ -9,21 +9,10 @@
 -- Returns how many were removed.
 local tag, nowS, ttl, queue = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5]
 local limit = tonumber(ARGV[6])
-local ids = redis.call("ZRANGE", KEYS[1], 0, limit - 1)
-if #ids > 0 then zremMany(KEYS[1], ids) end
-if #ids < limit then
-  local listed = redis.call("LPOP", fifoKey(tag), limit - #ids)
-  if listed then
-    for _, id in ipairs(listed) do ids[#ids + 1] = id end
-  end
-end
-if #ids < limit then
-  local delayed = redis.call("ZRANGE", KEYS[2], 0, limit - #ids - 1)
-  if #delayed > 0 then
-    zremMany(KEYS[2], delayed)
-    for _, id in ipairs(delayed) do ids[#ids + 1] = id end
-  end
-end
+local ids = {}
+popFirst(KEYS[1], ids, limit)
+popFifo(tag, ids, limit)
+popFirst(KEYS[2], ids, limit)
 local anyFast = redis.call("EXISTS", fastKey(tag)) == 1
 for _, id in ipairs(ids) do
   local key = taskKey(tag, id)
