@@ -678,21 +678,26 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
      */
     const process = (h: Held): Effect.Effect<void> | Ready => {
       const d = h.delivery
-      const decoded = isMessage(d.message) ? Exit.succeed(d.message) : decodeMessageExit(d.message)
-      if (Exit.isFailure(decoded)) {
-        const issue = Cause.pretty(decoded.cause)
-        return dead(
-          h,
-          info(
-            new MalformedMessage({
-              id: d.id,
-              issue,
-              message: `message ${d.id} in queue ${d.queue} is not an errand message: ${issue}`
-            })
+      // a well-formed message is taken as it is, with no Exit made around it
+      let message: Message
+      if (isMessage(d.message)) message = d.message
+      else {
+        const decoded = decodeMessageExit(d.message)
+        if (Exit.isFailure(decoded)) {
+          const issue = Cause.pretty(decoded.cause)
+          return dead(
+            h,
+            info(
+              new MalformedMessage({
+                id: d.id,
+                issue,
+                message: `message ${d.id} in queue ${d.queue} is not an errand message: ${issue}`
+              })
+            )
           )
-        )
+        }
+        message = decoded.value
       }
-      const message = decoded.value
       const registered = registry.get(message.task)
       if (registered === undefined) {
         return dead(
