@@ -21,7 +21,12 @@
  * task is printed, a figure that other load on the machine does not move:
  *   cd /tmp/cg && valgrind --tool=callgrind --callgrind-out-file=/tmp/cg/callgrind.out.%p \
  *     redis-server --port 6391 --save "" --appendonly no &
- *   CALLGRIND=1 CALLGRIND_DIR=/tmp/cg REDIS_URL=redis://127.0.0.1:6391 node packages/redis/bench/steps.ts 2000 3
+ *   CALLGRIND=1 CALLGRIND_DIR=/tmp/cg REDIS_URL=redis://127.0.0.1:6391 node packages/redis/bench/steps.ts 20000 2
+ * Use rounds of many tasks (20,000): every round starts from empty keys, and
+ * a hash of few entries with short values is a listpack (up to
+ * hash-max-listpack-entries, 128 by default and 512 in Debian's config),
+ * whose lookups scan it, so small rounds weigh that phase far more than a
+ * busy queue does.
  */
 import type * as Broker from "@errand/core/Broker"
 import { Broker as BrokerService } from "@errand/core/Broker"
