@@ -227,8 +227,10 @@ const producerProc = (system: System, config: RoleConfig, mode: "bulk" | "paced"
 /** How many tasks still wait or run, by each system's keys (to know a run is drained and acknowledged). */
 const outstanding = async (system: System, config: RoleConfig): Promise<number> => {
   if (system === "errand") {
+    // ready: the sorted set and the list of priority 5; running: hash leases and fast-lane ones
     const tag = `{${config.prefix}:${config.queue}}`
-    return (await R.num(redis, "ZCARD", `${tag}:ready`)) + (await R.num(redis, "ZCARD", `${tag}:leased`))
+    return (await R.num(redis, "ZCARD", `${tag}:ready`)) + (await R.num(redis, "LLEN", `${tag}:fifo`)) +
+      (await R.num(redis, "ZCARD", `${tag}:leased`)) + (await R.num(redis, "HLEN", `${tag}:fastLease`))
   }
   if (system === "bullmq") {
     const base = `${config.prefix}:${config.queue}`
