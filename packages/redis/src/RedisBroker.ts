@@ -361,7 +361,7 @@ const afterUtf8 = (s: string, from: number, bytes: number): number => {
  * A fast-lane entry, `~p|submittedAt|taskLength|headersLength|<task><headers><payload>`
  * (task name and headers JSON as many UTF-8 bytes long as their lengths
  * say, headers "" when empty, then the payload JSON): its priority, submit
- * time, task, headers JSON ("" for none) and payload JSON. An entry of an
+ * time, task, headers JSON ("" for none) and the head the payload follows. An entry of an
  * earlier version, `p|submittedAt|taskLength|<task><message>`, has its whole
  * message JSON as `whole`.
  */
@@ -379,7 +379,6 @@ const parseFast = (value: string) => {
     submittedAt: Number(value.slice(a + 1, b)),
     task: value.slice(d + 1, taskEnd),
     headers: value.slice(taskEnd, headersEnd),
-    payload: value.slice(headersEnd),
     /** Everything before the payload, which the tasks of one submit share. */
     head: value.slice(0, headersEnd),
     whole: old ? value.slice(taskEnd) : undefined

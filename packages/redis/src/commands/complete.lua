@@ -199,8 +199,12 @@ if #lean > 0 then
       local values = hmgetMany(KEYS[2], ids)
       for k = 1, #ids do
         local v = values[k]
-        if v and not (hasExpiry(v) and (tonumber(string.match(v, "^@(%d*)|")) or now + 1) > now) then
+        -- a record of an earlier version: this is its own entry
+        if v and not hasExpiry(v) then
           gone[#gone + 1] = ids[k]
+        elseif v then
+          local at = leanExpiry(KEYS[3], ids[k], v)
+          if at and tonumber(at) <= now then gone[#gone + 1] = ids[k] end
         end
       end
       budget = budget - #ids

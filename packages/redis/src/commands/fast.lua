@@ -125,6 +125,17 @@ local function materialize(tag, id, claim)
   return true
 end
 
+-- The fast leases of the ids of ARGV from `from` on, every `step` values (a
+-- per-lease script's items), in one HMGET (false: none); none at all when
+-- the queue has no fast lease.
+local function fastLeasesAt(tag, from, step)
+  local key = fastLeaseKey(tag)
+  if redis.call("EXISTS", key) == 0 then return {} end
+  local ids = {}
+  for i = from, #ARGV, step do ids[#ids + 1] = ARGV[i] end
+  return hmgetMany(key, ids)
+end
+
 -- materialize for each id of ARGV from `from` on, every `step` values (a
 -- per-lease script's items), when the queue has a fast lane at all.
 local function materializeAll(tag, from, step)

@@ -9,12 +9,7 @@
 local tag = ARGV[1]
 local deadline = fmt(tonumber(ARGV[2]) + tonumber(ARGV[3]))
 local out, leased, claims = {}, {}, {}
-local fastLeases = {}
-if redis.call("EXISTS", KEYS[2]) == 1 then
-  local ids = {}
-  for i = 4, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
-  fastLeases = hmgetMany(KEYS[2], ids)
-end
+local fastLeases = fastLeasesAt(tag, 4, 2)
 for i = 4, #ARGV, 2 do
   local id, tok = ARGV[i], ARGV[i + 1]
   local l = fastLeases[(i - 4) / 2 + 1]

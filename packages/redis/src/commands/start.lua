@@ -10,14 +10,9 @@
 -- Current lease: the token matches and the task is leased (lw present).
 local tag, nowS = ARGV[1], ARGV[2]
 local out = {}
--- the items' fast leases, in one HMGET (none when the queue has none), and
--- the worker of each claim they are under, read once per claim
-local fastLeases, started, workers = {}, {}, {}
-if redis.call("EXISTS", KEYS[2]) == 1 then
-  local ids = {}
-  for i = 3, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
-  fastLeases = hmgetMany(KEYS[2], ids)
-end
+-- the items' fast leases, and the worker of each claim they are under,
+-- read once per claim
+local fastLeases, started, workers = fastLeasesAt(tag, 3, 5), {}, {}
 local function workerOf(token)
   local w = workers[token]
   if w == nil then
