@@ -43,6 +43,7 @@ import {
   Option,
   Queue,
   Redacted,
+  Schedule,
   Schema,
   Scope
 } from "effect"
@@ -162,6 +163,12 @@ export interface QueueKeys {
   readonly claimLeft: string
   /** Sorted set of claim tokens, by deadline. */
   readonly claimAt: string
+  /**
+   * Hash parkId -> `until|max|start|leaseMillis|worker`: the claims parked
+   * at the queue, each waiting on its inbox list `<tag>:inbox:<parkId>` for
+   * the tasks handed to it (see `commands/park.lua`).
+   */
+  readonly park: string
 }
 
 /**
@@ -186,7 +193,8 @@ export const queueKeys = (prefix: string, queue: string): QueueKeys => {
     claim: `${tag}:claim`,
     claimIds: `${tag}:claimIds`,
     claimLeft: `${tag}:claimLeft`,
-    claimAt: `${tag}:claimAt`
+    claimAt: `${tag}:claimAt`,
+    park: `${tag}:park`
   }
 }
 
@@ -239,6 +247,13 @@ const enqueueKeys = (keys: QueueKeys) => [keys.ready, keys.delayed, keys.dedup, 
 
 /** Tasks per enqueue script: about 2-3 ms of Redis time, so claims are not held up behind a bulk submit. */
 const ENQUEUE_SLICE = 500
+
+/**
+ * The longest a claim stays parked before it claims again (see
+ * `commands/park.lua`): it bounds how long the registration of a worker
+ * that died parked can be handed tasks (which then wait out their lease).
+ */
+const PARK_MILLIS = 1000
 
 /**
  * The keys of the worker registry: a hash id -> WorkerInfo JSON and a sorted
@@ -961,75 +976,85 @@ export const makeWith: (options: {
       remember(id, queue)
     })
 
-  /** One claim script call on one queue. */
-  const claimQueue = (queue: string, options: ClaimOptions, max: number, toStart: number, now: number) => {
-    const keys = queueKeys(prefix, queue)
-    return evalIn("claim", scripts.claim, [keys.ready, keys.delayed, keys.leased, keys.fast, keys.fastLease], [
-      keys.tag,
-      now,
-      max,
-      options.leaseMillis,
-      options.worker,
-      toStart
-    ]).pipe(Effect.map((reply) => {
-      const deliveries: Array<Delivery> = []
-      const deadline = now + options.leaseMillis
-      // the fast-lane claim's token, and how many of its deliveries (the first) it started
-      const fastToken = Number(reply[1])
-      let fastStarted = Number(reply[2])
-      const ids: Array<string> = []
-      // the last entry parsed: the next one from the same submit starts with its head
-      let last: ReturnType<typeof parseFast>
-      for (let i = 3; i + 1 < reply.length;) {
-        const id = String(reply[i])
-        const entry = String(reply[i + 1])
-        ids.push(id)
-        if (entry !== "") {
-          i += 2
-          if (last === undefined || last.whole !== undefined || !entry.startsWith(last.head)) last = parseFast(entry)
-          deliveries.push({
-            id,
-            token: fastToken,
-            queue,
-            deadline,
-            message: last === undefined ? entry : fastMessage(id, queue, last, entry.slice(last.head.length)),
-            lost: undefined,
-            startedAt: fastStarted-- > 0 ? now : undefined
-          })
-          continue
-        }
-        const token = Number(reply[i + 2])
-        const retries = Number(reply[i + 4])
-        let message = parseJson(String(reply[i + 3]))
-        if (
-          typeof message === "object" && message !== null && !Array.isArray(message) && "retries" in message &&
-          typeof message.retries === "number" && message.retries !== retries
-        ) {
-          message = { ...message, retries }
-        }
-        const lostWorker = String(reply[i + 5])
+  /**
+   * The deliveries of a claim reply (see `commands/claim.lua`), leased at
+   * `now` on `queue`.
+   */
+  const deliveriesOf = (queue: string, reply: ReadonlyArray<string>, now: number, leaseMillis: number) => {
+    const deliveries: Array<Delivery> = []
+    const deadline = now + leaseMillis
+    // the fast-lane claim's token, and how many of its deliveries (the first) it started
+    const fastToken = Number(reply[1])
+    let fastStarted = Number(reply[2])
+    const ids: Array<string> = []
+    // the last entry parsed: the next one from the same submit starts with its head
+    let last: ReturnType<typeof parseFast>
+    for (let i = 3; i + 1 < reply.length;) {
+      const id = String(reply[i])
+      const entry = String(reply[i + 1])
+      ids.push(id)
+      if (entry !== "") {
+        i += 2
+        if (last === undefined || last.whole !== undefined || !entry.startsWith(last.head)) last = parseFast(entry)
         deliveries.push({
           id,
-          token,
+          token: fastToken,
           queue,
           deadline,
-          message,
-          lost: lostWorker === "" ? undefined : {
-            worker: lostWorker,
-            startedAt: num(reply[i + 6]),
-            expiredAt: num(reply[i + 7]) ?? now,
-            ackedEarly: reply[i + 8] === "1"
-          },
-          startedAt: reply[i + 9] === "1" ? now : undefined
+          message: last === undefined ? entry : fastMessage(id, queue, last, entry.slice(last.head.length)),
+          lost: undefined,
+          startedAt: fastStarted-- > 0 ? now : undefined
         })
-        i += 10
+        continue
       }
-      rememberBatch(queue, ids)
-      return { deliveries, nextAt: num(reply[0]) }
-    }))
+      const token = Number(reply[i + 2])
+      const retries = Number(reply[i + 4])
+      let message = parseJson(String(reply[i + 3]))
+      if (
+        typeof message === "object" && message !== null && !Array.isArray(message) && "retries" in message &&
+        typeof message.retries === "number" && message.retries !== retries
+      ) {
+        message = { ...message, retries }
+      }
+      const lostWorker = String(reply[i + 5])
+      deliveries.push({
+        id,
+        token,
+        queue,
+        deadline,
+        message,
+        lost: lostWorker === "" ? undefined : {
+          worker: lostWorker,
+          startedAt: num(reply[i + 6]),
+          expiredAt: num(reply[i + 7]) ?? now,
+          ackedEarly: reply[i + 8] === "1"
+        },
+        startedAt: reply[i + 9] === "1" ? now : undefined
+      })
+      i += 10
+    }
+    rememberBatch(queue, ids)
+    return deliveries
   }
 
-  const claimOnce = (options: ClaimOptions, now: number) =>
+  /** One claim script call on one queue; `park`: park there if it leases nothing (see `commands/park.lua`). */
+  const claimQueue = (
+    queue: string,
+    options: ClaimOptions,
+    max: number,
+    toStart: number,
+    now: number,
+    park?: { readonly id: string; readonly until: number } | undefined
+  ) => {
+    const keys = queueKeys(prefix, queue)
+    const args: Array<Arg> = [keys.tag, now, max, options.leaseMillis, options.worker, toStart]
+    if (park !== undefined) args.push(park.id, park.until)
+    return evalIn("claim", scripts.claim, [keys.ready, keys.delayed, keys.leased, keys.fast, keys.fastLease], args).pipe(
+      Effect.map((reply) => ({ deliveries: deliveriesOf(queue, reply, now, options.leaseMillis), nextAt: num(reply[0]) }))
+    )
+  }
+
+  const claimOnce = (options: ClaimOptions, now: number, park?: { readonly id: string; readonly until: number }) =>
     Effect.gen(function*() {
       const deliveries: Array<Delivery> = []
       let nextAt: number | undefined
@@ -1037,7 +1062,7 @@ export const makeWith: (options: {
       const max = Math.max(0, Math.floor(options.max))
       let toStart = Math.min(max, Math.max(0, Math.floor(options.start ?? 0) || 0))
       for (const queue of options.queues) {
-        const result = yield* claimQueue(queue, options, max - deliveries.length, toStart, now)
+        const result = yield* claimQueue(queue, options, max - deliveries.length, toStart, now, park)
         for (const d of result.deliveries) {
           if (d.startedAt !== undefined) toStart--
           deliveries.push(d)
@@ -1047,16 +1072,86 @@ export const makeWith: (options: {
       return { deliveries, nextAt }
     })
 
+  // ---------------------------------------------------------------------------
+  // Parked claims (see `commands/park.lua`): a claim of one queue that finds
+  // it empty registers there and waits on its inbox (BLPOP, on a connection
+  // of its own); a script that makes tasks ready leases them to it and
+  // pushes them to the inbox, so they arrive without a wake-up and a claim's
+  // round trip.
+  // ---------------------------------------------------------------------------
+
+  const instance = crypto.randomUUID().slice(0, 8)
+  let parks = 0
+
+  /** The tasks of the replies pushed to a parked claim's inbox ("": a nudge to claim again). */
+  const pushedDeliveries = (queue: string, replies: ReadonlyArray<unknown>, leaseMillis: number) => {
+    const deliveries: Array<Delivery> = []
+    for (const r of replies) {
+      if (r === "" || r === null || r === undefined) continue
+      const reply = parseJson(String(r))
+      if (!Array.isArray(reply)) continue
+      const values = reply.map(String)
+      for (const d of deliveriesOf(queue, values, Number(values[0]), leaseMillis)) deliveries.push(d)
+    }
+    return deliveries
+  }
+
+  /** A parked claim stops waiting: its registration goes, and what its inbox holds is its. */
+  const unpark = (queue: string, parkId: string, leaseMillis: number) => {
+    const keys = queueKeys(prefix, queue)
+    return evalIn("claim", scripts.unpark, [keys.park], [keys.tag, parkId]).pipe(
+      Effect.map((replies) => pushedDeliveries(queue, replies, leaseMillis))
+    )
+  }
+
+  /**
+   * A parked claim that will not take what it is handed (interrupted, or its
+   * wait failed) unparks and gives back what it was handed, in the
+   * background, as an interrupted claim gives back its tasks.
+   */
+  const abandon = (queue: string, parkId: string, leaseMillis: number) =>
+    unpark(queue, parkId, leaseMillis).pipe(
+      Effect.flatMap((deliveries) => deliveries.length > 0 ? Effect.asVoid(release(deliveries)) : Effect.void),
+      Effect.retry({ times: 4, schedule: Schedule.spaced(200) }),
+      Effect.catch((e) => Effect.logWarning(`an abandoned claim could not unpark at Redis: ${e.message}`))
+    )
+
+  /** Waits on the inbox of parked claim `parkId` for at most `millis`; the tasks it was handed. */
+  const awaitParked = (queue: string, parkId: string, millis: number, leaseMillis: number) =>
+    Effect.scoped(
+      Effect.flatMap(
+        redis.reserve,
+        (connection) =>
+          connection.send<ReadonlyArray<unknown> | null>(
+            "BLPOP",
+            `${queueKeys(prefix, queue).tag}:inbox:${parkId}`,
+            (Math.max(1, millis) / 1000).toFixed(3)
+          )
+      )
+    ).pipe(
+      Effect.mapError(fail("claim")),
+      Effect.flatMap((reply) =>
+        Array.isArray(reply)
+          ? Effect.succeed(pushedDeliveries(queue, [reply[1]], leaseMillis))
+          // the wait is over: whatever was pushed since is still the claim's
+          : unpark(queue, parkId, leaseMillis)
+      ),
+      Effect.onExit((exit) =>
+        Exit.isSuccess(exit) ? Effect.void : Effect.asVoid(Effect.forkDetach(abandon(queue, parkId, leaseMillis)))
+      )
+    )
+
   /**
    * A claim whose scripts are on their way when it is interrupted (a worker
    * shutting down while its claim waits for work) still leases their tasks
    * at Redis. The round trip runs in a fiber of its own, so the claim stops
    * at once, and that fiber gives the tasks back when the reply is in
    * (`release`: ready again, no attempt counted) instead of leaving them
-   * leased until their lease runs out.
+   * leased until their lease runs out; a claim that parked unparks.
    */
   const landed = <A extends { readonly deliveries: ReadonlyArray<Delivery> }, E>(
-    once: Effect.Effect<A, E>
+    once: Effect.Effect<A, E>,
+    giveBack: (result: A) => Effect.Effect<void, BrokerError>
   ): Effect.Effect<A, E> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Effect.forkDetach(once), (fiber) =>
@@ -1064,13 +1159,16 @@ export const makeWith: (options: {
           Effect.onInterrupt(() =>
             Effect.forkDetach(
               Fiber.join(fiber).pipe(
-                Effect.flatMap((result) => Effect.asVoid(release(result.deliveries))),
+                Effect.flatMap(giveBack),
                 Effect.catch((e) => Effect.logWarning(`an interrupted claim could not give back its tasks: ${e}`))
               )
             )
           )
         ))
     )
+
+  const releaseAll = (result: { readonly deliveries: ReadonlyArray<Delivery> }) =>
+    Effect.asVoid(release(result.deliveries))
 
   const claim = (options: ClaimOptions): Effect.Effect<ReadonlyArray<Delivery>, BrokerError> =>
     Effect.gen(function*() {
@@ -1079,13 +1177,34 @@ export const makeWith: (options: {
         return yield* invalid("claim", `leaseMillis must be positive and max at least 0 (got ${options.leaseMillis}, ${options.max})`)
       }
       const startedAt = yield* Clock.currentTimeMillis
-      const until = startedAt + Math.max(0, options.waitMillis)
+      const until = startedAt + Math.ceil(Math.max(0, options.waitMillis))
+      if (options.waitMillis > 0 && options.queues.length === 1 && options.max >= 1) {
+        // one queue: park there while it is empty
+        const queue = options.queues[0]
+        while (true) {
+          const now = yield* Clock.currentTimeMillis
+          const park = now < until ? { id: `${instance}:${++parks}`, until: Math.min(until, now + PARK_MILLIS) } : undefined
+          const { deliveries, nextAt } = yield* landed(
+            claimOnce(options, now, park),
+            (result) =>
+              park !== undefined && result.deliveries.length === 0
+                ? abandon(queue, park.id, options.leaseMillis)
+                : releaseAll(result)
+          )
+          if (deliveries.length > 0 || park === undefined) return deliveries
+          // parked (claim.lua) until then, unless that is now (a due task)
+          const wakeAt = nextAt !== undefined && nextAt < park.until ? nextAt : park.until
+          if (wakeAt <= now) continue
+          const pushed = yield* awaitParked(queue, park.id, wakeAt - now, options.leaseMillis)
+          if (pushed.length > 0) return pushed
+        }
+      }
       if (options.waitMillis > 0) yield* ensureWake
       while (true) {
         const taken = options.queues.map((q) => wake.acquire(q))
         const result = yield* Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
-          const { deliveries, nextAt } = yield* landed(claimOnce(options, now))
+          const { deliveries, nextAt } = yield* landed(claimOnce(options, now), releaseAll)
           if (deliveries.length > 0 || now >= until || options.max <= 0) return Option.some(deliveries)
           const wakeAt = nextAt !== undefined && nextAt < until ? nextAt : until
           yield* Signals.wait(taken, wakeAt - now)
@@ -1485,7 +1604,13 @@ export const make = (options: Options): Effect.Effect<
       }
       return `Redis at ${where} failed during ${operation}: ${errorMessage(cause)}`
     }
-    const context = yield* Layer.build(NodeRedis.layer({ disableOfflineQueue: true, ...options.client, url })).pipe(
+    const context = yield* Layer.build(NodeRedis.layer({
+      disableOfflineQueue: true,
+      // a connection of its own for each parked claim (see `commands/park.lua`)
+      maxConnections: 256,
+      ...options.client,
+      url
+    })).pipe(
       Effect.mapError((error) =>
         new BrokerError({
           operation: "connect",

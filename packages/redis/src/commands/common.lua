@@ -65,6 +65,8 @@
 -- then the list, then the rest of the set (lower priorities). An id is in
 -- at most one of them, once.
 --
+-- Parked claims (<tag>:park, <tag>:inbox:<parkId>): see park.lua.
+--
 -- Scripts keep redis.call per task to a minimum (one HMGET to check, one
 -- HSET to write) and batch set updates into one ZADD / ZREM per step. A
 -- redis.call costs about as much as 2-3 fields of one, so fields matter too;

@@ -138,6 +138,9 @@ end
 flushReady(tag, KEYS[1], ready, fifo)
 zaddMany(KEYS[2], delayed)
 if #ready > 0 or #fifo > 0 or #delayed > 0 then
+  -- parked claims take their tasks now, and are nudged by delayed ones due
+  -- before they would claim again (park.lua)
+  handOff(tag, nowS, delayed)
   redis.call("PUBLISH", ARGV[3], queue)
 end
 return out

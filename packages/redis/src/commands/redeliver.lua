@@ -15,5 +15,6 @@ local seq = sequence(tag, 1)
 local ready, fifo = {}, {}
 addReady(ready, fifo, redis.call("HGET", key, "p"), false, seq, id)
 flushReady(tag, KEYS[1], ready, fifo)
+handOff(tag, nowS)
 redis.call("PUBLISH", ARGV[3], ARGV[4])
 return 1

@@ -26,6 +26,7 @@ end
 if #moved > 0 then
   zremMany(KEYS[2], moved)
   zaddMany(KEYS[1], ready)
+  handOff(tag, nowS)
   redis.call("PUBLISH", ARGV[3], ARGV[4])
 end
 return out

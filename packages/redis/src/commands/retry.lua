@@ -32,6 +32,7 @@ if #moved > 0 then
   zremMany(KEYS[3], moved)
   flushReady(tag, KEYS[1], ready, fifo)
   zaddMany(KEYS[2], delayed)
+  handOff(tag, nowS, delayed)
   redis.call("PUBLISH", ARGV[3], ARGV[4])
 end
 return out

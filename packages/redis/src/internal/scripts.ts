@@ -31,6 +31,9 @@ const done = read("done")
 /** The helpers of the fast lane, only in the scripts that use them (see `fast.lua`). */
 const fast = read("fast")
 
+/** Leasing ready tasks and handing them to parked claims, in the scripts that do (see `park.lua`). */
+const park = read("park")
+
 const step = <R>(name: string, helpers: ReadonlyArray<string> = []): StepScript<R> =>
   Redis.script(
     // concat, not a spread: the argument lists of a batch run to thousands
@@ -40,16 +43,17 @@ const step = <R>(name: string, helpers: ReadonlyArray<string> = []): StepScript<
 
 /** Scripts by step. */
 export const scripts = {
-  enqueue: step<Array<string>>("enqueue", [done]),
-  claim: step<Array<string>>("claim", [fast]),
+  enqueue: step<Array<string>>("enqueue", [done, park]),
+  claim: step<Array<string>>("claim", [fast, park]),
+  unpark: step<Array<string>>("unpark"),
   start: step<Array<number>>("start", [fast]),
   renew: step<Array<number>>("renew", [fast]),
   complete: step<Array<number>>("complete", [done, fast]),
-  retry: step<Array<number>>("retry", [fast]),
+  retry: step<Array<number>>("retry", [fast, park]),
   deadLetter: step<Array<number>>("deadLetter", [fast]),
-  release: step<Array<number>>("release", [fast]),
+  release: step<Array<number>>("release", [fast, park]),
   revoke: step<string>("revoke", [done, fast]),
-  redeliver: step<number>("redeliver"),
+  redeliver: step<number>("redeliver", [park]),
   setState: step<number>("setState", [fast]),
   recordStale: step<number>("recordStale", [done, fast]),
   stats: step<Array<number>>("stats"),

@@ -1,0 +1,167 @@
+-- Leasing ready tasks, and handing them to parked claims. Prepended after
+-- common.lua to claim and to the scripts that make tasks ready (enqueue,
+-- release, retry, redeliver).
+--
+-- A claim that finds its (one) queue empty parks: it registers in
+-- <tag>:park, parkId -> "until|max|start|leaseMillis|worker", and its
+-- worker then blocks on the list <tag>:inbox:<parkId> (BLPOP) until `until`.
+-- A script that makes tasks ready leases them to the first parked claims at
+-- once, as their claim would have (`leaseReady`), and pushes each its claim
+-- reply (JSON, with the time of the lease first): the task reaches the
+-- worker in the reply to its BLPOP, one hop after the submit instead of a
+-- wake-up and a claim's round trip. A registration is dropped when it is
+-- served, when `until` passes, and by the claim itself when it stops waiting
+-- (`unpark.lua`, which takes what its inbox may hold). A delayed task due
+-- before a parked claim's `until` nudges it (an empty reply): it claims
+-- again and parks until the task is due.
+
+-- Leases up to max ready tasks, highest priority first, then FIFO, to
+-- worker, starting the first toStart that carry no lost marker and are not
+-- flagged revoked (state STARTED, ls = now, as start.lua with ackEarly "0"
+-- would). Returns the claim reply without its nextAt: { "", token, started,
+-- then per delivery either id entry (a fast-lane task) or id "" token
+-- message retries xw xs xe xa started (any other) } (see claim.lua).
+-- Fast-lane tasks (see common.lua) are leased together, under one claim of
+-- the fast lane with one token from the queue's counter (they carry no lost
+-- marker and no revoked flag: both live on hashes only).
+local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart)
+  local out = { "", "", 0 }
+  if max <= 0 then return out end
+  local readyKey, leasedKey, fastLeaseKey = tag .. ":ready", tag .. ":leased", tag .. ":fastLease"
+  local deadline = fmt(tonumber(nowS) + leaseMillis)
+  -- leases the hash task id (not in the fast lane), appending its delivery
+  local function leaseHash(id, leased)
+    local key = taskKey(tag, id)
+    local f = redis.call("HMGET", key, "m", "retries", "tok", "xw", "revoked")
+    if not f[1] then return end
+    local token = tostring((tonumber(f[3]) or 0) + 1)
+    local started = ""
+    if toStart > 0 and (not f[4] or f[4] == "") and f[5] ~= "1" then
+      toStart = toStart - 1
+      started = "1"
+      -- la absent means "0" (not acknowledged early)
+      redis.call("HSET", key, "tok", token, "state", "STARTED", "updatedAt", nowS, "lw", worker, "ls", nowS)
+      -- an empty marker (never written by these scripts) is cleared as start.lua would
+      if f[4] then redis.call("HDEL", key, "xw", "xs", "xe", "xa") end
+    else
+      redis.call("HSET", key, "tok", token, "state", "RECEIVED", "updatedAt", nowS, "lw", worker)
+    end
+    push2(leased, deadline, id)
+    local n = #out
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, "", token, f[1], f[2] or "0"
+    if f[4] and f[4] ~= "" then
+      -- a lost marker (rare): the rest of it
+      local x = redis.call("HMGET", key, "xs", "xe", "xa")
+      out[n + 6], out[n + 7], out[n + 8], out[n + 9] = f[4], x[1] or "", x[2] or "", x[3] or "0"
+    else
+      out[n + 6], out[n + 7], out[n + 8], out[n + 9] = "", "", "", "0"
+    end
+    out[n + 10] = started
+  end
+
+  -- in ready order (see common.lua): the set's members before priority 5's
+  -- normal inserts (taken and removed by rank), the list, the rest of the set
+  local popped = redis.call("ZRANGEBYSCORE", readyKey, "-inf", "(" .. fmt(readyScore(5, false, 0)), "LIMIT", 0, max)
+  if #popped > 0 then redis.call("ZREMRANGEBYRANK", readyKey, 0, #popped - 1) end
+  popFifo(tag, popped, max)
+  popFirst(readyKey, popped, max)
+  if #popped == 0 then return out end
+  local leased = {}
+  -- the popped ids' fast-lane messages, in one HMGET (false: a hash task)
+  local fast = {}
+  local fastKey = tag .. ":fast"
+  if redis.call("EXISTS", fastKey) == 1 then fast = hmgetMany(fastKey, popped) end
+  -- the claim's fast-lane tasks: its token, bare for a task it starts and
+  -- with "|" for one it does not, is each task's lease (see common.lua)
+  local fastToken, received, fastLeases, fastIds = nil, nil, {}, {}
+  for i = 1, #popped do
+    local id = popped[i]
+    local v = fast[i]
+    if v then
+      if not fastToken then
+        fastToken = tostring(redis.call("INCR", tag .. ":tok"))
+        received = fastToken .. "|"
+      end
+      if toStart > 0 then
+        toStart = toStart - 1
+        out[3] = out[3] + 1
+        push2(fastLeases, id, fastToken)
+      else
+        push2(fastLeases, id, received)
+      end
+      fastIds[#fastIds + 1] = id
+      local n = #out
+      out[n + 1], out[n + 2] = id, v
+    else
+      leaseHash(id, leased)
+    end
+  end
+  if fastToken then
+    out[2] = fastToken
+    callMany("HSET", fastLeaseKey, fastLeases)
+    redis.call("HSET", tag .. ":claim", fastToken, nowS .. "|" .. worker)
+    redis.call("HSET", tag .. ":claimIds", fastToken, table.concat(fastIds, "\n"))
+    redis.call("HSET", tag .. ":claimLeft", fastToken, #fastIds)
+    redis.call("ZADD", tag .. ":claimAt", deadline, fastToken)
+  end
+  zaddMany(leasedKey, leased)
+  return out
+end
+
+-- Registers a parked claim (see above) until `untilS`.
+local function park(tag, parkId, untilS, max, toStart, leaseMillis, worker)
+  redis.call("HSET", tag .. ":park", parkId,
+    untilS .. "|" .. max .. "|" .. toStart .. "|" .. leaseMillis .. "|" .. worker)
+end
+
+-- Pushes reply (a string) to the inbox of parked claim parkId; the inbox
+-- outlives no lease it could hold.
+local function pushInbox(tag, parkId, reply, ttl)
+  local inbox = tag .. ":inbox:" .. parkId
+  redis.call("RPUSH", inbox, reply)
+  redis.call("PEXPIRE", inbox, ttl)
+end
+
+-- Serves the queue's parked claims, first parked first, from its ready
+-- tasks (call it after making tasks ready); delayed (optional): the
+-- delayed tasks just added (due time, id pairs), the earliest of which
+-- nudges the claims parked past its due time.
+local function handOff(tag, nowS, delayed)
+  local parkKey = tag .. ":park"
+  local parked = redis.call("HGETALL", parkKey)
+  if #parked == 0 then return end
+  local now = tonumber(nowS)
+  local dueAt = nil
+  if delayed then
+    for i = 1, #delayed, 2 do
+      local at = tonumber(delayed[i])
+      if dueAt == nil or at < dueAt then dueAt = at end
+    end
+  end
+  local empty = false
+  for i = 1, #parked, 2 do
+    local parkId = parked[i]
+    local untilS, max, toStart, leaseMillis, worker =
+      string.match(parked[i + 1], "^(%d+)|(%d+)|(%d+)|(%d+)|(.*)$")
+    local untilAt = tonumber(untilS)
+    if not untilAt or untilAt <= now then
+      redis.call("HDEL", parkKey, parkId)
+    else
+      local out = empty and { "", "", 0 } or
+        leaseReady(tag, nowS, tonumber(max), tonumber(leaseMillis), worker, tonumber(toStart))
+      if #out > 3 then
+        out[1] = nowS
+        redis.call("HDEL", parkKey, parkId)
+        pushInbox(tag, parkId, cjson.encode(out), leaseMillis)
+      else
+        empty = true
+        if dueAt and dueAt < untilAt then
+          redis.call("HDEL", parkKey, parkId)
+          pushInbox(tag, parkId, "", leaseMillis)
+        elseif not dueAt then
+          return
+        end
+      end
+    end
+  end
+end

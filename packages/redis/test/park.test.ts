@@ -1,0 +1,219 @@
+/**
+ * Parked claims (see `src/commands/park.lua`): a claim of one queue that
+ * finds it empty registers there and blocks on an inbox list; a script that
+ * makes tasks ready leases them to it at once and pushes them there. These
+ * tests check the keys behind it, and that nothing handed to a claim that
+ * stopped waiting is lost. (The contract suite runs every claim through it.)
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Broker } from "@errand/core/Broker"
+import type { Message } from "@errand/core/Message"
+import { RedisBroker } from "@errand/redis"
+import { Clock, Effect, Fiber } from "effect"
+import { claimNow, enqueueNow, message, record, withBroker } from "./utils/harness.ts"
+import { command, useTestRedis } from "./utils/redis.ts"
+
+const server = useTestRedis()
+
+const redis = <A>(...args: ReadonlyArray<string>) => Effect.promise(() => command<A>(server.url(), ...args))
+
+const kinds: ReadonlyArray<readonly [string, Partial<Message>]> = [
+  ["hash lane", {}],
+  ["fast lane", { storeResult: false }]
+]
+
+/** Waits (real time) until `check` holds, for at most 3 s. */
+const eventually = (check: Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 300; i++) {
+      if (yield* check) return
+      yield* Effect.sleep(10)
+    }
+    throw new Error("condition not reached in 3 s")
+  })
+
+/** A claim of queue `q` that waits up to `waitMillis`, forked. */
+const waitingClaim = (options: { readonly max?: number; readonly start?: number; readonly worker?: string } = {}) =>
+  Effect.flatMap(Broker, (broker) =>
+    Effect.forkChild(broker.claim({
+      queues: ["q"],
+      worker: options.worker ?? "w1",
+      max: options.max ?? 10,
+      leaseMillis: 30_000,
+      waitMillis: 10_000,
+      start: options.start ?? 0
+    })))
+
+describe("RedisBroker parked claims", () => {
+  for (const [kind, overrides] of kinds) {
+    it.live(`a task enqueued while a claim waits is handed to it, leased and started (${kind})`, () =>
+      withBroker(server.url, (prefix) =>
+        Effect.gen(function*() {
+          const keys = RedisBroker.queueKeys(prefix, "q")
+          const claiming = yield* waitingClaim({ start: 1 })
+          yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+          const m = message("a", overrides)
+          yield* enqueueNow(m)
+          const [d, ...rest] = yield* Fiber.join(claiming)
+          expect(rest).toEqual([])
+          expect(d!.id).toBe("a")
+          expect(d!.queue).toBe("q")
+          expect(d!.message).toEqual(m)
+          expect(d!.startedAt).toBeTypeOf("number")
+          expect(d!.deadline).toBe(d!.startedAt! + 30_000)
+          expect(yield* record("a")).toMatchObject({ state: "STARTED" })
+          // served: no registration, no inbox left
+          expect(yield* redis<number>("HLEN", keys.park)).toBe(0)
+          expect(yield* redis<Array<string>>("KEYS", `${keys.tag}:inbox:*`)).toEqual([])
+          // the lease is the claim's: it acks as any other
+          const broker = yield* Broker
+          expect(yield* broker.renew([{ id: "a", token: d!.token }], 30_000)).toEqual(["ok"])
+        })))
+  }
+
+  it.live("a parked claim takes the highest priority first and no more than its max", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const claiming = yield* waitingClaim({ max: 2 })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        yield* enqueueNow(
+          message("low", { priority: 1 }),
+          message("mid", { priority: 5, storeResult: false }),
+          message("high", { priority: 9 })
+        )
+        const got = yield* Fiber.join(claiming)
+        expect(got.map((d) => d.id)).toEqual(["high", "mid"])
+        expect((yield* claimNow()).map((d) => d.id)).toEqual(["low"])
+      })))
+
+  it.live("two parked claims share a batch, first parked first", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const first = yield* waitingClaim({ max: 2, worker: "w1" })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        const second = yield* waitingClaim({ max: 2, worker: "w2" })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 2))
+        yield* enqueueNow(...["a", "b", "c"].map((id) => message(id, { priority: 5, storeResult: false })))
+        expect((yield* Fiber.join(first)).map((d) => d.id)).toEqual(["a", "b"])
+        expect((yield* Fiber.join(second)).map((d) => d.id)).toEqual(["c"])
+      })))
+
+  it.live("a task released by another worker is handed to a parked claim", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        yield* enqueueNow(message("a"))
+        const [d] = yield* claimNow(10, 30_000, "w-leaving")
+        const claiming = yield* waitingClaim({ worker: "w-next" })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        expect(yield* broker.release([{ id: "a", token: d!.token }])).toEqual([true])
+        const [again] = yield* Fiber.join(claiming)
+        expect(again!.id).toBe("a")
+        expect(again!.token).not.toBe(d!.token)
+        expect(again!.lost).toBeUndefined()
+      })))
+
+  for (const [kind, overrides] of kinds) {
+    it.live(`a claim interrupted while parked unparks; what it was handed comes back ready (${kind})`, () =>
+      withBroker(server.url, (prefix) =>
+        Effect.gen(function*() {
+          const keys = RedisBroker.queueKeys(prefix, "q")
+          const claiming = yield* waitingClaim({ start: 1, worker: "w-gone" })
+          yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+          const [parkId] = yield* redis<Array<string>>("HKEYS", keys.park)
+          // Redis holds every write for a while: the enqueue goes out first, the
+          // claim is interrupted (its BLPOP's connection closed) and unparks
+          // after it, so the task is handed to an inbox nobody pops
+          yield* Effect.promise(() => command(server.url(), "CLIENT", "PAUSE", "300", "WRITE"))
+          const enqueueing = yield* Effect.forkChild(enqueueNow(message("a", overrides)))
+          yield* Effect.sleep(50)
+          yield* Fiber.interrupt(claiming)
+          yield* Fiber.join(enqueueing)
+          // the interrupted claim unparked and gave back what was handed to it
+          yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 0))
+          yield* eventually(Effect.map(redis<number>("EXISTS", `${keys.tag}:inbox:${parkId}`), (n) => n === 0))
+          yield* eventually(Effect.map(record("a"), (r) => r.state === "PENDING"))
+          expect((yield* record("a")).history).toEqual([])
+          // it was leased once, to the claim that stopped waiting, and released
+          expect(yield* redis<string>("HGET", RedisBroker.taskKey(prefix, "q", "a"), "tok")).toBe("1")
+          const [d] = yield* claimNow(10, 30_000, "w-next")
+          expect(d!.id).toBe("a")
+          expect(d!.token).toBe(2)
+          expect(d!.lost).toBeUndefined()
+        })))
+  }
+
+  it.live("a registration past its time is not served, and is dropped", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const now = yield* Clock.currentTimeMillis
+        // a worker that died parked
+        yield* redis("HSET", keys.park, "dead:1", `${now - 1}|10|10|30000|w-dead`)
+        yield* enqueueNow(message("a", { storeResult: false }))
+        expect(yield* redis<number>("HLEN", keys.park)).toBe(0)
+        expect(yield* redis<number>("EXISTS", `${keys.tag}:inbox:dead:1`)).toBe(0)
+        expect(yield* record("a")).toMatchObject({ state: "PENDING" })
+        expect((yield* claimNow()).map((d) => d.id)).toEqual(["a"])
+      })))
+
+  it.live("a live registration is served into its inbox, which expires with the lease", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const now = yield* Clock.currentTimeMillis
+        yield* redis("HSET", keys.park, "p:1", `${now + 60_000}|1|0|30000|w-x`)
+        yield* enqueueNow(message("a", { storeResult: false }), message("b", { storeResult: false }))
+        expect(yield* redis<number>("HLEN", keys.park)).toBe(0)
+        const inbox = `${keys.tag}:inbox:p:1`
+        const [reply] = yield* redis<Array<string>>("LRANGE", inbox, "0", "-1")
+        const parsed = JSON.parse(reply!) as Array<unknown>
+        expect(Number(parsed[0])).toBeGreaterThanOrEqual(now)
+        expect(parsed[3]).toBe("a")
+        expect(parsed.length).toBe(5)
+        const ttl = yield* redis<number>("PTTL", inbox)
+        expect(ttl).toBeGreaterThan(0)
+        expect(ttl).toBeLessThanOrEqual(30_000)
+        expect(yield* record("a")).toMatchObject({ state: "RECEIVED" })
+        expect(yield* record("b")).toMatchObject({ state: "PENDING" })
+      })))
+
+  it.live("a delayed task due before a parked claim would claim again nudges it; it then waits for the task", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const now = yield* Clock.currentTimeMillis
+        yield* redis("HSET", keys.park, "p:1", `${now + 60_000}|1|0|30000|w-x`)
+        yield* broker.enqueue([{ message: message("later"), dueAt: now + 5_000 }])
+        // nudged (an empty reply): it claims again, and parks until the task is due
+        expect(yield* redis<Array<string>>("LRANGE", `${keys.tag}:inbox:p:1`, "0", "-1")).toEqual([""])
+        expect(yield* redis<number>("HLEN", keys.park)).toBe(0)
+
+        const t0 = yield* Clock.currentTimeMillis
+        const claiming = yield* broker.claim({ queues: ["q"], worker: "w1", max: 1, leaseMillis: 30_000, waitMillis: 10_000 })
+          .pipe(Effect.forkChild)
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        yield* broker.enqueue([{ message: message("soon"), dueAt: t0 + 200 }])
+        const [d] = yield* Fiber.join(claiming)
+        expect(d!.id).toBe("soon")
+        const waited = (yield* Clock.currentTimeMillis) - t0
+        expect(waited).toBeGreaterThanOrEqual(190)
+      })))
+
+  it.live("an idle claim parks again and again until its wait is over, and returns nothing", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const t0 = yield* Clock.currentTimeMillis
+        const got = yield* broker.claim({ queues: ["q"], worker: "w1", max: 5, leaseMillis: 30_000, waitMillis: 1_500 })
+        expect(got).toEqual([])
+        expect((yield* Clock.currentTimeMillis) - t0).toBeGreaterThanOrEqual(1_500)
+        expect(yield* redis<number>("HLEN", keys.park)).toBe(0)
+        expect(yield* redis<Array<string>>("KEYS", `${keys.tag}:inbox:*`)).toEqual([])
+      })))
+})
