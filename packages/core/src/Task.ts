@@ -26,7 +26,8 @@
  *
  * @since 0.1.0
  */
-import { Duration, type Effect, Option, Pipeable, Schema } from "effect"
+import { Duration, type Effect, Option, Pipeable, Schema, SchemaAST } from "effect"
+import { SchemaJITCompiler } from "effect/schema"
 import type { RetryRequested } from "./Errors.ts"
 import * as Retry from "./Retry.ts"
 import type { TaskContext } from "./TaskContext.ts"
@@ -169,11 +170,25 @@ export const make = <
   self.priority = priority
   self.storeResult = options.storeResult ?? true
   self.codecs = {
-    payload: Schema.toCodecJson(self.payload),
-    success: Schema.toCodecJson(self.success),
-    failure: Schema.toCodecJson(self.failure)
+    payload: compiled(Schema.toCodecJson(self.payload)),
+    success: compiled(Schema.toCodecJson(self.success)),
+    failure: compiled(Schema.toCodecJson(self.failure))
   }
   return self
+}
+
+/**
+ * Has Effect's Schema JIT compile a codec's decoder and encoder (lazily, at
+ * first use), before anything captures its parser. Producers encode and
+ * workers decode each payload; the interpreter's parser is shared by every
+ * Schema in the process, so its property reads are megamorphic, where the
+ * generated code reads the codec's own keys. Results and errors are the
+ * interpreter's; where `new Function` is blocked it stays in use.
+ */
+const compiled = <S extends Schema.Top>(codec: S): S => {
+  SchemaJITCompiler.enable(codec.ast)
+  SchemaJITCompiler.enable(SchemaAST.flip(codec.ast))
+  return codec
 }
 
 /**
