@@ -29,6 +29,14 @@ export interface Submission {
   readonly dueAt: number
   /** Submissions with the same dedup id (per queue) while the first is not final enqueue once. */
   readonly dedupId?: string | undefined
+  /**
+   * The id was made for this submission, which is sent for the first time
+   * (`Client` sets it for the ids it generates): no broker can know it yet,
+   * so a broker may skip looking it up (the check that makes a resent
+   * submission of a known id a no-op). Never set it for an id given by a
+   * caller, which may be a resend.
+   */
+  readonly fresh?: boolean | undefined
 }
 
 /**

@@ -12,7 +12,8 @@
  *   mkdir -p packages/redis/bench/base && git archive <commit> packages/redis/src \
  *     | tar -x --strip-components=3 -C packages/redis/bench/base
  *
- * Env: CLAIM_START=1 claims with `start` (the claim starts every task, no
+ * Env: FRESH=0 submits ids as a caller's own (looked up at enqueue), not as
+ * ids `Client` made (`Submission.fresh`); CLAIM_START=1 claims with `start` (the claim starts every task, no
  * separate start step); STORE=1 stores results; PREFETCH (claim batch, 200),
  * BATCH (start/complete batch, 50); TTL (the result TTL, "1 minute"; a short one, such as "1
  * millis", has complete trim expired done records as it does in a steady state). CALLGRIND=1: the server runs under
@@ -107,7 +108,9 @@ const program = Effect.gen(function*() {
         // as a Task with storeResult false sends it (Redis's fast lane)
         ...(store ? {} : { storeResult: false })
       },
-      dueAt: at
+      dueAt: at,
+      // as `Client` submits the ids it makes (FRESH=0: as a caller's own ids, looked up)
+      fresh: process.env.FRESH !== "0"
     })
     yield* phase(
       "enqueue",

@@ -896,7 +896,9 @@ export const makeWith: (options: {
         for (const i of slice) (fastLane(batch[i], now) ? fast : regulars).push(i)
         const regular = regulars.length
         const indices = regulars.concat(fast)
-        const args: Array<Arg> = [keys.tag, now, wakeChannel, queue, regular]
+        let fresh = true
+        for (const i of slice) if (batch[i].fresh !== true) fresh = false
+        const args: Array<Arg> = [keys.tag, now, wakeChannel, queue, regular, fresh ? "1" : "0"]
         for (let k = 0; k < regular; k++) {
           const { dedupId, dueAt, message } = batch[indices[k]]
           args.push(
@@ -918,8 +920,7 @@ export const makeWith: (options: {
             message.id,
             `~${message.priority}|${message.submittedAt}|${byteLength(message.task)}|${
               headers === "" ? 0 : Buffer.byteLength(headers)
-            }|${message.task}${headers}${json(message.payload)}`,
-            message.priority
+            }|${message.task}${headers}${json(message.payload)}`
           )
         }
         return evalIn("enqueue", scripts.enqueue, enqueueKeys(keys), args).pipe(
@@ -963,6 +964,7 @@ export const makeWith: (options: {
         wakeChannel,
         queue,
         1,
+        "0",
         id,
         raw,
         task,

@@ -23,7 +23,7 @@ const kinds: ReadonlyArray<readonly [string, Partial<Message>]> = [
 ]
 
 /** Waits (real time) until `check` holds, for at most 3 s. */
-const eventually = (check: Effect.Effect<boolean>) =>
+const eventually = <E, R>(check: Effect.Effect<boolean, E, R>) =>
   Effect.gen(function*() {
     for (let i = 0; i < 300; i++) {
       if (yield* check) return

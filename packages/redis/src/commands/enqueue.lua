@@ -2,11 +2,14 @@
 -- KEYS[1] ready  KEYS[2] delayed  KEYS[3] dedup  KEYS[4] done  KEYS[5] doneAt
 -- KEYS[6] fast
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] wake channel  ARGV[4] queue name
--- ARGV[5] how many regular tasks follow, then per regular task, 9 values:
+-- ARGV[5] how many regular tasks follow  ARGV[6] "1": every id is fresh (made
+--   for this submit, first sent now: nobody can know it, so it is not looked
+--   up), else "0"
+-- then per regular task, 9 values:
 --   id message task submittedAt eta retries priority dueAt dedupId
 --   (eta and dedupId: "" when absent)
--- then per fast-lane task (see common.lua; ready now), 3 values:
---   id message priority
+-- then per fast-lane task (see common.lua; ready now), 2 values:
+--   id entry (its priority, a digit, is the entry's second byte)
 -- Returns per task, regular ones first: "" (enqueued, or already known by
 -- its id: nothing written) or the id of the task it duplicates.
 -- The new hash holds only what the message cannot say later: id and queue
@@ -16,15 +19,16 @@
 local tag, nowS, queue = ARGV[1], ARGV[2], ARGV[4]
 local now = tonumber(nowS)
 local regular = tonumber(ARGV[5])
-local fastFrom = 6 + regular * 9
-local count = regular + (#ARGV - fastFrom + 1) / 3
+local fresh = ARGV[6] == "1"
+local fastFrom = 7 + regular * 9
+local count = regular + (#ARGV - fastFrom + 1) / 2
 local seq = sequence(tag, count)
 local out, ready, fifo, delayed = {}, {}, {}, {}
 
 -- the k-th task's first ARGV
 local function at(k)
-  if k <= regular then return 6 + (k - 1) * 9 end
-  return fastFrom + (k - regular - 1) * 3
+  if k <= regular then return 7 + (k - 1) * 9 end
+  return fastFrom + (k - regular - 1) * 2
 end
 
 -- An id that is already known is not enqueued again: a producer retrying a
@@ -32,29 +36,35 @@ end
 -- One variadic EXISTS answers for the whole batch when every id is new (the
 -- usual case); only when some key exists is each one checked. Likewise one
 -- HMGET of the done hash finds the ids that ended as done records, and one
--- of the fast hash those in the fast lane.
+-- of the fast hash those in the fast lane. Ids made for this submit
+-- (`fresh`) are not looked up at all: nobody can know them yet.
 -- (Per-task loops here and below are written out, without helper calls: a
 -- Lua call per task costs about as much as the rest of the loop's Lua.)
 local ids, keys = {}, {}
 local hashPrefix = tag .. ":t:"
 for k = 1, regular do
-  local id = ARGV[6 + (k - 1) * 9]
+  local id = ARGV[7 + (k - 1) * 9]
   ids[k], keys[k] = id, hashPrefix .. id
 end
-for k = regular + 1, count do
-  local id = ARGV[fastFrom + (k - regular - 1) * 3]
-  ids[k], keys[k] = id, hashPrefix .. id
-end
-local anyKnown = false
-for k = 1, count, CHUNK do
-  if redis.call("EXISTS", unpack(keys, k, math.min(k + CHUNK - 1, count))) > 0 then
-    anyKnown = true
-    break
+if not fresh then
+  for k = regular + 1, count do
+    local id = ARGV[fastFrom + (k - regular - 1) * 2]
+    ids[k], keys[k] = id, hashPrefix .. id
   end
 end
--- fields of hash `key` for every id of the batch (false: none), when it exists
+local anyKnown = false
+if not fresh then
+  for k = 1, count, CHUNK do
+    if redis.call("EXISTS", unpack(keys, k, math.min(k + CHUNK - 1, count))) > 0 then
+      anyKnown = true
+      break
+    end
+  end
+end
+-- fields of hash `key` for every id of the batch (false: none), when it
+-- exists and the ids may be known
 local function fieldsOf(key)
-  if redis.call("EXISTS", key) == 1 then return hmgetMany(key, ids) end
+  if not fresh and redis.call("EXISTS", key) == 1 then return hmgetMany(key, ids) end
   return {}
 end
 local lean = fieldsOf(KEYS[4]) -- lean[k]: the k-th id has a done record (maybe expired)
@@ -117,16 +127,18 @@ for k = 1, regular do
 end
 local fast = {}
 local k = regular
-for i = fastFrom, #ARGV, 3 do
+for i = fastFrom, #ARGV, 2 do
   k = k + 1
   local id = ARGV[i]
   if not written[id] and not inFast[k] and not (anyKnown and redis.call("EXISTS", keys[k]) == 1) and
     not (lean[k] and doneRecord(k, id)) then
     local n = #fast
-    fast[n + 1], fast[n + 2] = id, ARGV[i + 1]
+    local entry = ARGV[i + 1]
+    fast[n + 1], fast[n + 2] = id, entry
     written[id] = true
-    -- the caller sends fast-lane priorities clamped: "5" is the list's
-    if ARGV[i + 2] == "5" then fifo[#fifo + 1] = id else addReady(ready, fifo, ARGV[i + 2], false, seq, id) end
+    -- "~p|...": the priority is a digit, byte 53 is "5", the list's
+    local p = string.byte(entry, 2)
+    if p == 53 then fifo[#fifo + 1] = id else addReady(ready, fifo, p - 48, false, seq, id) end
   end
   out[k] = ""
 end
