@@ -252,6 +252,27 @@ describe("RedisBroker", () => {
       })
     ))
 
+  it.live("fresh ids (made for the submission) are enqueued without a lookup; a batch with one id that is not fresh looks them all up", () =>
+    run(() =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const now = yield* Clock.currentTimeMillis
+        const fresh = (id: string, storeResult?: false) =>
+          ({ message: message(id, storeResult === false ? { storeResult } : {}), dueAt: now, fresh: true }) as const
+        // both lanes; an id twice in one batch is still written once
+        expect(yield* broker.enqueue([fresh("a"), fresh("b", false), fresh("b", false)])).toEqual([
+          { id: "a" },
+          { id: "b" },
+          { id: "b" }
+        ])
+        expect((yield* claimNow()).map((d) => d.id).sort()).toEqual(["a", "b"])
+        // a resend of a known id is a no-op as soon as one id of its batch is not fresh
+        expect(yield* broker.enqueue([fresh("c"), { message: message("a"), dueAt: now }])).toEqual([{ id: "c" }, { id: "a" }])
+        expect((yield* claimNow()).map((d) => d.id)).toEqual(["c"])
+        expect(yield* record("a")).toMatchObject({ state: "RECEIVED" })
+      })
+    ))
+
   it.live("invalid input is refused before any script runs (a script failing half-way keeps its writes)", () =>
     run(() =>
       Effect.gen(function*() {
