@@ -6,7 +6,7 @@
 import { type Job, Queue, Worker } from "bullmq"
 import { Redis } from "ioredis"
 import type { RoleConfig } from "./config.ts"
-import { command, memory, report, summarize } from "./ipc.ts"
+import { command, memory, report, settle, summarize } from "./ipc.ts"
 import { now } from "./proc.ts"
 
 interface Data {
@@ -48,6 +48,7 @@ export const worker = async (config: RoleConfig) => {
   }
   w.on("error", (e) => report({ type: "error", message: String(e) }))
   await w.waitUntilReady()
+  if (config.mode === "latency") settle()
   report({ type: "ready" })
   if (config.mode === "block") {
     while (count < config.concurrency) await new Promise((r) => setTimeout(r, 20))
@@ -82,6 +83,7 @@ export const paced = async (config: RoleConfig) => {
   const queue = new Queue<Data>(config.queue, { connection: connection(config), prefix: config.prefix })
   await queue.waitUntilReady()
   const opts = jobOptions(config)
+  settle()
   report({ type: "ready" })
   await command("go")
   const t0 = now()

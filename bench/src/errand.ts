@@ -7,7 +7,7 @@ import { Broker, Client, MemoryBroker, Task, Worker } from "@errand/core"
 import { RedisBroker } from "@errand/redis"
 import { Deferred, Effect, Fiber, Layer, References, Schema } from "effect"
 import type { RoleConfig } from "./config.ts"
-import { command, memory, report, summarize } from "./ipc.ts"
+import { command, memory, report, settle, summarize } from "./ipc.ts"
 import { now } from "./proc.ts"
 
 /** The bench task: a no-op. `t` is the submit time (latency workload). */
@@ -91,6 +91,7 @@ const workerProgram = (config: RoleConfig) =>
       concurrency: config.concurrency,
       prefetch: config.prefetch
     })
+    if (config.mode === "latency") settle()
     report({ type: "ready" })
     if (config.mode === "block") {
       while (count < config.concurrency) yield* Effect.sleep(20)
@@ -144,7 +145,7 @@ export const paced = (config: RoleConfig) =>
     Effect.gen(function*() {
       const client = yield* Client.Client
       const task = benchTask(config)
-      // warm the connection and the code path, outside the timed tasks
+      settle()
       report({ type: "ready" })
       yield* Effect.promise(() => command("go"))
       const t0 = now()

@@ -36,6 +36,18 @@ export const memory = (collect = true) => {
   return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external }
 }
 
+/**
+ * Before the latency workload (light load, every Node system alike): a full
+ * GC of what starting up left behind (module sources, compiled code's
+ * garbage), so the run measures a settled process, not the first major GC of
+ * a fresh one (up to 30 ms here, inside the 5 s window).
+ */
+export const settle = (): void => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  gc?.()
+  gc?.()
+}
+
 /** Latency summary in ms (p50, p99, mean, max) of a list of samples. */
 export const summarize = (samples: ReadonlyArray<number>) => {
   const sorted = [...samples].sort((a, b) => a - b)
