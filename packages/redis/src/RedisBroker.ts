@@ -888,7 +888,7 @@ export const makeWith: (options: {
       const now = yield* Clock.currentTimeMillis
       const groups = groupBy(batch, (s) => s.message.queue)
       const out = new Array<Enqueued>(batch.length)
-      const enqueueing = Effect.forEach(slices(groups, ENQUEUE_SLICE), ([queue, slice]) => {
+      const sendSlice = (queue: string, slice: ReadonlyArray<number>) => {
         const keys = queueKeys(prefix, queue)
         // regular tasks first, then those of the fast lane; answers come back in that order
         const regulars: Array<number> = []
@@ -941,7 +941,21 @@ export const makeWith: (options: {
             })
           )
         )
-      }, { concurrency: "unbounded", discard: true })
+      }
+      // Each slice goes out as soon as it is built: its script is sent (the
+      // client writes on its next turn of the event loop, which the yield
+      // lets come) while the next slice is built, so Redis runs a bulk
+      // submit's scripts while the producer encodes the rest.
+      const enqueueing = Effect.gen(function*() {
+        const all = slices(groups, ENQUEUE_SLICE)
+        if (all.length === 1) return yield* sendSlice(all[0][0], all[0][1])
+        const sent: Array<Fiber.Fiber<unknown, BrokerError>> = []
+        for (let k = 0; k < all.length; k++) {
+          if (k > 0) yield* Effect.yieldNow
+          sent.push(yield* Effect.forkChild(sendSlice(all[k][0], all[k][1]), { startImmediately: true }))
+        }
+        yield* Fiber.joinAll(sent)
+      })
       yield* Effect.all([register("enqueue", [...groups.keys()], now), enqueueing], {
         concurrency: "unbounded",
         discard: true
