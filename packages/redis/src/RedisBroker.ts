@@ -351,7 +351,8 @@ const byteLength = (task: string): number => {
  */
 const fastLane = (s: Submission, now: number): boolean => {
   const m = s.message
-  return m.storeResult === false && s.dedupId === undefined && m.eta === undefined && m.retries === 0 &&
+  return (m.storeResult === false || m.storeResult === undefined) && s.dedupId === undefined &&
+    m.eta === undefined && m.retries === 0 &&
     s.dueAt <= now && Number.isSafeInteger(m.submittedAt) && m.submittedAt >= 0 &&
     Number.isInteger(m.priority) && m.priority >= 0 && m.priority <= 9 && m.payload !== undefined
 }
@@ -381,7 +382,8 @@ const afterUtf8 = (s: string, from: number, bytes: number): number => {
  * message JSON as `whole`.
  */
 const parseFast = (value: string) => {
-  const old = value.charCodeAt(0) !== 126 // "~"
+  const mark = value.charCodeAt(0)
+  const old = mark !== 126 && mark !== 61 // "~" or "="
   const a = value.indexOf("|")
   const b = value.indexOf("|", a + 1)
   const c = value.indexOf("|", b + 1)
@@ -396,7 +398,9 @@ const parseFast = (value: string) => {
     headers: value.slice(taskEnd, headersEnd),
     /** Everything before the payload, which the tasks of one submit share. */
     head: value.slice(0, headersEnd),
-    whole: old ? value.slice(taskEnd) : undefined
+    whole: old ? value.slice(taskEnd) : undefined,
+    /** "=": storeResult absent (the result is stored); "~": false. */
+    stored: mark === 61
   }
 }
 
@@ -411,17 +415,30 @@ const fastMessage = (
   entry: NonNullable<ReturnType<typeof parseFast>>,
   payload: string
 ): unknown =>
-  entry.whole !== undefined ? parseJson(entry.whole) : {
-    id,
-    task: entry.task,
-    queue,
-    payload: parseJson(payload),
-    headers: entry.headers === "" ? {} : parseJson(entry.headers),
-    priority: entry.priority,
-    retries: 0,
-    submittedAt: entry.submittedAt,
-    storeResult: false
-  }
+  entry.whole !== undefined
+    ? parseJson(entry.whole)
+    : entry.stored
+    ? {
+      id,
+      task: entry.task,
+      queue,
+      payload: parseJson(payload),
+      headers: entry.headers === "" ? {} : parseJson(entry.headers),
+      priority: entry.priority,
+      retries: 0,
+      submittedAt: entry.submittedAt
+    }
+    : {
+      id,
+      task: entry.task,
+      queue,
+      payload: parseJson(payload),
+      headers: entry.headers === "" ? {} : parseJson(entry.headers),
+      priority: entry.priority,
+      retries: 0,
+      submittedAt: entry.submittedAt,
+      storeResult: false
+    }
 
 /** The JSON of headers, "" when there are none (a fast-lane entry stores nothing for them). */
 const headersJson = (headers: Message["headers"]): string => {
@@ -462,9 +479,40 @@ const parseLean = (value: string) => {
 }
 
 /**
- * The record a done record stands for (state SUCCESS, no history); none once
- * its time (its own, or `scored`, its doneAt score, for a record of an
- * earlier version; undefined: never) is up.
+ * A done record with a result, `#expiresAt|updatedAt|submittedAt|taskLength|resultLength|<task><result><attempt>`
+ * (lengths in UTF-8 bytes, expiresAt "" when kept forever, result "" when
+ * none): the record, not yet decoded, of a fast-lane task that succeeded
+ * with its result stored (see `commands/common.lua`).
+ */
+const parseResultRecord = (id: string, queue: string, value: string) => {
+  const bars: Array<number> = []
+  for (let at = 0, k = 0; k < 5; k++) {
+    at = value.indexOf("|", at)
+    if (at < 0) return undefined
+    bars.push(at++)
+  }
+  const taskEnd = afterUtf8(value, bars[4] + 1, Number(value.slice(bars[2] + 1, bars[3])))
+  const resultEnd = afterUtf8(value, taskEnd, Number(value.slice(bars[3] + 1, bars[4])))
+  const result = value.slice(taskEnd, resultEnd)
+  const raw: Record<string, unknown> = {
+    id,
+    task: value.slice(bars[4] + 1, taskEnd),
+    queue,
+    state: "SUCCESS",
+    retries: 0,
+    submittedAt: num(value.slice(bars[1] + 1, bars[2])) ?? 0,
+    updatedAt: num(value.slice(bars[0] + 1, bars[1])) ?? 0,
+    history: [parseJson(value.slice(resultEnd))]
+  }
+  if (result !== "") raw.result = parseJson(result)
+  return { expiresAt: num(value.slice(1, bars[0])), raw }
+}
+
+/**
+ * The record a done record stands for (state SUCCESS; no history, or the
+ * attempt a record with a result keeps); none once its time (its own, or
+ * `scored`, its doneAt score, for a record of an earlier version; undefined:
+ * never) is up. A record with a result is decoded as a hash's record is.
  */
 const leanRecord = (
   queue: string,
@@ -472,7 +520,13 @@ const leanRecord = (
   value: string,
   scored: number | undefined,
   now: number
-): Option.Option<TaskRecord> => {
+): Option.Option<TaskRecord> | { readonly raw: Record<string, unknown> } => {
+  if (value.startsWith("#")) {
+    const parsed = parseResultRecord(id, queue, value)
+    if (parsed === undefined) return Option.none()
+    if (parsed.expiresAt !== undefined && parsed.expiresAt <= now) return Option.none()
+    return { raw: parsed.raw }
+  }
   const parsed = parseLean(value)
   if (parsed === undefined) return Option.none()
   const expiresAt = value.startsWith("@") ? parsed.expiresAt : scored
@@ -918,7 +972,9 @@ export const makeWith: (options: {
           const headers = headersJson(message.headers)
           args.push(
             message.id,
-            `~${message.priority}|${message.submittedAt}|${byteLength(message.task)}|${
+            `${message.storeResult === false ? "~" : "="}${message.priority}|${message.submittedAt}|${
+              byteLength(message.task)
+            }|${
               headers === "" ? 0 : Buffer.byteLength(headers)
             }|${message.task}${headers}${json(message.payload)}`
           )
@@ -1465,19 +1521,21 @@ export const makeWith: (options: {
         if (error !== null && error !== undefined) raw.error = parseJson(error)
         if (meta !== null && meta !== undefined) raw.meta = parseJson(meta)
         if (revoked === "1") raw.revoked = true
-        return decodeRecord(raw).pipe(
-          Effect.map(Option.some),
-          Effect.mapError((issue) =>
-            new BrokerError({
-              operation,
-              message: `The record of task ${id} in Redis (${taskKey(prefix, queue, id)}) is not a valid TaskRecord: ${
-                String(issue)
-              }`,
-              cause: issue
-            })
-          )
-        )
+        return decoded(operation, id, taskKey(prefix, queue, id), raw)
       })
+    )
+
+  /** A record read from Redis (`where`), decoded: a record that is not valid fails with a BrokerError. */
+  const decoded = (operation: string, id: string, where: string, raw: Record<string, unknown>) =>
+    decodeRecord(raw).pipe(
+      Effect.map(Option.some),
+      Effect.mapError((issue) =>
+        new BrokerError({
+          operation,
+          message: `The record of task ${id} in Redis (${where}) is not a valid TaskRecord: ${String(issue)}`,
+          cause: issue
+        })
+      )
     )
 
   /**
@@ -1504,7 +1562,10 @@ export const makeWith: (options: {
     ], { concurrency: "unbounded" }).pipe(
       Effect.flatMap(([value, expiresAt, fast, lease, hash, now]) => {
         if (value !== null && value !== undefined) {
-          return Effect.succeed(leanRecord(queue, id, value, num(expiresAt), now))
+          const record = leanRecord(queue, id, value, num(expiresAt), now)
+          return "raw" in record
+            ? decoded(operation, id, `${keys.done} ${id}`, record.raw)
+            : Effect.succeed(record)
         }
         if (fast !== null && fast !== undefined) {
           if (lease === null || lease === undefined) return Effect.succeed(fastRecord(queue, id, fast, undefined, undefined))

@@ -616,15 +616,19 @@ describe("RedisBroker", () => {
           }), { concurrency: "unbounded", discard: true })
         expect(seen.size).toBe(n)
         expect([...seen.values()].every((c) => c === 1)).toBe(true)
-        // what is left: the records (each expiring), the FIFO counter and the queue registry
+        // what is left: the records (done records of the fast lane, each
+        // expiring, in keys that expire), the counters, the queue's name and
+        // the queue registry
         const keys = yield* Effect.promise(() => command<Array<string>>(server.url(), "KEYS", `*${prefix}*`))
-        const records = keys.filter((k) => k.includes("}:t:"))
-        expect(records.length).toBe(n)
-        expect(keys.filter((k) => !k.includes("}:t:")).sort()).toEqual([`${prefix}:queues`, `{${prefix}:q}:seq`])
-        const ttls = yield* Effect.promise(() =>
-          Promise.all(records.slice(0, 50).map((k) => command<number>(server.url(), "PTTL", k)))
+        const q = RedisBroker.queueKeys(prefix, "q")
+        expect(keys.sort()).toEqual(
+          [`${prefix}:queues`, q.done, q.doneAt, `${q.tag}:queue`, `${q.tag}:seq`, `${q.tag}:tok`].sort()
         )
-        expect(ttls.every((t) => t > 0)).toBe(true)
+        expect(yield* Effect.promise(() => command<number>(server.url(), "HLEN", q.done))).toBe(n)
+        for (const key of [q.done, q.doneAt]) {
+          expect(yield* Effect.promise(() => command<number>(server.url(), "PTTL", key))).toBeGreaterThan(0)
+        }
+        expect(yield* record("t7")).toMatchObject({ state: "SUCCESS", history: [{ outcome: "SUCCESS" }] })
       })
     ))
 
@@ -680,10 +684,14 @@ describe("RedisBroker", () => {
         yield* enqueueNow(message("a"))
         const [d] = yield* claimNow()
         yield* broker.complete([{ id: d.id, token: d.token, state: "SUCCESS", attempt: attempt("SUCCESS") }])
-        const key = RedisBroker.taskKey(prefix, "q", "a")
-        const pttl = yield* Effect.promise(() => command<number>(server.url(), "PTTL", key))
-        expect(pttl).toBeGreaterThan(0)
-        expect(pttl).toBeLessThanOrEqual(5000)
+        // a done record that says its expiry (the fast lane: see src/commands/common.lua)
+        const now = yield* Clock.currentTimeMillis
+        const value = yield* Effect.promise(() =>
+          command<string>(server.url(), "HGET", RedisBroker.queueKeys(prefix, "q").done, "a")
+        )
+        const expiresIn = Number(/^#(\d+)\|/.exec(value)?.[1]) - now
+        expect(expiresIn).toBeGreaterThan(0)
+        expect(expiresIn).toBeLessThanOrEqual(5000)
       }).pipe(
         Effect.provide(RedisBroker.layerConfig.pipe(Layer.provide(ConfigProvider.layer(provider)))),
         Effect.ensuring(Effect.promise(() => deletePrefix(server.url(), prefix)))

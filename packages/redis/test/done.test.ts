@@ -8,7 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Broker } from "@errand/core/Broker"
 import { ResultBackend } from "@errand/core/ResultBackend"
 import { RedisBroker } from "@errand/redis"
-import { Clock, Effect, Option } from "effect"
+import { Clock, Effect, Fiber, Option } from "effect"
 import { attempt, claimNow, enqueueNow, message, record, withBroker } from "./utils/harness.ts"
 import { command, useTestRedis } from "./utils/redis.ts"
 
@@ -158,5 +158,89 @@ describe("RedisBroker done records", () => {
         expect(yield* broker.purge!(["q"])).toEqual([1])
         expect((yield* record("a")).state).toBe("SUCCESS")
         expect((yield* record("w")).state).toBe("REVOKED")
+      })))
+})
+
+describe("RedisBroker done records with a result", () => {
+  /** Claims everything ready on q and completes it SUCCESS, its result stored. */
+  const completeStored = (result: unknown) =>
+    Effect.gen(function*() {
+      const broker = yield* Broker
+      const ds = yield* claimNow(100)
+      return yield* broker.complete(ds.map((d) => ({
+        id: d.id,
+        token: d.token,
+        state: "SUCCESS" as const,
+        result,
+        attempt: attempt("SUCCESS")
+      })))
+    })
+
+  it.live("a fast-lane task whose result is stored ends as a done record with its result and attempt; awaitFinal sees it", () =>
+    run((prefix) =>
+      Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const m = message("a", { task: "tâche|π", submittedAt: 1234 })
+        yield* enqueueNow(m)
+        // storeResult absent: the fast lane, marked "=" (its result is stored)
+        expect((yield* redis<string>("HGET", keys.fast, "a")).startsWith("=0|1234|")).toBe(true)
+        const [d] = yield* claimNow()
+        // the message comes back as submitted: no storeResult added
+        expect(d!.message).toEqual(m)
+        const waiting = yield* Effect.forkChild(ResultBackend.use((backend) => backend.awaitFinal("a")))
+        yield* Effect.sleep(50)
+        const result = { text: "héllo|wörld", n: [1, 2], nested: {} }
+        const broker = yield* Broker
+        expect(yield* broker.complete([{ id: "a", token: d!.token, state: "SUCCESS", result, attempt: attempt("SUCCESS") }]))
+          .toEqual([true])
+        expect(yield* redis<number>("EXISTS", RedisBroker.taskKey(prefix, "q", "a"))).toBe(0)
+        expect(yield* redis<number>("HLEN", keys.fast)).toBe(0)
+        const expected = {
+          id: "a",
+          task: "tâche|π",
+          queue: "q",
+          state: "SUCCESS",
+          retries: 0,
+          submittedAt: 1234,
+          result,
+          history: [attempt("SUCCESS")]
+        }
+        expect(yield* record("a")).toMatchObject(expected)
+        expect(Option.getOrThrow(yield* Fiber.join(waiting))).toMatchObject(expected)
+        // a result of nothing is kept as none
+        yield* enqueueNow(message("b"))
+        yield* completeStored(undefined)
+        const b = yield* record("b")
+        expect(b.state).toBe("SUCCESS")
+        expect("result" in b).toBe(false)
+      })))
+
+  it.live("known to enqueue, revoke and a stale attempt (which turns it into a hash, result and history kept); it expires", () =>
+    run((prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const backend = yield* ResultBackend
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        yield* enqueueNow(message("a"), message("b"))
+        yield* completeStored(42)
+        // a resubmit of a known id is a no-op; revoking a final task says so
+        yield* enqueueNow(message("a"))
+        expect(yield* claimNow()).toEqual([])
+        expect(yield* broker.revoke("a")).toBe("final")
+        // a late attempt is appended to the history of a hash made from the record
+        yield* backend.recordStale("a", attempt("STALE", 0, "w-late"))
+        expect(yield* redis<number>("HEXISTS", keys.done, "a")).toBe(0)
+        expect(yield* record("a")).toMatchObject({
+          state: "SUCCESS",
+          result: 42,
+          history: [attempt("SUCCESS"), attempt("STALE", 0, "w-late")]
+        })
+        // its time up (set by hand): unknown, and the id is new again
+        const now = yield* Clock.currentTimeMillis
+        const value = yield* redis<string>("HGET", keys.done, "b")
+        yield* redis("HSET", keys.done, "b", value.replace(/^#\d+\|/, `#${now - 1}|`))
+        expect(yield* get("b")).toEqual(Option.none())
+        yield* enqueueNow(message("b"))
+        expect((yield* claimNow()).map((d) => d.id)).toEqual(["b"])
       })))
 })

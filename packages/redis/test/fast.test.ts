@@ -55,13 +55,13 @@ describe("RedisBroker fast lane", () => {
         expect(yield* record("a")).toMatchObject({ state: "SUCCESS", task: "fast|tâche", submittedAt: 1234, history: [] })
       })))
 
-  it.live("a step off the lane (a retry, an updateState, a stored result) turns the task into a hash first", () =>
+  it.live("a step off the lane (a retry, an updateState) turns the task into a hash first; a stored result ends as a done record", () =>
     withBroker(server.url, (prefix) =>
       Effect.gen(function*() {
         const broker = yield* Broker
         const keys = RedisBroker.queueKeys(prefix, "q")
-        yield* enqueueNow(lean("r"), lean("s"), lean("k"), message("plain"))
-        // a plain task (storeResult not false) is a hash from the start
+        yield* enqueueNow(lean("r"), lean("s"), lean("k"), message("plain", { storeResult: true }))
+        // a task that says storeResult true (not false, nor absent) is a hash from the start
         expect(yield* redis<number>("EXISTS", RedisBroker.taskKey(prefix, "q", "plain"))).toBe(1)
         expect(yield* redis<number>("HLEN", keys.fast)).toBe(3)
         const ds = yield* claimNow(10, 30_000, "w-1")
@@ -80,6 +80,9 @@ describe("RedisBroker fast lane", () => {
         expect(yield* broker.complete([{ id: "k", token: token("k"), state: "SUCCESS", result: 7, attempt: attempt("SUCCESS") }]))
           .toEqual([true])
         expect(yield* record("k")).toMatchObject({ state: "SUCCESS", result: 7, history: [{ outcome: "SUCCESS" }] })
+        // no hash: a done record that keeps the result and the attempt
+        expect(yield* redis<number>("EXISTS", RedisBroker.taskKey(prefix, "q", "k"))).toBe(0)
+        expect(yield* redis<number>("HEXISTS", keys.done, "k")).toBe(1)
         expect(yield* redis<number>("HLEN", keys.fast)).toBe(0)
         expect(yield* redis<number>("HLEN", keys.fastLease)).toBe(0)
       })))

@@ -17,24 +17,29 @@
 -- sorted set <tag>:doneAt, their ids joined by "\n", scored by that time,
 -- tells the trimming which to forget. (A record written by an earlier
 -- version has no "@expiresAt|" and its own doneAt entry, its id alone.) Its
--- state is SUCCESS and its history empty. A done record whose time is up counts as unknown even
+-- state is SUCCESS and its history empty. A fast-lane task whose result is
+-- stored ends SUCCESS as a done record too, one that keeps the result and
+-- the attempt: "#expiresAt|updatedAt|submittedAt|taskLength|resultLength|
+-- <task><result><attempt>" (lengths in bytes; retries 0, no eta; result ""
+-- when there is none; its history is that one attempt). A done record whose time is up counts as unknown even
 -- before complete trims it. An id has a hash or a done record, not both
 -- (a stale attempt recorded on a done record turns it back into a hash).
 -- Their helpers are in done.lua, prepended only to the scripts that use them.
 --
 -- The fast lane: a task submitted ready now, with retries 0, no eta, no
--- dedup id and storeResult false (nobody reads its result), whose id is not
--- empty and holds no newline, has no hash while all goes well. From enqueue
--- until it ends it is one field of <tag>:fast, id ->
+-- dedup id and storeResult false or absent, whose id is not empty and holds
+-- no newline, has no hash while all goes well. From enqueue until it ends it
+-- is one field of <tag>:fast, id ->
 -- "~p|submittedAt|taskLength|headersLength|<task><headers><payload>"
+-- ("=" instead of "~": storeResult absent, its result stored)
 -- (priority 0-9, submit time, the task name and the headers JSON, each as
 -- many bytes long as its length says, headers "" when empty, then the
 -- payload JSON as submitted): the rest of the message is implied (retries 0,
--- no eta, storeResult false, the queue, whose name enqueue keeps in
+-- no eta, storeResult as the mark says, the queue, whose name enqueue keeps in
 -- <tag>:queue), so a claim hands out a few bytes per task and the worker
 -- parses only the payload. A step off the lane builds the whole message
 -- JSON again (`fastMessage`, fast.lua). (An entry of an earlier version,
--- without the "~", holds the whole message: it is read as such.)
+-- without the "~" or "=", holds the whole message: it is read as such.)
 -- A claim leases the fast-lane tasks it takes together, as one claim with
 -- one token from the queue's counter <tag>:tok:
 --   <tag>:claim      token -> "claimedAt|worker"
@@ -47,10 +52,11 @@
 -- under it any more, or when its deadline passes: its tasks still leased
 -- then become hashes with that lease, which expires as any other.
 -- Its state: PENDING in fast only, RECEIVED or STARTED with a fast lease;
--- a SUCCESS ends it as a done record. Any other step on it (retry,
--- failure, dead letter, release, revoke, setState, purge, a stale attempt,
--- an expired claim, a start that acknowledges early or comes from another
--- worker, a result to store) first turns it into a hash (`materialize`,
+-- a SUCCESS ends it as a done record (with its result and attempt when its
+-- result is stored). Any other step on it (retry, failure, dead letter,
+-- release, revoke, setState, purge, a stale attempt, an expired claim, a
+-- start that acknowledges early or comes from another worker) first turns
+-- it into a hash (`materialize`,
 -- fast.lua), then proceeds as for any task. An id is in one of: a hash, the
 -- fast lane, a done record.
 --

@@ -5,8 +5,10 @@
 -- hash (see common.lua), expiring with the call's other records; a call
 -- that writes done records also trims expired ones (a bounded number).
 -- A fast-lane task (see common.lua) under its current fast lease ends the
--- same way when its item is lean (nothing else to keep), and its claim is
--- counted down; any other outcome first turns it into a hash.
+-- same way when its item is lean (nothing else to keep), or as a done
+-- record with its result and attempt when it succeeded with its result
+-- stored, and its claim is counted down; any other outcome first turns it
+-- into a hash.
 -- KEYS[1] leased  KEYS[2] done  KEYS[3] doneAt  KEYS[4] fast  KEYS[5] fastLease
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] ttl (ms, 0: keep)  ARGV[4] done channel
 -- ARGV[5] how many items follow, 6 values each: id token state result error
@@ -106,6 +108,16 @@ for i = 6, groupsFrom - 1, 6 do
     else
       out[k] = leanHash(id, tok)
     end
+  elseif current and ARGV[i + 2] == "SUCCESS" and ARGV[i + 4] == "" then
+    -- a fast-lane task that succeeded, its result stored: a done record
+    -- with the result and this attempt (see common.lua), no hash
+    local _, submittedAt, task = parseFast(redis.call("HGET", KEYS[4], id))
+    push2(lean, id, resultRecord(expiresAt, nowS, submittedAt, task, ARGV[i + 3], ARGV[i + 5]))
+    leanIds[#leanIds + 1] = id
+    fastDone[#fastDone + 1] = id
+    claims[tok] = (claims[tok] or 0) + 1
+    done[#done + 1] = id
+    out[k] = 1
   else
     -- any other end of a fast-lane task: as a hash
     if l then materialize(tag, id) end

@@ -9,16 +9,26 @@ local function leanRecord(expiresAt, updatedAt, retries, submittedAt, eta, task)
     (eta or "") .. "|" .. (task or "")
 end
 
--- Whether done record value v says its expiry itself ("@expiresAt|...");
--- a record written by an earlier version has its own doneAt entry instead.
+-- A done record with a result (see common.lua), of a fast-lane task whose
+-- result is stored: its expiry time, when it ended, submittedAt, task, the
+-- result JSON ("": none) and the attempt it ended with.
+local function resultRecord(expiresAt, updatedAt, submittedAt, task, result, attempt)
+  return "#" .. expiresAt .. "|" .. updatedAt .. "|" .. submittedAt .. "|" .. #task .. "|" .. #result .. "|" ..
+    task .. result .. attempt
+end
+
+-- Whether done record value v says its expiry itself ("@expiresAt|..." or
+-- "#expiresAt|..."); a record written by an earlier version has its own
+-- doneAt entry instead.
 local function hasExpiry(v)
-  return string.byte(v, 1) == 64
+  local b = string.byte(v, 1)
+  return b == 64 or b == 35
 end
 
 -- The expiry time of done record value v of id (a string; nil: kept forever).
 local function leanExpiry(doneAt, id, v)
   if hasExpiry(v) then
-    local at = string.match(v, "^@(%d*)|")
+    local at = string.match(v, "^[@#](%d*)|")
     if at == "" then return nil end
     return at
   end
@@ -26,13 +36,23 @@ local function leanExpiry(doneAt, id, v)
 end
 
 -- The done record of id as updatedAt, retries, submittedAt, eta, task (all
--- strings), and its expiry time (nil: kept forever); nil when there is none
--- or its time is up at now.
+-- strings), result (JSON, nil: none) and history (JSON, nil: empty), and its
+-- expiry time (nil: kept forever); nil when there is none or its time is up
+-- at now.
 local function readLean(done, doneAt, id, now)
   local v = redis.call("HGET", done, id)
   if not v then return nil end
   local expiresAt = leanExpiry(doneAt, id, v)
   if expiresAt and tonumber(expiresAt) <= now then return nil end
+  if string.byte(v, 1) == 35 then
+    local head, updatedAt, submittedAt, taskLen, resultLen = string.match(v, "^(#%d*|(%d*)|(%d*)|(%d+)|(%d+)|)")
+    local from = #head + 1
+    local taskEnd, resultEnd = from + tonumber(taskLen), from + tonumber(taskLen) + tonumber(resultLen)
+    local result = string.sub(v, taskEnd, resultEnd - 1)
+    return { updatedAt = updatedAt, retries = "0", submittedAt = submittedAt, eta = "",
+      task = string.sub(v, from, taskEnd - 1), result = result ~= "" and result or nil,
+      history = "[" .. string.sub(v, resultEnd) .. "]", expiresAt = expiresAt }
+  end
   if hasExpiry(v) then v = string.sub(v, string.find(v, "|", 1, true) + 1) end
   local updatedAt, retries, submittedAt, eta, task = string.match(v, "^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$")
   return { updatedAt = updatedAt, retries = retries, submittedAt = submittedAt, eta = eta, task = task,

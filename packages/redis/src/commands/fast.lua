@@ -10,33 +10,35 @@ local function fastLeaseKey(tag)
 end
 
 -- A fast-lane entry (see common.lua): priority, submittedAt, task, the rest
--- (headers and payload) and the headers' length; or, for an entry written
--- by an earlier version ("p|submittedAt|taskLength|<task><message>", no
--- leading "~"), the message JSON as the rest and no length.
+-- (headers and payload), the headers' length and whether its result is
+-- stored ("=" entries); or, for an entry written by an earlier version
+-- ("p|submittedAt|taskLength|<task><message>", no leading "~" or "="), the
+-- message JSON as the rest and no length.
 local function parseFast(v)
-  if string.byte(v, 1) ~= 126 then
+  local mark = string.byte(v, 1)
+  if mark ~= 126 and mark ~= 61 then
     local p, submittedAt, len = string.match(v, "^(%d*)|(%d*)|(%d+)|")
     local from = #p + #submittedAt + #len + 4
     local n = tonumber(len)
     return p, submittedAt, string.sub(v, from, from + n - 1), string.sub(v, from + n), nil
   end
-  local p, submittedAt, len, hlen = string.match(v, "^~(%d*)|(%d*)|(%d+)|(%d+)|")
+  local p, submittedAt, len, hlen = string.match(v, "^[~=](%d*)|(%d*)|(%d+)|(%d+)|")
   local from = #p + #submittedAt + #len + #hlen + 6
   local n = tonumber(len)
-  return p, submittedAt, string.sub(v, from, from + n - 1), string.sub(v, from + n), tonumber(hlen)
+  return p, submittedAt, string.sub(v, from, from + n - 1), string.sub(v, from + n), tonumber(hlen), mark == 61
 end
 
 -- The message JSON of a fast-lane task, as the producer's would read: the
 -- entry keeps only what is not implied (retries 0, no eta, storeResult
--- false, the queue's name; empty headers as nothing), with the payload JSON
--- as submitted.
-local function fastMessage(tag, id, p, submittedAt, task, rest, hlen)
+-- false or absent, the queue's name; empty headers as nothing), with the
+-- payload JSON as submitted.
+local function fastMessage(tag, id, p, submittedAt, task, rest, hlen, stored)
   if not hlen then return rest end
   local headers = hlen > 0 and string.sub(rest, 1, hlen) or "{}"
   return '{"id":' .. cjson.encode(id) .. ',"task":' .. cjson.encode(task) .. ',"queue":' ..
     cjson.encode(redis.call("GET", tag .. ":queue") or "") .. ',"payload":' .. string.sub(rest, hlen + 1) ..
     ',"headers":' .. headers .. ',"priority":' .. p .. ',"retries":0,"submittedAt":' .. submittedAt ..
-    ',"storeResult":false}'
+    (stored and "}" or ',"storeResult":false}')
 end
 
 -- The token of a fast lease: the value up to its "|", if any.
@@ -89,8 +91,10 @@ local function materialize(tag, id, claim)
   local fast = fastKey(tag)
   local v = redis.call("HGET", fast, id)
   if not v then return false end
-  local p, submittedAt, task, rest, hlen = parseFast(v)
-  local fields = { "m", fastMessage(tag, id, p, submittedAt, task, rest, hlen), "task", task, "submittedAt", submittedAt }
+  local p, submittedAt, task, rest, hlen, stored = parseFast(v)
+  local fields = {
+    "m", fastMessage(tag, id, p, submittedAt, task, rest, hlen, stored), "task", task, "submittedAt", submittedAt
+  }
   if p ~= "5" then push2(fields, "p", p) end
   local leases = fastLeaseKey(tag)
   local l = redis.call("HGET", leases, id)

@@ -1,6 +1,7 @@
 -- recordStale: append the late outcome of a superseded attempt to the history.
 -- A done record (no hash, see common.lua) becomes a hash again, SUCCESS with
--- this one attempt, expiring when the done record would have.
+-- its result and attempt, if it kept them, and this one, expiring when the
+-- done record would have.
 -- KEYS[1] task hash  KEYS[2] done  KEYS[3] doneAt
 -- ARGV[1] attempt JSON  ARGV[2] id  ARGV[3] now  ARGV[4] tag
 -- A fast-lane task (see common.lua) becomes a hash first.
@@ -16,8 +17,9 @@ local r = readLean(KEYS[2], KEYS[3], id, tonumber(ARGV[3]))
 if not r then return 0 end
 local fields = {
   "state", "SUCCESS", "task", r.task, "submittedAt", r.submittedAt, "updatedAt", r.updatedAt,
-  "history", appendHistory(nil, ARGV[1])
+  "history", appendHistory(r.history, ARGV[1])
 }
+if r.result then push2(fields, "result", r.result) end
 if r.retries ~= "0" then push2(fields, "retries", r.retries) end
 if r.eta ~= "" then push2(fields, "eta", r.eta) end
 redis.call("HSET", KEYS[1], unpack(fields))
