@@ -1313,34 +1313,41 @@ export const makeWith: (options: {
   const complete = (batch: ReadonlyArray<Completion>) =>
     leaseOp("complete", batch, (queue, items, now) => {
       const keys = queueKeys(prefix, queue)
-      // lean items (a SUCCESS that keeps only its state) go in groups of
-      // consecutive ones that share token, submit time and task: one value
-      // per task (see complete.lua); the others one by one, 6 values each
+      // A SUCCESS goes in a group of consecutive ones that share token,
+      // submit time, task and whether the result is stored (see
+      // complete.lua): a lean one (its result not stored) costs one value,
+      // its id; one whose result is stored three, id, result and attempt.
+      // The others go one by one, 6 values each.
       const full: Array<Arg> = []
       const groups: Array<Arg> = []
       const order: Array<number> = [] // the full items' indices, then the grouped ones'
       const grouped: Array<number> = []
       let fullCount = 0
       let countAt = -1
+      let count = 0
       let token = -1
       let submittedAt = ""
       let task = ""
+      let stored = false
       items.forEach((c, i) => {
-        if (c.storeResult === false && c.state === "SUCCESS") {
-          // neither the result nor the attempt is sent; a fast-lane task's
-          // done record takes its submit time and task from the message
+        const lean = c.storeResult === false
+        if (c.state === "SUCCESS" && (lean || c.error === undefined)) {
+          // a fast-lane task's done record takes its submit time and task from the message
           const m = c.message
           const at = m === undefined ? "" : `${m.submittedAt}`
           const name = m === undefined ? "" : m.task
-          if (countAt < 0 || c.token !== token || at !== submittedAt || name !== task) {
+          if (countAt < 0 || c.token !== token || at !== submittedAt || name !== task || stored === lean) {
             token = c.token
             submittedAt = at
             task = name
-            groups.push(token, at, name, 0)
+            stored = !lean
+            groups.push(token, at, name, "")
             countAt = groups.length - 1
+            count = 0
           }
-          groups[countAt] = (groups[countAt] as number) + 1
-          groups.push(c.id)
+          groups[countAt] = stored ? `=${++count}` : ++count
+          if (stored) groups.push(c.id, c.result === undefined ? "" : json(c.result), json(c.attempt))
+          else groups.push(c.id)
           grouped.push(i)
         } else {
           const result = c.storeResult === false || c.result === undefined ? "" : json(c.result)

@@ -215,6 +215,53 @@ describe("RedisBroker done records with a result", () => {
         expect("result" in b).toBe(false)
       })))
 
+  it.live("one complete call mixes stored and lean successes, a hash-lane one, a stale one and a failure", () =>
+    run((prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        yield* enqueueNow(
+          message("fast"),
+          message("hash", { storeResult: true }),
+          message("lean", { storeResult: false }),
+          message("stale"),
+          message("failed")
+        )
+        const ds = yield* claimNow()
+        const d = (id: string) => ds.find((x) => x.id === id)!
+        const ok = (id: string, result: unknown, storeResult?: boolean) => ({
+          id,
+          token: d(id).token,
+          state: "SUCCESS" as const,
+          result,
+          attempt: attempt("SUCCESS"),
+          message: d(id).message as import("@errand/core/Message").Message,
+          ...(storeResult === undefined ? {} : { storeResult })
+        })
+        const outcome = yield* broker.complete([
+          ok("fast", { a: 1 }),
+          ok("hash", "h"),
+          ok("lean", 3, false),
+          { ...ok("stale", 4), token: d("stale").token + 1000 },
+          {
+            id: "failed",
+            token: d("failed").token,
+            state: "FAILURE",
+            error: { _tag: "Boom", message: "boom" },
+            attempt: attempt("FAILURE")
+          }
+        ])
+        expect(outcome).toEqual([true, true, true, false, true])
+        expect(yield* redis<number>("EXISTS", RedisBroker.taskKey(prefix, "q", "fast"))).toBe(0)
+        expect(yield* record("fast")).toMatchObject({ state: "SUCCESS", result: { a: 1 }, history: [attempt("SUCCESS")] })
+        expect(yield* redis<number>("EXISTS", RedisBroker.taskKey(prefix, "q", "hash"))).toBe(1)
+        expect(yield* record("hash")).toMatchObject({ state: "SUCCESS", result: "h", history: [attempt("SUCCESS")] })
+        const lean = yield* record("lean")
+        expect(lean).toMatchObject({ state: "SUCCESS", history: [] })
+        expect("result" in lean).toBe(false)
+        expect(yield* record("stale")).toMatchObject({ state: "RECEIVED" })
+        expect(yield* record("failed")).toMatchObject({ state: "FAILURE", error: { _tag: "Boom" } })
+      })))
+
   it.live("known to enqueue, revoke and a stale attempt (which turns it into a hash, result and history kept); it expires", () =>
     run((prefix) =>
       Effect.gen(function*() {

@@ -19,6 +19,8 @@
 --   delivered them, their submit time and task name, which a fast-lane
 --   task's done record takes ("" "": unknown, read from its entry). Most of
 --   a worker's acks form a handful of groups, so a task costs one value.
+--   A group whose count is "=count" holds SUCCESS items whose result is
+--   stored, three values each: id result attempt (result "" when none).
 -- Returns per item, then per grouped id: 1 done, 0 stale.
 local tag, nowS, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = tonumber(nowS)
@@ -44,6 +46,12 @@ local expiresAt = ttl > 0 and fmt(now + ttl) or ""
 local leanHead = "@" .. expiresAt .. "|" .. nowS .. "|0|"
 local fastDone, claims, leasedDone = {}, {}, {}
 
+-- A group's count and values per item (see above).
+local function groupSize(c)
+  if string.byte(c, 1) == 61 then return tonumber(string.sub(c, 2)), 3 end
+  return tonumber(c), 1
+end
+
 -- the fast leases of the items, then of the grouped ids, in one HMGET (none
 -- when the queue has none)
 local fastLeases = {}
@@ -52,9 +60,9 @@ if redis.call("EXISTS", KEYS[5]) == 1 then
   for i = 6, groupsFrom - 1, 6 do ids[#ids + 1] = ARGV[i] end
   local g = groupsFrom
   while g <= #ARGV do
-    local count = tonumber(ARGV[g + 3])
-    for i = g + 4, g + 3 + count do ids[#ids + 1] = ARGV[i] end
-    g = g + 4 + count
+    local count, step = groupSize(ARGV[g + 3])
+    for i = g + 4, g + 3 + count * step, step do ids[#ids + 1] = ARGV[i] end
+    g = g + 4 + count * step
   end
   fastLeases = hmgetMany(KEYS[5], ids)
 end
@@ -92,6 +100,49 @@ local function leanFast(id, tok, submittedAt, task)
   done[#done + 1] = id
 end
 
+-- Any other end of task id under token tok (fast lease l, if any): as a
+-- hash, a fast-lane task turned into one first. 1 done, 0 stale.
+local function endHash(id, tok, l, state, result, error, attempt)
+  if l then materialize(tag, id) end
+  local key = taskKey(tag, id)
+  local f = redis.call("HMGET", key, "tok", "lw", "history", "dd")
+  if f[1] ~= tok or not f[2] then return 0 end
+  local fields = { "state", state, "updatedAt", nowS, "history", appendHistory(f[3], attempt) }
+  if result ~= "" then push2(fields, "result", result) end
+  if error ~= "" then push2(fields, "error", error) end
+  redis.call("HSET", key, unpack(fields))
+  if state == "FAILURE" then
+    -- a failed task keeps its message (until the record expires), so
+    -- redeliver can run it again
+    redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
+  elseif error ~= "" then
+    redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
+  else
+    -- the final error is this attempt's: a success after retries has none
+    redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd", "error")
+  end
+  releaseDedup(tag, id, f[4])
+  if ttl > 0 then redis.call("PEXPIRE", key, ttl) end
+  done[#done + 1] = id
+  leasedDone[#leasedDone + 1] = id
+  return 1
+end
+
+-- A SUCCESS with its result stored of fast-lane task id under its current
+-- fast lease tok (its submit time and task: "" "" when unknown, read from
+-- its entry): a done record with the result and attempt (see common.lua).
+local function resultFast(id, tok, submittedAt, task, result, attempt)
+  if submittedAt == "" then
+    local _
+    _, submittedAt, task = parseFast(redis.call("HGET", KEYS[4], id))
+  end
+  push2(lean, id, resultRecord(expiresAt, nowS, submittedAt, task, result, attempt))
+  leanIds[#leanIds + 1] = id
+  fastDone[#fastDone + 1] = id
+  claims[tok] = (claims[tok] or 0) + 1
+  done[#done + 1] = id
+end
+
 local k = 0 -- the item's or grouped id's place in fastLeases
 for i = 6, groupsFrom - 1, 6 do
   k = k + 1
@@ -109,76 +160,62 @@ for i = 6, groupsFrom - 1, 6 do
       out[k] = leanHash(id, tok)
     end
   elseif current and ARGV[i + 2] == "SUCCESS" and ARGV[i + 4] == "" then
-    -- a fast-lane task that succeeded, its result stored: a done record
-    -- with the result and this attempt (see common.lua), no hash
-    local _, submittedAt, task = parseFast(redis.call("HGET", KEYS[4], id))
-    push2(lean, id, resultRecord(expiresAt, nowS, submittedAt, task, ARGV[i + 3], ARGV[i + 5]))
-    leanIds[#leanIds + 1] = id
-    fastDone[#fastDone + 1] = id
-    claims[tok] = (claims[tok] or 0) + 1
-    done[#done + 1] = id
+    -- a fast-lane task that succeeded, its result stored: no hash
+    resultFast(id, tok, "", "", ARGV[i + 3], ARGV[i + 5])
     out[k] = 1
   else
-    -- any other end of a fast-lane task: as a hash
-    if l then materialize(tag, id) end
-    local key = taskKey(tag, id)
-    local f = redis.call("HMGET", key, "tok", "lw", "history", "dd")
-    if f[1] == tok and f[2] then
-      local fields = { "state", ARGV[i + 2], "updatedAt", nowS, "history", appendHistory(f[3], ARGV[i + 5]) }
-      if ARGV[i + 3] ~= "" then push2(fields, "result", ARGV[i + 3]) end
-      if ARGV[i + 4] ~= "" then push2(fields, "error", ARGV[i + 4]) end
-      redis.call("HSET", key, unpack(fields))
-      if ARGV[i + 2] == "FAILURE" then
-        -- a failed task keeps its message (until the record expires), so
-        -- redeliver can run it again
-        redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
-      elseif ARGV[i + 4] ~= "" then
-        redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
-      else
-        -- the final error is this attempt's: a success after retries has none
-        redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd", "error")
-      end
-      releaseDedup(tag, id, f[4])
-      if ttl > 0 then redis.call("PEXPIRE", key, ttl) end
-      done[#done + 1] = id
-      leasedDone[#leasedDone + 1] = id
-      out[k] = 1
-    else
-      out[k] = 0
-    end
+    out[k] = endHash(id, tok, l, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
   end
 end
 
 local g = groupsFrom
 while g <= #ARGV do
-  local tok, submittedAt, task, count = ARGV[g], ARGV[g + 1], ARGV[g + 2], tonumber(ARGV[g + 3])
-  local head = leanHead .. submittedAt .. "||" .. task
-  local ended = 0
-  for i = g + 4, g + 3 + count do
-    k = k + 1
-    local id = ARGV[i]
-    local l = fastLeases[k]
-    if l == tok or (l and tokenOf(l) == tok) then
-      -- the usual case, written out (see leanFast)
-      if submittedAt == "" then
-        leanFast(id, tok, "", "")
+  local tok, submittedAt, task = ARGV[g], ARGV[g + 1], ARGV[g + 2]
+  local count, step = groupSize(ARGV[g + 3])
+  if step == 3 then
+    for i = g + 4, g + 3 + count * 3, 3 do
+      k = k + 1
+      local id = ARGV[i]
+      local l = fastLeases[k]
+      if l == tok or (l and tokenOf(l) == tok) then
+        resultFast(id, tok, submittedAt, task, ARGV[i + 1], ARGV[i + 2])
+        out[k] = 1
+      elseif l then
+        out[k] = 0
       else
-        local n = #lean
-        lean[n + 1], lean[n + 2] = id, head
-        leanIds[#leanIds + 1] = id
-        fastDone[#fastDone + 1] = id
-        done[#done + 1] = id
-        ended = ended + 1
+        out[k] = endHash(id, tok, nil, "SUCCESS", ARGV[i + 1], "", ARGV[i + 2])
       end
-      out[k] = 1
-    elseif l then
-      out[k] = 0
-    else
-      out[k] = leanHash(id, tok)
     end
+    g = g + 4 + count * 3
+  else
+    local head = leanHead .. submittedAt .. "||" .. task
+    local ended = 0
+    for i = g + 4, g + 3 + count do
+      k = k + 1
+      local id = ARGV[i]
+      local l = fastLeases[k]
+      if l == tok or (l and tokenOf(l) == tok) then
+        -- the usual case, written out (see leanFast)
+        if submittedAt == "" then
+          leanFast(id, tok, "", "")
+        else
+          local n = #lean
+          lean[n + 1], lean[n + 2] = id, head
+          leanIds[#leanIds + 1] = id
+          fastDone[#fastDone + 1] = id
+          done[#done + 1] = id
+          ended = ended + 1
+        end
+        out[k] = 1
+      elseif l then
+        out[k] = 0
+      else
+        out[k] = leanHash(id, tok)
+      end
+    end
+    if ended > 0 then claims[tok] = (claims[tok] or 0) + ended end
+    g = g + 4 + count
   end
-  if ended > 0 then claims[tok] = (claims[tok] or 0) + ended end
-  g = g + 4 + count
 end
 if #fastDone > 0 then
   callMany("HDEL", KEYS[5], fastDone)
