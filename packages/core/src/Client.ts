@@ -371,7 +371,8 @@ const prepare = (
       submittedAt: shared.now,
       storeResult: false
     }
-  return { message, dueAt: shared.dueAt, dedupId }
+  // an id made here, sent for the first time: no broker can know it yet
+  return { message, dueAt: shared.dueAt, dedupId, fresh: id === undefined }
 }
 
 /**

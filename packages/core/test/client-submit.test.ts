@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import { TestClock } from "effect/testing"
-import { Broker, Client, Task } from "@errand/core"
+import { Broker, Client, MemoryBroker, Task } from "@errand/core"
 import type { Message } from "../src/Message.ts"
 import { base } from "./utils.ts"
 
@@ -72,4 +72,22 @@ describe("Client submit path", () => {
       assert.strictEqual(error._tag, "PayloadInvalid")
       assert.deepStrictEqual(yield* broker.stats(["client"]), [{ queue: "client", ready: 0, delayed: 0, running: 0, dead: 0 }])
     }).pipe(Effect.provide(base)))
+})
+
+describe("Client marks the ids it makes as fresh", () => {
+  it.effect("generated ids are fresh; ids the caller gives are not (a broker must look them up)", () =>
+    Effect.gen(function*() {
+      const seen: Array<Broker.Submission> = []
+      const broker = yield* Broker.Broker
+      const recording = Broker.Broker.of({
+        ...broker,
+        enqueue: (batch) => Effect.suspend(() => (seen.push(...batch), broker.enqueue(batch)))
+      })
+      const client = yield* Client.make.pipe(Effect.provideService(Broker.Broker, recording))
+      yield* client.submit(Add, { a: 1, at: new Date(0) })
+      yield* client.submit(Add, { a: 2, at: new Date(0) }, { id: "mine" })
+      yield* client.submitMany(Add, [{ a: 3, at: new Date(0) }, { a: 4, at: new Date(0) }])
+      assert.deepStrictEqual(seen.map((s) => s.fresh), [true, false, true, true])
+      assert.strictEqual(seen[1]!.message.id, "mine")
+    }).pipe(Effect.scoped, Effect.provide(MemoryBroker.layer)))
 })
