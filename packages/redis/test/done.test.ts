@@ -19,19 +19,23 @@ const run = <A, E>(body: (prefix: string) => Effect.Effect<A, E, import("./utils
 
 const redis = <A>(...args: ReadonlyArray<string>) => Effect.promise(() => command<A>(server.url(), ...args))
 
-/** Claims everything ready on q and completes it SUCCESS without storing the result. */
-const completeLean = Effect.gen(function*() {
-  const broker = yield* Broker
-  const ds = yield* claimNow(100)
-  return yield* broker.complete(ds.map((d) => ({
-    id: d.id,
-    token: d.token,
-    state: "SUCCESS" as const,
-    result: { big: "x" },
-    attempt: attempt("SUCCESS"),
-    storeResult: false
-  })))
-})
+/** Claims everything ready on q and completes it SUCCESS with `result`, stored unless `storeResult` is false. */
+const completeAll = (result: unknown, storeResult?: false) =>
+  Effect.gen(function*() {
+    const broker = yield* Broker
+    const ds = yield* claimNow(100)
+    return yield* broker.complete(ds.map((d) => ({
+      id: d.id,
+      token: d.token,
+      state: "SUCCESS" as const,
+      result,
+      attempt: attempt("SUCCESS"),
+      ...(storeResult === false ? { storeResult } : {})
+    })))
+  })
+
+/** `completeAll` without storing the result. */
+const completeLean = completeAll({ big: "x" }, false)
 
 const get = (id: string) => ResultBackend.use((backend) => backend.get(id))
 
@@ -162,20 +166,6 @@ describe("RedisBroker done records", () => {
 })
 
 describe("RedisBroker done records with a result", () => {
-  /** Claims everything ready on q and completes it SUCCESS, its result stored. */
-  const completeStored = (result: unknown) =>
-    Effect.gen(function*() {
-      const broker = yield* Broker
-      const ds = yield* claimNow(100)
-      return yield* broker.complete(ds.map((d) => ({
-        id: d.id,
-        token: d.token,
-        state: "SUCCESS" as const,
-        result,
-        attempt: attempt("SUCCESS")
-      })))
-    })
-
   it.live("a fast-lane task whose result is stored ends as a done record with its result and attempt; awaitFinal sees it", () =>
     run((prefix) =>
       Effect.gen(function*() {
@@ -209,7 +199,7 @@ describe("RedisBroker done records with a result", () => {
         expect(Option.getOrThrow(yield* Fiber.join(waiting))).toMatchObject(expected)
         // a result of nothing is kept as none
         yield* enqueueNow(message("b"))
-        yield* completeStored(undefined)
+        yield* completeAll(undefined)
         const b = yield* record("b")
         expect(b.state).toBe("SUCCESS")
         expect("result" in b).toBe(false)
@@ -269,7 +259,7 @@ describe("RedisBroker done records with a result", () => {
         const backend = yield* ResultBackend
         const keys = RedisBroker.queueKeys(prefix, "q")
         yield* enqueueNow(message("a"), message("b"))
-        yield* completeStored(42)
+        yield* completeAll(42)
         // a resubmit of a known id is a no-op; revoking a final task says so
         yield* enqueueNow(message("a"))
         expect(yield* claimNow()).toEqual([])
