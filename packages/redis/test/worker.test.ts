@@ -9,7 +9,7 @@ import { Client, Retry, Task, TaskContext, Worker } from "@errand/core"
 import type { ResultBackend } from "@errand/core/ResultBackend"
 import { RedisBroker } from "@errand/redis"
 import { Effect, Exit, Layer, References, Schema, Scope } from "effect"
-import { deletePrefix, randomPrefix, useTestRedis } from "./utils/redis.ts"
+import { command, deletePrefix, randomPrefix, useTestRedis } from "./utils/redis.ts"
 
 const server = useTestRedis()
 
@@ -123,4 +123,28 @@ describe("Worker and Client on Redis", () => {
       expect(results.reduce((a, b) => a + b, 0)).toBe((n * (n - 1)) / 2)
       console.log(`redis worker throughput: ${Math.round(n / seconds)} tasks/s (${n} tasks, submit + run + await)`)
     })), 60_000)
+
+  it.live("an idle worker's claim parks; a submit reaches it, and a worker that stops leaves nothing parked", () =>
+    withClient(Effect.gen(function*() {
+      const client = yield* Client.Client
+      const handle = yield* RedisBroker.Handle
+      const keys = RedisBroker.queueKeys(handle.prefix, Noop.queue)
+      const count = (...args: ReadonlyArray<string>) => Effect.promise(() => command<number>(server.url(), ...args))
+      const scope = yield* Scope.make()
+      yield* Worker.make({ tasks: [NoopLive], id: "w-idle", idleWait: "5 seconds" }).pipe(Scope.provide(scope))
+      while ((yield* count("HLEN", keys.park)) === 0) yield* Effect.sleep(10)
+      for (let i = 0; i < 3; i++) {
+        const job = yield* client.submit(Noop, { i })
+        expect(yield* client.await(job)).toBe(i)
+        expect((yield* client.status(job.id)).history.map((h) => h.worker)).toEqual(["w-idle"])
+      }
+      yield* Scope.close(scope, Exit.void)
+      // the claim unparked as it was interrupted (in the background: give it a moment)
+      for (let i = 0; i < 100 && (yield* count("HLEN", keys.park)) > 0; i++) yield* Effect.sleep(10)
+      expect(yield* count("HLEN", keys.park)).toBe(0)
+      // a task submitted now waits ready for the next worker
+      const job = yield* client.submit(Noop, { i: 9 })
+      expect((yield* client.status(job.id)).state).toBe("PENDING")
+      expect((yield* Broker.use((b) => b.stats([Noop.queue])))[0].ready).toBe(1)
+    })))
 })
