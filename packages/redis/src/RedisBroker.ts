@@ -1190,8 +1190,8 @@ export const makeWith: (options: {
       Effect.catch((e) => Effect.logWarning(`an abandoned claim could not unpark at Redis: ${e.message}`))
     )
 
-  /** Waits on the inbox of parked claim `parkId` for at most `millis`; the tasks it was handed. */
-  const awaitParked = (queue: string, parkId: string, millis: number, leaseMillis: number) =>
+  /** BLPOP on the inbox of parked claim `parkId` for at most `millis`, on a connection of its own. */
+  const blockOnInbox = (queue: string, parkId: string, millis: number) =>
     Effect.scoped(
       Effect.flatMap(
         redis.reserve,
@@ -1202,17 +1202,41 @@ export const makeWith: (options: {
             (Math.max(1, millis) / 1000).toFixed(3)
           )
       )
-    ).pipe(
-      Effect.mapError(fail("claim")),
-      Effect.flatMap((reply) =>
-        Array.isArray(reply)
-          ? Effect.succeed(pushedDeliveries(queue, [reply[1]], leaseMillis))
-          // the wait is over: whatever was pushed since is still the claim's
-          : unpark(queue, parkId, leaseMillis)
-      ),
-      Effect.onExit((exit) =>
-        Exit.isSuccess(exit) ? Effect.void : Effect.asVoid(Effect.forkDetach(abandon(queue, parkId, leaseMillis)))
-      )
+    ).pipe(Effect.mapError(fail("claim")))
+
+  /**
+   * Waits on the inbox of parked claim `parkId` for at most `millis`; the
+   * tasks it was handed. The BLPOP runs in a fiber of its own and is never
+   * cut short: a claim interrupted while its tasks are on their way (a
+   * worker shutting down just as they are submitted) unparks, so nothing
+   * more comes, and gives back what the inbox held and what the BLPOP
+   * brings (within `PARK_MILLIS`), instead of leaving them leased to nobody
+   * until their lease runs out.
+   */
+  const awaitParked = (queue: string, parkId: string, millis: number, leaseMillis: number) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.forkDetach(blockOnInbox(queue, parkId, millis)), (blocked) =>
+        restore(Fiber.join(blocked)).pipe(
+          Effect.onInterrupt(() =>
+            Effect.forkDetach(
+              abandon(queue, parkId, leaseMillis).pipe(
+                Effect.andThen(Fiber.join(blocked)),
+                Effect.flatMap((reply) =>
+                  Array.isArray(reply) ? Effect.asVoid(release(pushedDeliveries(queue, [reply[1]], leaseMillis))) : Effect.void
+                ),
+                Effect.catch((e) => Effect.logWarning(`an interrupted claim could not give back its tasks: ${e.message}`))
+              )
+            )
+          ),
+          Effect.flatMap((reply) =>
+            Array.isArray(reply)
+              ? Effect.succeed(pushedDeliveries(queue, [reply[1]], leaseMillis))
+              // the wait is over: whatever was pushed since is still the claim's
+              : unpark(queue, parkId, leaseMillis)
+          ),
+          // the BLPOP or the unpark failed: unpark in the background, give back what was handed
+          Effect.tapError(() => Effect.forkDetach(abandon(queue, parkId, leaseMillis)))
+        ))
     )
 
   /**

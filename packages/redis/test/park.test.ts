@@ -117,16 +117,16 @@ describe("RedisBroker parked claims", () => {
       })))
 
   for (const [kind, overrides] of kinds) {
-    it.live(`a claim interrupted while parked unparks; what it was handed comes back ready (${kind})`, () =>
+    it.live(`a claim interrupted as it is handed a task unparks and gives the task back, ready (${kind})`, () =>
       withBroker(server.url, (prefix) =>
         Effect.gen(function*() {
           const keys = RedisBroker.queueKeys(prefix, "q")
           const claiming = yield* waitingClaim({ start: 1, worker: "w-gone" })
           yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
           const [parkId] = yield* redis<Array<string>>("HKEYS", keys.park)
-          // Redis holds every write for a while: the enqueue goes out first, the
-          // claim is interrupted (its BLPOP's connection closed) and unparks
-          // after it, so the task is handed to an inbox nobody pops
+          // Redis holds every write for a while: the enqueue goes out first, then
+          // the claim is interrupted and unparks; the task is handed to the
+          // claim's BLPOP (left to finish) as it stops waiting
           yield* Effect.promise(() => command(server.url(), "CLIENT", "PAUSE", "300", "WRITE"))
           const enqueueing = yield* Effect.forkChild(enqueueNow(message("a", overrides)))
           yield* Effect.sleep(50)
