@@ -82,13 +82,13 @@ describe("errand worker: signals", () => {
     run((d) =>
       Effect.gen(function*() {
         const client = yield* Client.Client
-        const a = d.worker("w-a", ["--concurrency", "2", "--grace", "1m"])
+        const runs = runsFile()
+        const a = d.worker("w-a", ["--concurrency", "2", "--grace", "1m"], { ERRAND_TEST_RUNS: runs })
         yield* Effect.promise(() => a.waitFor("w-a started"))
         const jobs = yield* client.submitMany(Sleep, [{ millis: 20_000 }, { millis: 20_000 }])
-        yield* waitUntil(
-          Effect.map(statuses(jobs.map((j) => j.id)), (ss) => ss.every((s) => s.state === "STARTED")),
-          "w-a runs both tasks"
-        )
+        // both handlers have begun (a STARTED record alone may come from the
+        // claim that hands the tasks over, before the worker has them)
+        yield* waitUntil(Effect.sync(() => readRuns(runs).length === 2), "w-a runs both tasks")
         const t0 = Date.now()
         a.child.kill("SIGINT")
         yield* Effect.promise(() => a.waitFor("SIGINT: warm shutdown"))
