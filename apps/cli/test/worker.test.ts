@@ -30,16 +30,15 @@ describe("errand worker: signals", () => {
     run((d) =>
       Effect.gen(function*() {
         const client = yield* Client.Client
-        const a = d.worker("w-a", ["--concurrency", "4", "--grace", "1s", "--lease", "2s"])
+        const runs = runsFile()
+        const a = d.worker("w-a", ["--concurrency", "4", "--grace", "1s", "--lease", "2s"], { ERRAND_TEST_RUNS: runs })
         yield* Effect.promise(() => a.waitFor("w-a started"))
         const short = yield* client.submitMany(Sleep, [{ millis: 400 }, { millis: 400 }])
         const long = yield* client.submitMany(Sleep, [{ millis: 8_000 }, { millis: 8_000 }])
         const queued = yield* client.submitMany(Sleep, [{ millis: 10 }, { millis: 10 }], { countdown: "300 millis" })
         const ids = [...short, ...long].map((j) => j.id)
-        yield* waitUntil(
-          Effect.map(statuses(ids), (ss) => ss.every((s) => s.state === "STARTED")),
-          "w-a runs four tasks"
-        )
+        // the four handlers have begun (see the cold-shutdown test)
+        yield* waitUntil(Effect.sync(() => readRuns(runs).length === 4), "w-a runs four tasks")
         const t0 = Date.now()
         a.child.kill("SIGTERM")
         const exit = yield* Effect.promise(() => a.exited)
