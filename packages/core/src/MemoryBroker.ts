@@ -721,7 +721,8 @@ export const makeWith = (options: Options = {}) =>
       const { dedupId, dueAt, message } = submission
       // an id already known is not enqueued again: a producer retrying a
       // submit whose first try went through must not reset or rerun the task
-      const existing = find(message.id, now)
+      // (an id made for this submission, `fresh`, cannot be known: no lookup)
+      const existing = submission.fresh === true ? undefined : find(message.id, now)
       if (existing !== undefined && existing.record !== undefined) return { id: message.id }
       if (dedupId !== undefined) {
         const first = dedup.get(dedupKey(message.queue, dedupId))
