@@ -216,4 +216,20 @@ describe("RedisBroker parked claims", () => {
         expect(yield* redis<number>("HLEN", keys.park)).toBe(0)
         expect(yield* redis<Array<string>>("KEYS", `${keys.tag}:inbox:*`)).toEqual([])
       })))
+
+  it.live("a claim whose lease is not a whole number of milliseconds parks and is served too", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const claiming = yield* broker.claim({ queues: ["q"], worker: "w1", max: 1, leaseMillis: 2_500.5, waitMillis: 10_000 })
+          .pipe(Effect.forkChild)
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        const t0 = yield* Clock.currentTimeMillis
+        yield* enqueueNow(message("a"))
+        const [d] = yield* Fiber.join(claiming)
+        expect(d!.id).toBe("a")
+        // handed over at once, not found by the next claim after the park ran out
+        expect((yield* Clock.currentTimeMillis) - t0).toBeLessThan(500)
+      })))
 })

@@ -82,6 +82,6 @@ if nextAt ~= nil then out[1] = fmt(nextAt) end
 if #out == 3 and parkId then
   local untilAt = tonumber(ARGV[8])
   if nextAt ~= nil and nextAt < untilAt then untilAt = nextAt end
-  if untilAt > now then park(tag, parkId, fmt(untilAt), max, toStart, ARGV[4], worker) end
+  if untilAt > now then park(tag, parkId, fmt(untilAt), max, toStart, fmt(math.ceil(tonumber(ARGV[4]))), worker) end
 end
 return out
