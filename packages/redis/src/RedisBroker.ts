@@ -949,11 +949,14 @@ export const makeWith: (options: {
         // regular tasks first, then those of the fast lane; answers come back in that order
         const regulars: Array<number> = []
         const fast: Array<number> = []
-        for (const i of slice) (fastLane(batch[i], now) ? fast : regulars).push(i)
+        let fresh = true
+        for (const i of slice) {
+          if (fastLane(batch[i], now)) fast.push(i)
+          else regulars.push(i)
+          if (batch[i].fresh !== true) fresh = false
+        }
         const regular = regulars.length
         const indices = regulars.concat(fast)
-        let fresh = true
-        for (const i of slice) if (batch[i].fresh !== true) fresh = false
         const args: Array<Arg> = [keys.tag, now, wakeChannel, queue, regular, fresh ? "1" : "0"]
         for (let k = 0; k < regular; k++) {
           const { dedupId, dueAt, message } = batch[indices[k]]
@@ -1170,6 +1173,10 @@ export const makeWith: (options: {
     return deliveries
   }
 
+  /** Gives back tasks a claim will not take (`release`: ready again, no attempt counted). */
+  const giveBack = (deliveries: ReadonlyArray<Delivery>): Effect.Effect<void, BrokerError> =>
+    deliveries.length === 0 ? Effect.void : Effect.asVoid(release(deliveries))
+
   /** A parked claim stops waiting: its registration goes, and what its inbox holds is its. */
   const unpark = (queue: string, parkId: string, leaseMillis: number) => {
     const keys = queueKeys(prefix, queue)
@@ -1185,7 +1192,7 @@ export const makeWith: (options: {
    */
   const abandon = (queue: string, parkId: string, leaseMillis: number) =>
     unpark(queue, parkId, leaseMillis).pipe(
-      Effect.flatMap((deliveries) => deliveries.length > 0 ? Effect.asVoid(release(deliveries)) : Effect.void),
+      Effect.flatMap(giveBack),
       Effect.retry({ times: 4, schedule: Schedule.spaced(200) }),
       Effect.catch((e) => Effect.logWarning(`an abandoned claim could not unpark at Redis: ${e.message}`))
     )
@@ -1221,9 +1228,7 @@ export const makeWith: (options: {
             Effect.forkDetach(
               abandon(queue, parkId, leaseMillis).pipe(
                 Effect.andThen(Fiber.join(blocked)),
-                Effect.flatMap((reply) =>
-                  Array.isArray(reply) ? Effect.asVoid(release(pushedDeliveries(queue, [reply[1]], leaseMillis))) : Effect.void
-                ),
+                Effect.flatMap((reply) => giveBack(Array.isArray(reply) ? pushedDeliveries(queue, [reply[1]], leaseMillis) : [])),
                 Effect.catch((e) => Effect.logWarning(`an interrupted claim could not give back its tasks: ${e.message}`))
               )
             )
@@ -1265,8 +1270,7 @@ export const makeWith: (options: {
         ))
     )
 
-  const releaseAll = (result: { readonly deliveries: ReadonlyArray<Delivery> }) =>
-    Effect.asVoid(release(result.deliveries))
+  const releaseAll = (result: { readonly deliveries: ReadonlyArray<Delivery> }) => giveBack(result.deliveries)
 
   const claim = (options: ClaimOptions): Effect.Effect<ReadonlyArray<Delivery>, BrokerError> =>
     Effect.gen(function*() {
@@ -1362,7 +1366,8 @@ export const makeWith: (options: {
           const m = c.message
           const at = m === undefined ? "" : `${m.submittedAt}`
           const name = m === undefined ? "" : m.task
-          if (countAt < 0 || c.token !== token || at !== submittedAt || name !== task || stored === lean) {
+          // a group holds one kind, lean or stored
+          if (countAt < 0 || c.token !== token || at !== submittedAt || name !== task || stored !== !lean) {
             token = c.token
             submittedAt = at
             task = name

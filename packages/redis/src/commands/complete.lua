@@ -84,16 +84,19 @@ local function leanHash(id, tok)
   return 0
 end
 
--- A lean end of fast-lane task id under its current fast lease tok.
--- (Written out where it is used per task: a Lua call per task costs about
--- as much as the rest of this.)
-local function leanFast(id, tok, submittedAt, task)
+-- A SUCCESS of fast-lane task id under its current fast lease tok, its
+-- submit time and task given ("" "": unknown, read from its entry): a done
+-- record, lean, or with its result and attempt when `attempt` is given (see
+-- common.lua). (The lean groups' loop writes the lean case out: a Lua call
+-- per task costs about as much as the rest of this.)
+local function endFast(id, tok, submittedAt, task, result, attempt)
   if submittedAt == "" then
     local _
     _, submittedAt, task = parseFast(redis.call("HGET", KEYS[4], id))
   end
   local n = #lean
-  lean[n + 1], lean[n + 2] = id, leanHead .. submittedAt .. "||" .. task
+  lean[n + 1], lean[n + 2] = id, attempt and resultRecord(expiresAt, nowS, submittedAt, task, result, attempt) or
+    leanHead .. submittedAt .. "||" .. task
   leanIds[#leanIds + 1] = id
   fastDone[#fastDone + 1] = id
   claims[tok] = (claims[tok] or 0) + 1
@@ -128,21 +131,6 @@ local function endHash(id, tok, l, state, result, error, attempt)
   return 1
 end
 
--- A SUCCESS with its result stored of fast-lane task id under its current
--- fast lease tok (its submit time and task: "" "" when unknown, read from
--- its entry): a done record with the result and attempt (see common.lua).
-local function resultFast(id, tok, submittedAt, task, result, attempt)
-  if submittedAt == "" then
-    local _
-    _, submittedAt, task = parseFast(redis.call("HGET", KEYS[4], id))
-  end
-  push2(lean, id, resultRecord(expiresAt, nowS, submittedAt, task, result, attempt))
-  leanIds[#leanIds + 1] = id
-  fastDone[#fastDone + 1] = id
-  claims[tok] = (claims[tok] or 0) + 1
-  done[#done + 1] = id
-end
-
 local k = 0 -- the item's or grouped id's place in fastLeases
 for i = 6, groupsFrom - 1, 6 do
   k = k + 1
@@ -154,14 +142,14 @@ for i = 6, groupsFrom - 1, 6 do
     out[k] = 0
   elseif ARGV[i + 5] == "" then
     if current then
-      leanFast(id, tok, "", "")
+      endFast(id, tok, "", "")
       out[k] = 1
     else
       out[k] = leanHash(id, tok)
     end
   elseif current and ARGV[i + 2] == "SUCCESS" and ARGV[i + 4] == "" then
     -- a fast-lane task that succeeded, its result stored: no hash
-    resultFast(id, tok, "", "", ARGV[i + 3], ARGV[i + 5])
+    endFast(id, tok, "", "", ARGV[i + 3], ARGV[i + 5])
     out[k] = 1
   else
     out[k] = endHash(id, tok, l, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
@@ -178,7 +166,7 @@ while g <= #ARGV do
       local id = ARGV[i]
       local l = fastLeases[k]
       if l == tok or (l and tokenOf(l) == tok) then
-        resultFast(id, tok, submittedAt, task, ARGV[i + 1], ARGV[i + 2])
+        endFast(id, tok, submittedAt, task, ARGV[i + 1], ARGV[i + 2])
         out[k] = 1
       elseif l then
         out[k] = 0
@@ -195,9 +183,9 @@ while g <= #ARGV do
       local id = ARGV[i]
       local l = fastLeases[k]
       if l == tok or (l and tokenOf(l) == tok) then
-        -- the usual case, written out (see leanFast)
+        -- the usual case, written out (see endFast)
         if submittedAt == "" then
-          leanFast(id, tok, "", "")
+          endFast(id, tok, "", "")
         else
           local n = #lean
           lean[n + 1], lean[n + 2] = id, head
