@@ -39,6 +39,7 @@ import {
   Effect,
   Exit,
   Fiber,
+  FiberSet,
   Layer,
   Option,
   Queue,
@@ -254,6 +255,8 @@ const ENQUEUE_SLICE = 500
  * that died parked can be handed tasks (which then wait out their lease).
  */
 const PARK_MILLIS = 1000
+/** How long closing the broker waits for claims that stopped waiting to give their tasks back. */
+const GIVE_BACK_MILLIS = 3000
 
 /**
  * The keys of the worker registry: a hash id -> WorkerInfo JSON and a sorted
@@ -690,6 +693,13 @@ export const makeWith: (options: {
   const doneChannel = `${prefix}:done`
   const queuesKey = `${prefix}:queues`
   const layerScope = yield* Effect.scope
+  // Give-backs of claims that stopped waiting (a worker shutting down) run in
+  // the background; closing the broker waits for them (at most
+  // GIVE_BACK_MILLIS) before the connection closes, so what they were handed
+  // goes back to the queue instead of staying leased to nobody.
+  const givingBack = yield* FiberSet.make<void>()
+  yield* Effect.addFinalizer(() => Effect.timeoutOption(FiberSet.awaitEmpty(givingBack), GIVE_BACK_MILLIS))
+  const inBackground = FiberSet.run(givingBack)
   const describe = options.describe ?? ((operation, cause) => `Redis failed during ${operation}: ${errorMessage(cause)}`)
 
   const fail = (operation: string) => (error: Redis.RedisError): BrokerError =>
@@ -1178,9 +1188,9 @@ export const makeWith: (options: {
     deliveries.length === 0 ? Effect.void : Effect.asVoid(release(deliveries))
 
   /** A parked claim stops waiting: its registration goes, and what its inbox holds is its. */
-  const unpark = (queue: string, parkId: string, leaseMillis: number) => {
+  const unpark = (queue: string, parkId: string, leaseMillis: number, wake: boolean) => {
     const keys = queueKeys(prefix, queue)
-    return evalIn("claim", scripts.unpark, [keys.park], [keys.tag, parkId]).pipe(
+    return evalIn("claim", scripts.unpark, [keys.park], [keys.tag, parkId, wake ? PARK_MILLIS * 2 : 0]).pipe(
       Effect.map((replies) => pushedDeliveries(queue, replies, leaseMillis))
     )
   }
@@ -1191,7 +1201,7 @@ export const makeWith: (options: {
    * background, as an interrupted claim gives back its tasks.
    */
   const abandon = (queue: string, parkId: string, leaseMillis: number) =>
-    unpark(queue, parkId, leaseMillis).pipe(
+    unpark(queue, parkId, leaseMillis, true).pipe(
       Effect.flatMap(giveBack),
       Effect.retry({ times: 4, schedule: Schedule.spaced(200) }),
       Effect.catch((e) => Effect.logWarning(`an abandoned claim could not unpark at Redis: ${e.message}`))
@@ -1225,7 +1235,7 @@ export const makeWith: (options: {
       Effect.flatMap(Effect.forkDetach(blockOnInbox(queue, parkId, millis)), (blocked) =>
         restore(Fiber.join(blocked)).pipe(
           Effect.onInterrupt(() =>
-            Effect.forkDetach(
+            inBackground(
               abandon(queue, parkId, leaseMillis).pipe(
                 Effect.andThen(Fiber.join(blocked)),
                 Effect.flatMap((reply) => giveBack(Array.isArray(reply) ? pushedDeliveries(queue, [reply[1]], leaseMillis) : [])),
@@ -1237,10 +1247,10 @@ export const makeWith: (options: {
             Array.isArray(reply)
               ? Effect.succeed(pushedDeliveries(queue, [reply[1]], leaseMillis))
               // the wait is over: whatever was pushed since is still the claim's
-              : unpark(queue, parkId, leaseMillis)
+              : unpark(queue, parkId, leaseMillis, false)
           ),
           // the BLPOP or the unpark failed: unpark in the background, give back what was handed
-          Effect.tapError(() => Effect.forkDetach(abandon(queue, parkId, leaseMillis)))
+          Effect.tapError(() => inBackground(abandon(queue, parkId, leaseMillis)))
         ))
     )
 
@@ -1260,7 +1270,7 @@ export const makeWith: (options: {
       Effect.flatMap(Effect.forkDetach(once), (fiber) =>
         restore(Fiber.join(fiber)).pipe(
           Effect.onInterrupt(() =>
-            Effect.forkDetach(
+            inBackground(
               Fiber.join(fiber).pipe(
                 Effect.flatMap(giveBack),
                 Effect.catch((e) => Effect.logWarning(`an interrupted claim could not give back its tasks: ${e}`))

@@ -9,9 +9,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Broker } from "@errand/core/Broker"
 import type { Message } from "@errand/core/Message"
 import { RedisBroker } from "@errand/redis"
-import { Clock, Effect, Fiber } from "effect"
+import { Clock, Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { claimNow, enqueueNow, message, record, withBroker } from "./utils/harness.ts"
-import { command, useTestRedis } from "./utils/redis.ts"
+import { command, deletePrefix, randomPrefix, useTestRedis } from "./utils/redis.ts"
 
 const server = useTestRedis()
 
@@ -144,6 +144,47 @@ describe("RedisBroker parked claims", () => {
           expect(d!.token).toBe(2)
           expect(d!.lost).toBeUndefined()
         })))
+  }
+
+  for (const [kind, overrides] of kinds) {
+    it.live(`closing the broker right after a parked claim is interrupted waits for it to give back what it was handed (${kind})`, () => {
+      const prefix = randomPrefix()
+      return Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const scope = yield* Scope.make()
+        const context = yield* Layer.buildWithScope(RedisBroker.layer({ url: server.url(), prefix }), scope)
+        const broker = Context.get(context, Broker)
+        const claiming = yield* Effect.forkChild(
+          broker.claim({ queues: ["q"], worker: "w-gone", max: 10, leaseMillis: 30_000, waitMillis: 10_000, start: 1 })
+        )
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        const [parkId] = yield* redis<Array<string>>("HKEYS", keys.park)
+        // the task is handed to the claim's BLPOP as the claim stops waiting
+        // (see above), and the broker is closed at once, as a worker's
+        // process does when it shuts down
+        yield* Effect.promise(() => command(server.url(), "CLIENT", "PAUSE", "300", "WRITE"))
+        const now = yield* Clock.currentTimeMillis
+        const enqueueing = yield* Effect.forkChild(broker.enqueue([{ message: message("a", overrides), dueAt: now }]))
+        yield* Effect.sleep(50)
+        yield* Fiber.interrupt(claiming)
+        yield* Fiber.join(enqueueing)
+        yield* Scope.close(scope, Exit.void)
+        // closed: the registration is gone, the inbox holds at most the
+        // wake-up it was sent (the BLPOP had returned with the task; it
+        // expires in 2 s), and the task is ready again, at once
+        expect(yield* redis<number>("HLEN", keys.park)).toBe(0)
+        const inbox = `${keys.tag}:inbox:${parkId}`
+        expect(yield* redis<Array<string>>("LRANGE", inbox, "0", "-1")).toEqual([""])
+        expect(yield* redis<number>("PTTL", inbox)).toBeLessThanOrEqual(2000)
+        const [d, ...rest] = yield* claimNow(10, 30_000, "w-next").pipe(
+          Effect.provide(RedisBroker.layer({ url: server.url(), prefix }))
+        )
+        expect(rest).toEqual([])
+        expect(d!.id).toBe("a")
+        expect(d!.token).toBe(2)
+        expect(d!.lost).toBeUndefined()
+      }).pipe(Effect.ensuring(Effect.promise(() => deletePrefix(server.url(), prefix))))
+    })
   }
 
   it.live("a registration past its time is not served, and is dropped", () =>

@@ -51,7 +51,9 @@ const withClient = <A, E>(
 ) =>
   Effect.suspend(() => {
     const prefix = randomPrefix()
+    // the body's scope (its workers) closes before the broker it runs on
     return body.pipe(
+      Effect.scoped,
       Effect.provide(Client.layer.pipe(Layer.provideMerge(RedisBroker.layer({ url: server.url(), prefix })))),
       Effect.ensuring(Effect.promise(() => deletePrefix(server.url(), prefix)))
     )

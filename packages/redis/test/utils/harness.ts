@@ -21,7 +21,9 @@ export const withBroker = <A, E>(
 ): Effect.Effect<A, E | BrokerError, Scope.Scope> =>
   Effect.suspend(() => {
     const prefix = randomPrefix()
+    // the body's scope (its workers, forked claims) closes before the broker it runs on
     return body(prefix).pipe(
+      Effect.scoped,
       Effect.provide(RedisBroker.layer({ url: url(), prefix, resultTtl: options.resultTtl })),
       Effect.ensuring(Effect.promise(() => deletePrefix(url(), prefix)))
     )
