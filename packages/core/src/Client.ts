@@ -31,6 +31,7 @@ import {
   TaskRevoked
 } from "./Errors.ts"
 import * as Batcher from "./internal/batcher.ts"
+import * as Codec from "./internal/codec.ts"
 import { randomUUID } from "./internal/uuid.ts"
 import type { Message, TaskRecord } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
@@ -258,7 +259,7 @@ const encoders = new WeakMap<Task.Any, Encoder>()
 const encoderOf = (task: Task.Any): Encoder => {
   let encode = encoders.get(task)
   if (encode === undefined) {
-    encode = Schema.encodeUnknownExit(task.codecs.payload)
+    encode = Codec.encoder(task.payload, task.codecs.payload)
     encoders.set(task, encode)
   }
   return encode

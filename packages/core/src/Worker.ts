@@ -52,6 +52,7 @@ import {
   WorkerShutdown
 } from "./Errors.ts"
 import * as Batcher from "./internal/batcher.ts"
+import * as Codec from "./internal/codec.ts"
 import { Fifo } from "./internal/fifo.ts"
 import { type Attempt, type Message, Message as MessageSchema, type Outcome } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
@@ -318,8 +319,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       registry.set(task.name, {
         impl,
         task,
-        decodePayload: Schema.decodeUnknownExit(task.codecs.payload),
-        encodeSuccess: Schema.encodeUnknownExit(task.codecs.success),
+        decodePayload: Codec.decoder(task.payload, task.codecs.payload),
+        encodeSuccess: Codec.encoder(task.success, task.codecs.success),
         encodeFailure: Schema.encodeUnknownExit(task.codecs.failure),
         plain: task.acksLate && Option.isNone(task.softTimeLimit) && Option.isNone(task.timeLimit)
       })
