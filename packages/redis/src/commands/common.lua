@@ -141,6 +141,11 @@ end
 -- HMGET key fields..., in chunks: the values in the order of fields (false:
 -- none).
 local function hmgetMany(key, fields)
+  local n = #fields
+  if n <= CHUNK then
+    if n == 0 then return {} end
+    return redis.call("HMGET", key, unpack(fields, 1, n))
+  end
   local out = {}
   for k = 1, #fields, CHUNK do
     local got = redis.call("HMGET", key, unpack(fields, k, math.min(k + CHUNK - 1, #fields)))

@@ -40,11 +40,26 @@ end
 local items = tonumber(ARGV[5])
 local groupsFrom = 6 + items * 6
 local out, done = {}, {}
-local lean, leanIds = {}, {} -- done hash: id value; the ids written
+-- lean: the done hash's new fields (id value); fastDone: the fast-lane
+-- tasks ended (each has a done record); leanIds: the hash tasks that ended
+-- as done records; done: the hash tasks ended (leanIds among them). The
+-- fast-lane ids are in one table only: the done records and the done
+-- channel take them from there with the others.
+local lean, leanIds = {}, {}
+-- how many values lean, leanIds, fastDone and done hold (counters, not
+-- `#t`: a table's length is a search in Lua 5.1)
+local nLean, nLeanIds, nFastDone, nDone = 0, 0, 0, 0
 -- every done record of the call expires at once (see common.lua)
 local expiresAt = ttl > 0 and fmt(now + ttl) or ""
 local leanHead = "@" .. expiresAt .. "|" .. nowS .. "|0|"
 local fastDone, claims, leasedDone = {}, {}, {}
+
+-- The ids of a (na of them) and b (nb), newline-separated.
+local function joined(a, na, b, nb)
+  if nb == 0 then return table.concat(a, "\n") end
+  if na == 0 then return table.concat(b, "\n") end
+  return table.concat(a, "\n") .. "\n" .. table.concat(b, "\n")
+end
 
 -- A group's count and values per item (see above).
 local function groupSize(c)
@@ -56,12 +71,18 @@ end
 -- when the queue has none)
 local fastLeases = {}
 if redis.call("EXISTS", KEYS[5]) == 1 then
-  local ids = {}
-  for i = 6, groupsFrom - 1, 6 do ids[#ids + 1] = ARGV[i] end
+  local ids, n = {}, 0
+  for i = 6, groupsFrom - 1, 6 do
+    n = n + 1
+    ids[n] = ARGV[i]
+  end
   local g = groupsFrom
   while g <= #ARGV do
     local count, step = groupSize(ARGV[g + 3])
-    for i = g + 4, g + 3 + count * step, step do ids[#ids + 1] = ARGV[i] end
+    for i = g + 4, g + 3 + count * step, step do
+      n = n + 1
+      ids[n] = ARGV[i]
+    end
     g = g + 4 + count * step
   end
   fastLeases = hmgetMany(KEYS[5], ids)
@@ -75,9 +96,12 @@ local function leanHash(id, tok)
   if f[1] == tok and f[2] then
     releaseDedup(tag, id, f[3])
     redis.call("DEL", key)
-    push2(lean, id, leanRecord(expiresAt, nowS, f[4], f[5], f[6], f[7]))
-    leanIds[#leanIds + 1] = id
-    done[#done + 1] = id
+    lean[nLean + 1], lean[nLean + 2] = id, leanRecord(expiresAt, nowS, f[4], f[5], f[6], f[7])
+    nLean = nLean + 2
+    nLeanIds = nLeanIds + 1
+    leanIds[nLeanIds] = id
+    nDone = nDone + 1
+    done[nDone] = id
     leasedDone[#leasedDone + 1] = id
     return 1
   end
@@ -94,13 +118,12 @@ local function endFast(id, tok, submittedAt, task, result, attempt)
     local _
     _, submittedAt, task = parseFast(redis.call("HGET", KEYS[4], id))
   end
-  local n = #lean
-  lean[n + 1], lean[n + 2] = id, attempt and resultRecord(expiresAt, nowS, submittedAt, task, result, attempt) or
+  lean[nLean + 1], lean[nLean + 2] = id, attempt and resultRecord(expiresAt, nowS, submittedAt, task, result, attempt) or
     leanHead .. submittedAt .. "||" .. task
-  leanIds[#leanIds + 1] = id
-  fastDone[#fastDone + 1] = id
+  nLean = nLean + 2
+  nFastDone = nFastDone + 1
+  fastDone[nFastDone] = id
   claims[tok] = (claims[tok] or 0) + 1
-  done[#done + 1] = id
 end
 
 -- Any other end of task id under token tok (fast lease l, if any): as a
@@ -126,7 +149,8 @@ local function endHash(id, tok, l, state, result, error, attempt)
   end
   releaseDedup(tag, id, f[4])
   if ttl > 0 then redis.call("PEXPIRE", key, ttl) end
-  done[#done + 1] = id
+  nDone = nDone + 1
+  done[nDone] = id
   leasedDone[#leasedDone + 1] = id
   return 1
 end
@@ -187,11 +211,10 @@ while g <= #ARGV do
         if submittedAt == "" then
           endFast(id, tok, "", "")
         else
-          local n = #lean
-          lean[n + 1], lean[n + 2] = id, head
-          leanIds[#leanIds + 1] = id
-          fastDone[#fastDone + 1] = id
-          done[#done + 1] = id
+          lean[nLean + 1], lean[nLean + 2] = id, head
+          nLean = nLean + 2
+          nFastDone = nFastDone + 1
+          fastDone[nFastDone] = id
           ended = ended + 1
         end
         out[k] = 1
@@ -205,12 +228,12 @@ while g <= #ARGV do
     g = g + 4 + count
   end
 end
-if #fastDone > 0 then
+if nFastDone > 0 then
   callMany("HDEL", KEYS[5], fastDone)
   callMany("HDEL", KEYS[4], fastDone)
   leftClaims(tag, claims)
 end
-if #lean > 0 then
+if nLean > 0 then
   -- the two keys live at least as long as their entries: a queue nobody
   -- completes tasks on any more does not keep its expired done records
   local pDone = redis.call("PTTL", KEYS[2])
@@ -219,7 +242,7 @@ if #lean > 0 then
   if ttl > 0 then
     -- one doneAt entry for the call's records: their ids, newline-separated
     local pAt = redis.call("PTTL", KEYS[3])
-    redis.call("ZADD", KEYS[3], expiresAt, table.concat(leanIds, "\n"))
+    redis.call("ZADD", KEYS[3], expiresAt, joined(fastDone, nFastDone, leanIds, nLeanIds))
     keepFor(KEYS[3], pAt, ttl)
   end
   -- trim: forget done records whose time is up (more than one call's
@@ -228,7 +251,7 @@ if #lean > 0 then
   -- id whose record was written again since (a newer expiry) keeps it.
   local entries = redis.call("ZRANGEBYSCORE", KEYS[3], "-inf", nowS, "LIMIT", 0, 16)
   if #entries > 0 then
-    local budget, gone, trimmed = 2 * #leanIds + 100, {}, {}
+    local budget, gone, trimmed = 2 * (nFastDone + nLeanIds) + 100, {}, {}
     for _, entry in ipairs(entries) do
       if budget <= 0 then break end
       local ids = {}
@@ -252,5 +275,5 @@ if #lean > 0 then
   end
 end
 if #leasedDone > 0 then zremMany(KEYS[1], leasedDone) end
-if #done > 0 then redis.call("PUBLISH", ARGV[4], table.concat(done, "\n")) end
+if nFastDone + nDone > 0 then redis.call("PUBLISH", ARGV[4], joined(fastDone, nFastDone, done, nDone)) end
 return out

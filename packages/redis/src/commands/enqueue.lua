@@ -10,8 +10,9 @@
 --   (eta and dedupId: "" when absent)
 -- then per fast-lane task (see common.lua; ready now), 2 values:
 --   id entry (its priority, a digit, is the entry's second byte)
--- Returns per task, regular ones first: "" (enqueued, or already known by
--- its id: nothing written) or the id of the task it duplicates.
+-- Returns per regular task: "" (enqueued, or already known by its id:
+-- nothing written) or the id of the task it duplicates. A fast-lane task
+-- has no dedup id, so its answer is always "" and is left out.
 -- The new hash holds only what the message cannot say later: id and queue
 -- are in its key, history starts absent (empty), and retries 0 and priority 5
 -- are not written (absent means those); readers default them. A fast-lane
@@ -125,25 +126,44 @@ for k = 1, regular do
   end
   out[k] = duplicateOf
 end
-local fast = {}
-local k = regular
-for i = fastFrom, #ARGV, 2 do
-  k = k + 1
-  local id = ARGV[i]
-  if not written[id] and not inFast[k] and not (anyKnown and redis.call("EXISTS", keys[k]) == 1) and
-    not (lean[k] and doneRecord(k, id)) then
-    local n = #fast
-    local entry = ARGV[i + 1]
-    fast[n + 1], fast[n + 2] = id, entry
-    written[id] = true
+-- fast-lane entries answer nothing ("" for them is implied): the reply is
+-- the regular entries' answers only
+local lastArg = #ARGV
+local anyFast = false
+if fresh then
+  -- ids nobody can know yet, each once: every entry is written, straight
+  -- from ARGV (id entry pairs), with no table of them built here
+  for i = fastFrom, lastArg, 2 do
     -- "~p|...": the priority is a digit, byte 53 is "5", the list's
-    local p = string.byte(entry, 2)
-    if p == 53 then fifo[#fifo + 1] = id else addReady(ready, fifo, p - 48, false, seq, id) end
+    local p = string.byte(ARGV[i + 1], 2)
+    if p == 53 then fifo[#fifo + 1] = ARGV[i] else addReady(ready, fifo, p - 48, false, seq, ARGV[i]) end
   end
-  out[k] = ""
+  for i = fastFrom, lastArg, CHUNK do
+    redis.call("HSET", KEYS[6], unpack(ARGV, i, math.min(i + CHUNK - 1, lastArg)))
+    anyFast = true
+  end
+else
+  local fast, n = {}, 0
+  local k = regular
+  for i = fastFrom, lastArg, 2 do
+    k = k + 1
+    local id = ARGV[i]
+    if not written[id] and not inFast[k] and not (anyKnown and redis.call("EXISTS", keys[k]) == 1) and
+      not (lean[k] and doneRecord(k, id)) then
+      local entry = ARGV[i + 1]
+      fast[n + 1], fast[n + 2] = id, entry
+      n = n + 2
+      written[id] = true
+      local p = string.byte(entry, 2)
+      if p == 53 then fifo[#fifo + 1] = id else addReady(ready, fifo, p - 48, false, seq, id) end
+    end
+  end
+  if n > 0 then
+    callMany("HSET", KEYS[6], fast)
+    anyFast = true
+  end
 end
-if #fast > 0 then
-  callMany("HSET", KEYS[6], fast)
+if anyFast then
   -- the queue's name, which a fast-lane message made whole again takes
   redis.call("SET", tag .. ":queue", queue)
 end

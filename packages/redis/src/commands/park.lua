@@ -25,7 +25,7 @@
 -- the fast lane with one token from the queue's counter (they carry no lost
 -- marker and no revoked flag: both live on hashes only).
 local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart)
-  local out = { "", "", 0 }
+  local out, nOut = { "", "", 0 }, 3
   if max <= 0 then return out end
   local readyKey, leasedKey, fastLeaseKey = tag .. ":ready", tag .. ":leased", tag .. ":fastLease"
   local deadline = fmt(tonumber(nowS) + leaseMillis)
@@ -47,7 +47,8 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart)
       redis.call("HSET", key, "tok", token, "state", "RECEIVED", "updatedAt", nowS, "lw", worker)
     end
     push2(leased, deadline, id)
-    local n = #out
+    local n = nOut
+    nOut = n + 10
     out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, "", token, f[1], f[2] or "0"
     if f[4] and f[4] ~= "" then
       -- a lost marker (rare): the rest of it
@@ -73,7 +74,8 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart)
   if redis.call("EXISTS", fastKey) == 1 then fast = hmgetMany(fastKey, popped) end
   -- the claim's fast-lane tasks: its token, bare for a task it starts and
   -- with "|" for one it does not, is each task's lease (see common.lua)
-  local fastToken, received, fastLeases, fastIds = nil, nil, {}, {}
+  -- (counters, not `#t`: a table's length is a search in Lua 5.1)
+  local fastToken, received, fastLeases, fastIds, nFast = nil, nil, {}, {}, 0
   for i = 1, #popped do
     local id = popped[i]
     local v = fast[i]
@@ -82,16 +84,18 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart)
         fastToken = tostring(redis.call("INCR", tag .. ":tok"))
         received = fastToken .. "|"
       end
+      nFast = nFast + 1
+      fastIds[nFast] = id
       if toStart > 0 then
         toStart = toStart - 1
         out[3] = out[3] + 1
-        push2(fastLeases, id, fastToken)
+        fastLeases[2 * nFast - 1], fastLeases[2 * nFast] = id, fastToken
       else
-        push2(fastLeases, id, received)
+        fastLeases[2 * nFast - 1], fastLeases[2 * nFast] = id, received
       end
-      fastIds[#fastIds + 1] = id
-      local n = #out
+      local n = nOut
       out[n + 1], out[n + 2] = id, v
+      nOut = n + 2
     else
       leaseHash(id, leased)
     end
@@ -101,7 +105,7 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart)
     callMany("HSET", fastLeaseKey, fastLeases)
     redis.call("HSET", tag .. ":claim", fastToken, nowS .. "|" .. worker)
     redis.call("HSET", tag .. ":claimIds", fastToken, table.concat(fastIds, "\n"))
-    redis.call("HSET", tag .. ":claimLeft", fastToken, #fastIds)
+    redis.call("HSET", tag .. ":claimLeft", fastToken, nFast)
     redis.call("ZADD", tag .. ":claimAt", deadline, fastToken)
   end
   zaddMany(leasedKey, leased)
