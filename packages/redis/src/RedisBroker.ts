@@ -1402,11 +1402,11 @@ export const makeWith: (options: {
       for (const a of groups) args.push(a)
       for (const i of grouped) order.push(i)
       return evalIn("complete", scripts.complete, [keys.leased, keys.done, keys.doneAt, keys.fast, keys.fastLease], args).pipe(
-        Effect.map((codes) => {
+        // the reply: the positions (1-based, in `order`) of the stale ones
+        Effect.map((stale) => {
           const out = new Array<boolean>(items.length).fill(false)
-          order.forEach((i, k) => {
-            out[i] = Number(codes[k]) === 1
-          })
+          for (const i of order) out[i] = true
+          for (const k of stale) out[order[Number(k) - 1]!] = false
           return out
         })
       )

@@ -260,6 +260,55 @@ describe("RedisBroker fast lane", () => {
         expect(yield* record("c")).toMatchObject({ state: "RECEIVED" })
       })))
 
+  it.live("a batch of ends answers for each item in its place: stale ones among grouped, stored and one-by-one items", () =>
+    withBroker(server.url, () =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const stored = (id: string) => message(id, { submittedAt: 1234 })
+        yield* enqueueNow(lean("a"), lean("b"), stored("c"), lean("d"), stored("e"), lean("f"), lean("g"))
+        const ds = yield* claimNow(10, 30_000, "w-1")
+        const token = ds[0]!.token
+        expect(ds.map((d) => d.id)).toEqual(["a", "b", "c", "d", "e", "f", "g"])
+        // "f" has ended already: a second end of it is stale
+        expect(
+          yield* broker.complete([{
+            id: "f",
+            token,
+            queue: "q",
+            message: lean("f"),
+            state: "SUCCESS",
+            attempt: attempt("SUCCESS"),
+            storeResult: false
+          }])
+        ).toEqual([true])
+        const end = (id: string, t: number, m = lean(id)) => ({
+          id,
+          token: t,
+          queue: "q",
+          message: m,
+          state: "SUCCESS" as const,
+          result: 7,
+          attempt: attempt("SUCCESS"),
+          ...(m.storeResult === false ? { storeResult: false } : {})
+        })
+        const ended = yield* broker.complete([
+          end("a", token), // grouped, lean
+          end("b", token + 1), // not its lease: stale
+          end("c", token, stored("c")), // grouped, result stored
+          end("e", token + 1, stored("e")), // stored, not its lease: stale
+          { ...end("d", token), state: "FAILURE", error: { _tag: "Boom", message: "boom" } }, // one by one
+          end("f", token), // ended already: stale
+          end("g", token) // grouped, lean
+        ])
+        expect(ended).toEqual([true, false, true, false, true, false, true])
+        expect((yield* record("a")).state).toBe("SUCCESS")
+        expect((yield* record("b")).state).toBe("RECEIVED")
+        expect(yield* record("c")).toMatchObject({ state: "SUCCESS", result: 7 })
+        expect((yield* record("d")).state).toBe("FAILURE")
+        expect((yield* record("e")).state).toBe("RECEIVED")
+        expect((yield* record("g")).state).toBe("SUCCESS")
+      })))
+
   it.live("a message made whole again: headers, a payload with any JSON, a step off the lane that rebuilds it as submitted", () =>
     withBroker(server.url, (prefix) =>
       Effect.gen(function*() {

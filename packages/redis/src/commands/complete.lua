@@ -21,7 +21,9 @@
 --   a worker's acks form a handful of groups, so a task costs one value.
 --   A group whose count is "=count" holds SUCCESS items whose result is
 --   stored, three values each: id result attempt (result "" when none).
--- Returns per item, then per grouped id: 1 done, 0 stale.
+-- Returns the positions (1-based: the items, then the grouped ids) of
+-- those that were stale, not ended (none, usually): a reply that does not
+-- grow with the batch.
 local tag, nowS, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = tonumber(nowS)
 
@@ -39,7 +41,7 @@ end
 
 local items = tonumber(ARGV[5])
 local groupsFrom = 6 + items * 6
-local out, done = {}, {}
+local stale, done = {}, {}
 -- lean: the done hash's new fields (id value); fastDone: the fast-lane
 -- tasks ended (each has a done record); leanIds: the hash tasks that ended
 -- as done records; done: the hash tasks ended (leanIds among them). The
@@ -163,20 +165,18 @@ for i = 6, groupsFrom - 1, 6 do
   local current = l and (l == tok or tokenOf(l) == tok)
   if l and not current then
     -- a fast lease, not this attempt's
-    out[k] = 0
+    stale[#stale + 1] = k
   elseif ARGV[i + 5] == "" then
     if current then
       endFast(id, tok, "", "")
-      out[k] = 1
-    else
-      out[k] = leanHash(id, tok)
+    elseif leanHash(id, tok) == 0 then
+      stale[#stale + 1] = k
     end
   elseif current and ARGV[i + 2] == "SUCCESS" and ARGV[i + 4] == "" then
     -- a fast-lane task that succeeded, its result stored: no hash
     endFast(id, tok, "", "", ARGV[i + 3], ARGV[i + 5])
-    out[k] = 1
-  else
-    out[k] = endHash(id, tok, l, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+  elseif endHash(id, tok, l, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]) == 0 then
+    stale[#stale + 1] = k
   end
 end
 
@@ -191,11 +191,10 @@ while g <= #ARGV do
       local l = fastLeases[k]
       if l == tok or (l and tokenOf(l) == tok) then
         endFast(id, tok, submittedAt, task, ARGV[i + 1], ARGV[i + 2])
-        out[k] = 1
       elseif l then
-        out[k] = 0
-      else
-        out[k] = endHash(id, tok, nil, "SUCCESS", ARGV[i + 1], "", ARGV[i + 2])
+        stale[#stale + 1] = k
+      elseif endHash(id, tok, nil, "SUCCESS", ARGV[i + 1], "", ARGV[i + 2]) == 0 then
+        stale[#stale + 1] = k
       end
     end
     g = g + 4 + count * 3
@@ -217,11 +216,10 @@ while g <= #ARGV do
           fastDone[nFastDone] = id
           ended = ended + 1
         end
-        out[k] = 1
       elseif l then
-        out[k] = 0
-      else
-        out[k] = leanHash(id, tok)
+        stale[#stale + 1] = k
+      elseif leanHash(id, tok) == 0 then
+        stale[#stale + 1] = k
       end
     end
     if ended > 0 then claims[tok] = (claims[tok] or 0) + ended end
@@ -276,4 +274,4 @@ if nLean > 0 then
 end
 if #leasedDone > 0 then zremMany(KEYS[1], leasedDone) end
 if nFastDone + nDone > 0 then redis.call("PUBLISH", ARGV[4], joined(fastDone, nFastDone, done, nDone)) end
-return out
+return stale
