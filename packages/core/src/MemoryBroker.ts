@@ -227,6 +227,13 @@ class LeaseQueue {
     if (entry.heapIndex !== -2) return
     entry.heapIndex = -1
     this.live--
+    // leases mostly end in the order they were taken: the oldest one ending
+    // drops the ended ones at the head at once, so the FIFO is seldom
+    // compacted (each compaction copied the live items)
+    if (this.items[this.head] === entry) {
+      if (this.skip()) this.trim()
+      return
+    }
     const size = this.items.length - this.head
     if (size > 64 && size > 2 * this.live) this.compact()
   }
