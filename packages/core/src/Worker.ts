@@ -435,6 +435,19 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
      * until its outcome lands; one the broker refuses (the lease was taken
      * over) is kept in history as STALE.
      */
+    /**
+     * Releases the deliveries of a written batch whose outcomes landed, from
+     * the `i`th on, up to the first one the broker refused: its index, or
+     * `size` when none was.
+     */
+    const settle = (size: number, allFor: ReadonlyArray<Held>, from: number, oks: ReadonlyArray<boolean>, i: number) => {
+      for (; i < size; i++) {
+        if (oks[i] !== true) return i
+        done(allFor[from + i]!)
+      }
+      return size
+    }
+
     const acks = <I extends Broker.Lease & { readonly attempt: Attempt }>(
       op: string,
       call: (batch: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
@@ -464,10 +477,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
               if (killed) return yield* Effect.never
               const batch = all.length <= 512 ? all : all.slice(from, from + 512)
               const oks = yield* persistent(op, call(batch))
-              for (let i = 0; i < batch.length; i++) {
+              // the landed ones in a plain loop (it runs per task), each
+              // refused one recorded as STALE in between, in order
+              let i = 0
+              while ((i = settle(batch.length, allFor, from, oks, i)) < batch.length) {
                 const h = allFor[from + i]!
-                if (oks[i] !== true) yield* stale(h.delivery, batch[i]!.attempt)
+                yield* stale(h.delivery, batch[i]!.attempt)
                 done(h)
+                i++
               }
             }
           }
