@@ -7,7 +7,8 @@
  * 7-day countdown or five retries 10–50 s apart finish at once. A fault plan
  * (`FaultPlan`) crashes workers at chosen points, shuts them down, makes the
  * broker fail or slow, delivers tasks twice, all reproducible: the same
- * tasks, seed and plan give the same history on every run.
+ * tasks, seed and plan give the same history on every run. Canvases run in
+ * it too: add `Canvas.CoordinatorLive` to `tasks`.
  *
  * @example
  * ```ts
