@@ -889,6 +889,18 @@ const make = Effect.fnUntraced(function*<Tasks extends ReadonlyArray<Task.AnyImp
 })
 
 /**
+ * What the tasks of a test world need from outside it: their services, less
+ * the broker and result backend, which the world's workers give their
+ * handlers (a canvas coordinator, `Canvas.CoordinatorLive`, needs both).
+ *
+ * @since 0.1.0
+ */
+export type WorldServices<Tasks extends ReadonlyArray<Task.AnyImplemented>> = Exclude<
+  Task.Services<Tasks[number]>,
+  Broker.Broker | ResultBackend
+>
+
+/**
  * The whole test world in one layer: a fresh `TestClock` (time starts at
  * 0), a memory broker, `workers` workers (`w-1`, `w-2`...) running `tasks`
  * with the fault plan applied, a `Client` whose task ids are
@@ -932,7 +944,7 @@ export const layer = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
   | MemoryBroker.MemoryStore
   | TestClock.TestClock,
   never,
-  Task.Services<Tasks[number]>
+  WorldServices<Tasks>
 > => {
   const seeded = Layer.effect(Random.Random, Effect.service(Random.Random).pipe(Random.withSeed(options.seed ?? 0)))
   const env = Layer.mergeAll(
@@ -974,7 +986,7 @@ export const provide = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
   A,
   E,
   | Exclude<R, ErrandTest | Client.Client | Broker.Broker | ResultBackend | MemoryBroker.MemoryStore | TestClock.TestClock>
-  | Task.Services<Tasks[number]>
+  | WorldServices<Tasks>
 > => Effect.provide(self, layer(options))
 
 /**
