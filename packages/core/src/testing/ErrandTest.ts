@@ -8,7 +8,8 @@
  * (`FaultPlan`) crashes workers at chosen points, shuts them down, makes the
  * broker fail or slow, delivers tasks twice, all reproducible: the same
  * tasks, seed and plan give the same history on every run. Canvases run in
- * it too: add `Canvas.CoordinatorLive` to `tasks`.
+ * it too (add `Canvas.CoordinatorLive` to `tasks`), and beats (`Beat.make`
+ * in the test's scope; `advance` brings their runs).
  *
  * @example
  * ```ts
@@ -54,6 +55,7 @@ import {
   Scope
 } from "effect"
 import { TestClock } from "effect/testing"
+import * as Beat from "../Beat.ts"
 import * as Broker from "../Broker.ts"
 import * as Client from "../Client.ts"
 import { BrokerError, TaskNotFound } from "../Errors.ts"
@@ -793,9 +795,20 @@ const make = Effect.fnUntraced(function*<Tasks extends ReadonlyArray<Task.AnyImp
   const settle = Effect.gen(function*() {
     for (let i = 0; i < 64; i++) yield* Effect.yieldNow
   })
+  // A beat's leader task (`Beat.leaderQueue`) is held for as long as the
+  // beat runs: it is not work, and a world with a beat would never be idle.
+  // Its runs are future events: `advance` brings them, `drain` runs them.
+  const beatQueues = Beat.leaderQueue("")
+  const beatHeld = Effect.gen(function*() {
+    const queues = (yield* Effect.orDie(inner.queues ?? Effect.succeed([]))).filter((q) => q.startsWith(beatQueues))
+    if (queues.length === 0) return 0
+    let n = 0
+    for (const s of yield* Effect.orDie(inner.stats(queues))) n += s.ready + s.delayed + s.running
+    return n
+  })
   const busy = Effect.gen(function*() {
     // Handlers are counted on their own: a worker's `inFlight` misses an attempt whose lease it lost.
-    let n = (yield* store.pending) + handlers
+    let n = (yield* store.pending) - (yield* beatHeld) + handlers
     for (const w of pool.values()) {
       if (w.status === "running" || w.status === "stopping") n += yield* w.service.inFlight
     }
