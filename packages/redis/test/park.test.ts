@@ -201,7 +201,7 @@ describe("RedisBroker parked claims", () => {
         expect((yield* claimNow()).map((d) => d.id)).toEqual(["a"])
       })))
 
-  it.live("a live registration is served into its inbox, which expires with the lease", () =>
+  it.live("a live registration is served into its inbox, which outlives the lease", () =>
     withBroker(server.url, (prefix) =>
       Effect.gen(function*() {
         const keys = RedisBroker.queueKeys(prefix, "q")
@@ -215,11 +215,56 @@ describe("RedisBroker parked claims", () => {
         expect(Number(parsed[0])).toBeGreaterThanOrEqual(now)
         expect(parsed[3]).toBe("a")
         expect(parsed.length).toBe(5)
+        // kept past the lease (30 s) by 10 minutes: the lease's end can tell whether it was taken
         const ttl = yield* redis<number>("PTTL", inbox)
-        expect(ttl).toBeGreaterThan(0)
-        expect(ttl).toBeLessThanOrEqual(30_000)
+        expect(ttl).toBeGreaterThan(600_000)
+        expect(ttl).toBeLessThanOrEqual(630_000)
         expect(yield* record("a")).toMatchObject({ state: "RECEIVED" })
         expect(yield* record("b")).toMatchObject({ state: "PENDING" })
+      })))
+
+  for (const [kind, overrides] of [["hash lane", { storeResult: true }], ["fast lane", { storeResult: false }]] as const) {
+    it.live(`tasks handed to a worker that died while parked come back as they were when their lease runs out (${kind})`, () =>
+      withBroker(server.url, (prefix) =>
+        Effect.gen(function*() {
+          const keys = RedisBroker.queueKeys(prefix, "q")
+          const now = yield* Clock.currentTimeMillis
+          // what a worker killed while parked leaves: its registration (lease 200 ms, starting 2)
+          yield* redis("HSET", keys.park, "dead:1", `${now + 60_000}|10|2|200|w-dead`)
+          yield* enqueueNow(message("a", overrides), message("b", overrides), message("c", overrides))
+          const inbox = `${keys.tag}:inbox:dead:1`
+          expect(yield* redis<number>("LLEN", inbox)).toBe(1)
+          expect(yield* record("a")).toMatchObject({ state: "STARTED" })
+          yield* Effect.sleep(300)
+          // the next claim finds the lease run out and the reply never taken
+          const ds = yield* claimNow(10, 30_000, "w-next")
+          expect(ds.map((d) => d.id)).toEqual(["a", "b", "c"])
+          for (const d of ds) {
+            expect(d.lost).toBeUndefined()
+            expect(d.token).toBe(2)
+          }
+          for (const id of ["a", "b", "c"]) {
+            const r = yield* record(id)
+            expect(r.history).toEqual([])
+            expect(r.retries).toBe(0)
+          }
+          expect(yield* redis<number>("EXISTS", inbox)).toBe(0)
+        })))
+  }
+
+  it.live("a worker that took its hand-off and then died loses the attempts it started, as any claim", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const now = yield* Clock.currentTimeMillis
+        yield* redis("HSET", keys.park, "gone:1", `${now + 60_000}|10|1|200|w-gone`)
+        yield* enqueueNow(message("a", { storeResult: false }))
+        // the worker's BLPOP took the reply, then the worker died
+        expect(yield* redis<Array<string> | null>("LPOP", `${keys.tag}:inbox:gone:1`)).not.toBeNull()
+        yield* Effect.sleep(300)
+        const [d] = yield* claimNow(10, 30_000, "w-next")
+        expect(d!.id).toBe("a")
+        expect(d!.lost).toMatchObject({ worker: "w-gone" })
       })))
 
   it.live("a delayed task due before a parked claim would claim again nudges it; it then waits for the task", () =>

@@ -50,8 +50,12 @@ if #expired > 0 then
   for i = #expired - 1, 1, -2 do
     local id, deadline = expired[i], expired[i + 1]
     local key = taskKey(tag, id)
-    local f = redis.call("HMGET", key, "lw", "ls", "la", "p", "xw")
-    if f[2] or not f[5] then
+    local f = redis.call("HMGET", key, "lw", "ls", "la", "p", "xw", "lp")
+    if untaken(tag, f[6]) then
+      -- handed to a parked claim whose worker never took it (park.lua): back
+      -- as it was, no attempt lost
+      redis.call("HSET", key, "state", "PENDING", "updatedAt", nowS)
+    elseif f[2] or not f[5] then
       redis.call("HSET", key, "xw", f[1] or "", "xs", f[2] or "", "xe", deadline, "xa", f[3] or "0",
         "state", "PENDING", "updatedAt", nowS)
     else
@@ -59,13 +63,15 @@ if #expired > 0 then
       -- not yet handled, stays the one reported
       redis.call("HSET", key, "state", "PENDING", "updatedAt", nowS)
     end
-    redis.call("HDEL", key, "lw", "ls", "la")
+    redis.call("HDEL", key, "lw", "ls", "la", "lp")
     push2(ready, readyScore(f[4], true, seq()), id)
     ids[#ids + 1] = id
   end
   zremMany(KEYS[3], ids)
   zaddMany(KEYS[1], ready)
 end
+
+dropUntaken(tag)
 
 local out = leaseReady(tag, nowS, max, tonumber(ARGV[4]), worker, toStart)
 

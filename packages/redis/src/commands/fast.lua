@@ -71,6 +71,7 @@ local function dropClaim(tag, token)
   redis.call("HDEL", tag .. ":claimIds", token)
   redis.call("HDEL", tag .. ":claimLeft", token)
   redis.call("ZREM", tag .. ":claimAt", token)
+  redis.call("HDEL", tag .. ":claimPark", token)
 end
 
 -- counts: token -> how many of its claim's tasks left their fast leases; a
@@ -147,10 +148,32 @@ local function materializeAll(tag, from, step)
   for i = from, #ARGV, step do materialize(tag, ARGV[i]) end
 end
 
+-- The inboxes found holding replies never taken, this run (parkId -> true).
+local untakenInboxes = {}
+
+-- The inbox of a parked claim's registration parkId still holds the reply
+-- it was handed (see park.lua): its worker never took it. (The leases of one
+-- reply end together; `dropUntaken` then deletes the inboxes.)
+local function untaken(tag, parkId)
+  if not parkId or parkId == "" then return false end
+  if untakenInboxes[parkId] then return true end
+  if redis.call("EXISTS", tag .. ":inbox:" .. parkId) == 1 then
+    untakenInboxes[parkId] = true
+    return true
+  end
+  return false
+end
+
+-- Deletes the inboxes `untaken` found: nobody will take their replies.
+local function dropUntaken(tag)
+  for parkId in pairs(untakenInboxes) do redis.call("DEL", tag .. ":inbox:" .. parkId) end
+end
+
 -- Claims of fast-lane tasks whose deadline is up (at most `limit`): the
 -- tasks still leased under each become hashes with that lease, in the leased
 -- set at its deadline (so they expire as any lease), and the claim is
--- forgotten.
+-- forgotten. The tasks of a hand-off whose reply was never taken (see
+-- park.lua) go back to the front of the queue instead, as they were.
 local function expireClaims(tag, nowS, limit)
   local expired = redis.call("ZRANGEBYSCORE", tag .. ":claimAt", "-inf", nowS, "LIMIT", 0, limit)
   for _, token in ipairs(expired) do
@@ -160,8 +183,27 @@ local function expireClaims(tag, nowS, limit)
       local ids = {}
       for id in string.gmatch(list, "[^\n]+") do ids[#ids + 1] = id end
       local leases = hmgetMany(fastLeaseKey(tag), ids)
-      for k = 1, #ids do
-        if leases[k] and tokenOf(leases[k]) == token then materialize(tag, ids[k], c) end
+      if untaken(tag, redis.call("HGET", tag .. ":claimPark", token)) then
+        local back, fifo, ready = {}, {}, {}
+        for k = 1, #ids do
+          if leases[k] and tokenOf(leases[k]) == token then back[#back + 1] = ids[k] end
+        end
+        if #back > 0 then
+          callMany("HDEL", fastLeaseKey(tag), back)
+          local entries = hmgetMany(fastKey(tag), back)
+          local seq = sequence(tag, #back)
+          -- the list's first in reverse, so that they keep their order at its front
+          for k = #back, 1, -1 do
+            local p = entries[k] and string.byte(entries[k], 2)
+            if p == 53 then fifo[#fifo + 1] = back[k] else push2(ready, readyScore(p and p - 48 or 5, true, seq()), back[k]) end
+          end
+          callMany("LPUSH", fifoKey(tag), fifo)
+          zaddMany(tag .. ":ready", ready)
+        end
+      else
+        for k = 1, #ids do
+          if leases[k] and tokenOf(leases[k]) == token then materialize(tag, ids[k], c) end
+        end
       end
     end
     dropClaim(tag, token)

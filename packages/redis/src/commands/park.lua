@@ -14,6 +14,21 @@
 -- (`unpark.lua`, which takes what its inbox may hold). A delayed task due
 -- before a parked claim's `until` nudges it (an empty reply): it claims
 -- again and parks until the task is due.
+--
+-- A worker that dies while parked (kill -9, OOM) leaves its registration
+-- behind for at most its lifetime, and a script may hand it tasks nobody
+-- will take: they stay in its inbox, which outlives their lease
+-- (INBOX_KEEP). When such a lease runs out, the inbox still holding the
+-- reply says the worker never took it: the tasks go back to the front of
+-- the queue as they were (no lost attempt, nothing counted), not through
+-- WorkerLost. A fast-lane claim made by a hand-off names its registration
+-- in <tag>:claimPark (token -> parkId); a hash task leased by one, in its
+-- field `lp` ("" for any other lease). The inbox is gone once the worker
+-- took the reply (BLPOP, or unpark).
+
+-- How long an inbox outlives the leases of the reply it holds (ms), so that
+-- the lease's end can still tell whether the reply was taken.
+local INBOX_KEEP = 600000
 
 -- Leases up to max ready tasks, highest priority first, then FIFO, to
 -- worker, starting the first toStart that carry no lost marker and are not
@@ -24,7 +39,7 @@
 -- Fast-lane tasks (see common.lua) are leased together, under one claim of
 -- the fast lane with one token from the queue's counter (they carry no lost
 -- marker and no revoked flag: both live on hashes only).
-local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart)
+local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart, parkId)
   local out, nOut = { "", "", 0 }, 3
   if max <= 0 then return out end
   local readyKey, leasedKey, fastLeaseKey = tag .. ":ready", tag .. ":leased", tag .. ":fastLease"
@@ -40,11 +55,12 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart)
       toStart = toStart - 1
       started = "1"
       -- la absent means "0" (not acknowledged early)
-      redis.call("HSET", key, "tok", token, "state", "STARTED", "updatedAt", nowS, "lw", worker, "ls", nowS)
+      redis.call("HSET", key, "tok", token, "state", "STARTED", "updatedAt", nowS, "lw", worker, "ls", nowS,
+        "lp", parkId or "")
       -- an empty marker (never written by these scripts) is cleared as start.lua would
       if f[4] then redis.call("HDEL", key, "xw", "xs", "xe", "xa") end
     else
-      redis.call("HSET", key, "tok", token, "state", "RECEIVED", "updatedAt", nowS, "lw", worker)
+      redis.call("HSET", key, "tok", token, "state", "RECEIVED", "updatedAt", nowS, "lw", worker, "lp", parkId or "")
     end
     push2(leased, deadline, id)
     local n = nOut
@@ -107,6 +123,7 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart)
     redis.call("HSET", tag .. ":claimIds", fastToken, table.concat(fastIds, "\n"))
     redis.call("HSET", tag .. ":claimLeft", fastToken, nFast)
     redis.call("ZADD", tag .. ":claimAt", deadline, fastToken)
+    if parkId then redis.call("HSET", tag .. ":claimPark", fastToken, parkId) end
   end
   zaddMany(leasedKey, leased)
   return out
@@ -118,8 +135,7 @@ local function park(tag, parkId, untilS, max, toStart, leaseMillis, worker)
     untilS .. "|" .. max .. "|" .. toStart .. "|" .. leaseMillis .. "|" .. worker)
 end
 
--- Pushes reply (a string) to the inbox of parked claim parkId; the inbox
--- outlives no lease it could hold.
+-- Pushes reply (a string) to the inbox of parked claim parkId, kept ttl ms.
 local function pushInbox(tag, parkId, reply, ttl)
   local inbox = tag .. ":inbox:" .. parkId
   redis.call("RPUSH", inbox, reply)
@@ -152,11 +168,11 @@ local function handOff(tag, nowS, delayed)
       redis.call("HDEL", parkKey, parkId)
     else
       local out = empty and { "", "", 0 } or
-        leaseReady(tag, nowS, tonumber(max), tonumber(leaseMillis), worker, tonumber(toStart))
+        leaseReady(tag, nowS, tonumber(max), tonumber(leaseMillis), worker, tonumber(toStart), parkId)
       if #out > 3 then
         out[1] = nowS
         redis.call("HDEL", parkKey, parkId)
-        pushInbox(tag, parkId, cjson.encode(out), leaseMillis)
+        pushInbox(tag, parkId, cjson.encode(out), tonumber(leaseMillis) + INBOX_KEEP)
       else
         empty = true
         if dueAt and dueAt < untilAt then
