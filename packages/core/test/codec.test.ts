@@ -62,6 +62,20 @@ describe("internal/codec", () => {
     assert.include(String(exit), "Expected number")
   })
 
+  it("a getter that throws: the Schema codec's defect", () => {
+    const schema = Schema.Struct({ n: Schema.Number })
+    const codec = Schema.toCodecJson(schema) as unknown as Schema.Codec<any, unknown>
+    const input = {
+      get n(): number {
+        throw new Error("boom")
+      }
+    }
+    const fast = Codec.encoder(schema, codec)(input)
+    const full = Schema.encodeUnknownExit(codec)(input)
+    assert.strictEqual(fast._tag, "Failure")
+    assert.strictEqual(String(fast), String(full))
+  })
+
   it("top-level primitives", () => {
     same(Schema.Number, [1, -0, NaN, -Infinity, "Infinity", "1", null])
     same(Schema.String, ["", "a", 1, null])

@@ -149,7 +149,13 @@ export const encoder = (
   const fast = fastOf(schema.ast)
   if (fast === undefined) return full
   return (u) => {
-    const out = fast(u)
+    let out: unknown
+    try {
+      out = fast(u)
+    } catch {
+      // a getter that throws: the Schema codec says how
+      return full(u)
+    }
     return out === miss ? full(u) : Exit.succeed(out)
   }
 }
@@ -168,7 +174,13 @@ export const decoder = (
   const fast = fastOf(schema.ast)
   if (fast === undefined) return full
   return (u) => {
-    const out = fast(u)
+    let out: unknown
+    try {
+      out = fast(u)
+    } catch {
+      // a getter that throws: the Schema codec says how
+      return full(u)
+    }
     return out === miss ? full(u) : Exit.succeed(out)
   }
 }
