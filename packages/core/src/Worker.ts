@@ -428,14 +428,6 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     }
 
     /**
-     * Acknowledgements (complete, retry, deadLetter) do not hold up the
-     * runner: the outcome is queued, the runner takes its next task, and a
-     * flusher fiber writes the queued outcomes in one broker call per batch.
-     * The delivery stays held (its lease renewed, shutdown waiting for it)
-     * until its outcome lands; one the broker refuses (the lease was taken
-     * over) is kept in history as STALE.
-     */
-    /**
      * Releases the deliveries of a written batch whose outcomes landed, from
      * the `i`th on, up to the first one the broker refused: its index, or
      * `size` when none was.
@@ -448,6 +440,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       return size
     }
 
+    /**
+     * Acknowledgements (complete, retry, deadLetter) do not hold up the
+     * runner: the outcome is queued, the runner takes its next task, and a
+     * flusher fiber writes the queued outcomes in one broker call per batch.
+     * The delivery stays held (its lease renewed, shutdown waiting for it)
+     * until its outcome lands; one the broker refuses (the lease was taken
+     * over) is kept in history as STALE.
+     */
     const acks = <I extends Broker.Lease & { readonly attempt: Attempt }>(
       op: string,
       call: (batch: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<boolean>, BrokerError>
