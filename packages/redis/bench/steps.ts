@@ -12,7 +12,7 @@
  *   mkdir -p packages/redis/bench/base && git archive <commit> packages/redis/src \
  *     | tar -x --strip-components=3 -C packages/redis/bench/base
  *
- * Env: FRESH=0 submits ids as a caller's own (looked up at enqueue), not as
+ * Env: HASH=1 sends tasks that take the hash lane (`storeResult: true`); FRESH=0 submits ids as a caller's own (looked up at enqueue), not as
  * ids `Client` made (`Submission.fresh`); CLAIM_START=1 claims with `start` (the claim starts every task, no
  * separate start step); STORE=1 stores results; PREFETCH (claim batch, 200),
  * BATCH (start/complete batch, 50); TTL (the result TTL, "1 minute"; a short one, such as "1
@@ -105,8 +105,9 @@ const program = Effect.gen(function*() {
         priority: 5,
         retries: 0,
         submittedAt: at,
-        // as a Task with storeResult false sends it (Redis's fast lane)
-        ...(store ? {} : { storeResult: false })
+        // as a Task with storeResult false sends it (Redis's fast lane); HASH=1:
+        // storeResult true said outright (the hash lane, as a countdown or a retry takes)
+        ...(process.env.HASH === "1" ? { storeResult: true } : store ? {} : { storeResult: false })
       },
       dueAt: at,
       // as `Client` submits the ids it makes (FRESH=0: as a caller's own ids, looked up)

@@ -142,12 +142,12 @@ local function endHash(id, tok, l, state, result, error, attempt)
   if state == "FAILURE" then
     -- a failed task keeps its message (until the record expires), so
     -- redeliver can run it again
-    redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
+    redis.call("HDEL", key, "lw", "ls", "la", "lp", "xw", "xs", "xe", "xa", "revoked", "dd")
   elseif error ~= "" then
-    redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
+    redis.call("HDEL", key, "m", "lw", "ls", "la", "lp", "xw", "xs", "xe", "xa", "revoked", "dd")
   else
     -- the final error is this attempt's: a success after retries has none
-    redis.call("HDEL", key, "m", "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd", "error")
+    redis.call("HDEL", key, "m", "lw", "ls", "la", "lp", "xw", "xs", "xe", "xa", "revoked", "dd", "error")
   end
   releaseDedup(tag, id, f[4])
   if ttl > 0 then redis.call("PEXPIRE", key, ttl) end

@@ -16,7 +16,7 @@ for i = 4, #ARGV, 4 do
   if f[1] == ARGV[i + 1] and f[2] then
     redis.call("HSET", key, "state", "FAILURE", "updatedAt", nowS, "error", ARGV[i + 2],
       "history", appendHistory(f[3], ARGV[i + 3]))
-    redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa", "revoked", "dd")
+    redis.call("HDEL", key, "lw", "ls", "la", "lp", "xw", "xs", "xe", "xa", "revoked", "dd")
     releaseDedup(tag, id, f[4])
     push2(dead, nowS, id)
     done[#done + 1] = id

@@ -15,7 +15,7 @@ for i = 5, #ARGV, 2 do
   local f = redis.call("HMGET", key, "tok", "lw", "p")
   if f[1] == ARGV[i + 1] and f[2] then
     redis.call("HSET", key, "state", "PENDING", "updatedAt", nowS)
-    redis.call("HDEL", key, "lw", "ls", "la")
+    redis.call("HDEL", key, "lw", "ls", "la", "lp")
     push2(ready, readyScore(f[3], true, seq()), id)
     moved[#moved + 1] = id
     out[#out + 1] = 1

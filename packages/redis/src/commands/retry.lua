@@ -16,7 +16,7 @@ for i = 5, #ARGV, 5 do
   if f[1] == ARGV[i + 1] and f[2] then
     redis.call("HSET", key, "state", "RETRY", "updatedAt", nowS, "error", ARGV[i + 3],
       "retries", tostring((tonumber(f[4]) or 0) + 1), "history", appendHistory(f[3], ARGV[i + 4]))
-    redis.call("HDEL", key, "lw", "ls", "la", "xw", "xs", "xe", "xa")
+    redis.call("HDEL", key, "lw", "ls", "la", "lp", "xw", "xs", "xe", "xa")
     if tonumber(dueAt) <= now then
       addReady(ready, fifo, f[5], false, seq, id)
     else
