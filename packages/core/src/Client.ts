@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, type Fiber, Layer, Option, Schema, type Scope, Tracer } from "effect"
+import { Cause, Clock, Context, Duration, Effect, type Fiber, Layer, Option, Schema, type Scope, Tracer } from "effect"
 import * as Broker from "./Broker.ts"
 import * as Canvas from "./Canvas.ts"
 import {
@@ -251,8 +251,8 @@ const spanOf = (fiber: Fiber.Fiber<unknown, unknown>): Tracer.Span | undefined =
   return span?._tag === "Span" ? span : undefined
 }
 
-/** A task's payload encoder, compiled once per task. */
-type Encoder = (payload: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+/** A task's payload encoder, compiled once per task: the encoded payload, or `Codec.Invalid`. */
+type Encoder = Codec.Run
 
 const encoders = new WeakMap<Task.Any, Encoder>()
 
@@ -312,10 +312,10 @@ const prepare = (
   dedupId: string | undefined
 ): Broker.Submission | PayloadInvalid => {
   const encoded = encode(payload)
-  if (Exit.isFailure(encoded)) {
-    const error = Cause.findErrorOption(encoded.cause)
+  if (encoded instanceof Codec.Invalid) {
+    const error = Cause.findErrorOption(encoded.exit.cause)
     // not a Schema failure: a defect of the encoder, raised as one
-    if (Option.isNone(error)) throw Cause.squash(encoded.cause)
+    if (Option.isNone(error)) throw Cause.squash(encoded.exit.cause)
     const text = error.value.message
     return new PayloadInvalid({
       task: task.name,
@@ -331,7 +331,7 @@ const prepare = (
         id: id ?? randomUUID(),
         task: task.name,
         queue: shared.queue,
-        payload: encoded.value,
+        payload: encoded,
         headers: shared.headers,
         priority: shared.priority,
         retries: 0,
@@ -342,7 +342,7 @@ const prepare = (
         id: id ?? randomUUID(),
         task: task.name,
         queue: shared.queue,
-        payload: encoded.value,
+        payload: encoded,
         headers: shared.headers,
         priority: shared.priority,
         retries: 0,
@@ -355,7 +355,7 @@ const prepare = (
       id: id ?? randomUUID(),
       task: task.name,
       queue: shared.queue,
-      payload: encoded.value,
+      payload: encoded,
       headers: shared.headers,
       priority: shared.priority,
       retries: 0,
@@ -365,7 +365,7 @@ const prepare = (
       id: id ?? randomUUID(),
       task: task.name,
       queue: shared.queue,
-      payload: encoded.value,
+      payload: encoded,
       headers: shared.headers,
       priority: shared.priority,
       retries: 0,

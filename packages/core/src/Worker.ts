@@ -175,8 +175,10 @@ type StopReason = "shutdown" | "revoked" | "stale" | "killed"
 interface Registered {
   readonly impl: Task.AnyImplemented
   readonly task: Task.Any
-  readonly decodePayload: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
-  readonly encodeSuccess: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
+  /** The decoded payload, or `Codec.Invalid`. */
+  readonly decodePayload: Codec.Run
+  /** The encoded result, or `Codec.Invalid`. */
+  readonly encodeSuccess: Codec.Run
   readonly encodeFailure: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
   /** Acknowledges late and has no time limits: a claim-started run may take the runner's fast path. */
   readonly plain: boolean
@@ -737,8 +739,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         return lost(h, d.lost, message, task)
       }
       const payload = registered.decodePayload(message.payload)
-      if (Exit.isFailure(payload)) {
-        const issue = Cause.pretty(payload.cause)
+      if (payload instanceof Codec.Invalid) {
+        const issue = Cause.pretty(payload.exit.cause)
         return dead(
           h,
           info(
@@ -757,11 +759,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       // when a tracing backend is installed or the producer was traced.
       if (!tracing && parent === undefined) {
         if (registered.plain && d.startedAt !== undefined && !debug) {
-          return new Ready(message, registered, payload.value, d.startedAt)
+          return new Ready(message, registered, payload, d.startedAt)
         }
-        return run(h, message, registered, payload.value)
+        return run(h, message, registered, payload)
       }
-      return run(h, message, registered, payload.value).pipe(
+      return run(h, message, registered, payload).pipe(
         Effect.withSpan(`errand.run ${task.name}`, {
           attributes: { "errand.task": task.name, "errand.id": d.id, "errand.attempt": message.retries },
           parent
@@ -835,9 +837,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (exit._tag !== "Success" || hooks !== noHooks) return false
       const registered = ready.registered
       const encoded = registered.encodeSuccess(exit.value)
-      if (encoded._tag !== "Success") return false
+      if (encoded instanceof Codec.Invalid) return false
       const d = h.delivery
-      completions.offer(h, successOf(d, ready.message, registered, ready.startedAt, encoded.value))
+      completions.offer(h, successOf(d, ready.message, registered, ready.startedAt, encoded))
       return true
     }
 
@@ -939,20 +941,20 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const task = registered.task
       if (Exit.isSuccess(exit)) {
         const encoded = registered.encodeSuccess(exit.value)
-        if (Exit.isFailure(encoded)) {
+        if (encoded instanceof Codec.Invalid) {
           return yield* failed(h, message, task, info(
               new TaskDefect({
                 taskId: d.id,
                 message: `${task.name} returned a result that does not match its success Schema: ${
-                  Cause.pretty(encoded.cause)
+                  Cause.pretty(encoded.exit.cause)
                 }`
               })
             ),
             { startedAt }
           )
         }
-        yield* beforeFinal(message, { state: "SUCCESS", result: encoded.value })
-        yield* complete(h, successOf(d, message, registered, startedAt, encoded.value))
+        yield* beforeFinal(message, { state: "SUCCESS", result: encoded })
+        yield* complete(h, successOf(d, message, registered, startedAt, encoded))
         return yield* log("Debug", "succeeded", d, { task: task.name })
       }
       const cause = exit.cause

@@ -17,7 +17,7 @@
  *
  * @internal
  */
-import { Exit, Schema, type SchemaAST } from "effect"
+import { type Exit, Schema, type SchemaAST } from "effect"
 
 /** What a fast path returns for a value it leaves to the Schema codec. */
 const miss: unique symbol = Symbol("errand/codec/miss")
@@ -136,51 +136,59 @@ const fastOf = (ast: SchemaAST.AST): Fast | undefined => {
 }
 
 /**
- * `Schema.encodeUnknownExit(codec)`, with the fast path when `schema` (the
- * Schema `codec` is the JSON codec of) is a plain shape.
+ * A value the codec does not take: the Schema codec's failure. Codecs
+ * return the encoded or decoded value itself, with no `Exit` around it (an
+ * `Exit` per payload cost a megamorphic property store in its constructor).
  *
  * @internal
  */
-export const encoder = (
-  schema: Schema.Top,
-  codec: Schema.Codec<any, unknown>
-): (u: unknown) => Exit.Exit<unknown, Schema.SchemaError> => {
-  const full = Schema.encodeUnknownExit(codec) as (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
-  const fast = fastOf(schema.ast)
-  if (fast === undefined) return full
-  return (u) => {
-    let out: unknown
-    try {
-      out = fast(u)
-    } catch {
-      // a getter that throws: the Schema codec says how
-      return full(u)
-    }
-    return out === miss ? full(u) : Exit.succeed(out)
+export class Invalid {
+  readonly exit: Exit.Failure<unknown, Schema.SchemaError>
+  constructor(exit: Exit.Failure<unknown, Schema.SchemaError>) {
+    this.exit = exit
   }
 }
 
 /**
- * `Schema.decodeUnknownExit(codec)`, with the fast path when `schema` (the
- * Schema `codec` is the JSON codec of) is a plain shape.
+ * A codec: the encoded (or decoded) value, or `Invalid`.
  *
  * @internal
  */
-export const decoder = (
-  schema: Schema.Top,
-  codec: Schema.Codec<any, unknown>
-): (u: unknown) => Exit.Exit<unknown, Schema.SchemaError> => {
-  const full = Schema.decodeUnknownExit(codec) as (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>
-  const fast = fastOf(schema.ast)
-  if (fast === undefined) return full
+export type Run = (u: unknown) => unknown
+
+const withFast = (full: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>, ast: SchemaAST.AST): Run => {
+  const slow = (u: unknown): unknown => {
+    const exit = full(u)
+    return exit._tag === "Success" ? exit.value : new Invalid(exit)
+  }
+  const fast = fastOf(ast)
+  if (fast === undefined) return slow
   return (u) => {
     let out: unknown
     try {
       out = fast(u)
     } catch {
       // a getter that throws: the Schema codec says how
-      return full(u)
+      return slow(u)
     }
-    return out === miss ? full(u) : Exit.succeed(out)
+    return out === miss ? slow(u) : out
   }
 }
+
+/**
+ * `Schema.encodeUnknownExit(codec)` as a `Run`, with the fast path when
+ * `schema` (the Schema `codec` is the JSON codec of) is a plain shape.
+ *
+ * @internal
+ */
+export const encoder = (schema: Schema.Top, codec: Schema.Codec<any, unknown>): Run =>
+  withFast(Schema.encodeUnknownExit(codec) as (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>, schema.ast)
+
+/**
+ * `Schema.decodeUnknownExit(codec)` as a `Run`, with the fast path when
+ * `schema` (the Schema `codec` is the JSON codec of) is a plain shape.
+ *
+ * @internal
+ */
+export const decoder = (schema: Schema.Top, codec: Schema.Codec<any, unknown>): Run =>
+  withFast(Schema.decodeUnknownExit(codec) as (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>, schema.ast)
