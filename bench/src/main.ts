@@ -2,19 +2,19 @@
  * errand's benchmarks, side by side with BullMQ and Celery on the same Redis.
  *
  *   pnpm bench                         # full run (a few minutes), writes bench/RESULTS.md
- *   pnpm bench --quick                 # 10,000 tasks, short latency run, 100,000-task backlog (< 1 min)
+ *   pnpm bench --quick                 # 5,000 tasks, short latency run, 50,000-task backlog (< 1 min)
  *   pnpm bench --tasks 50000 --only e2e,latency --systems errand,bullmq
+ *   pnpm bench --help                  # every flag (effect/cli)
  *
- * Flags: --tasks N, --quick, --only <workloads>, --systems <systems>,
- * --repeat K (throughput runs K times, best kept), --prefetch N (errand),
- * --backlog N (memory: large backlog), --rate N and --seconds S (latency),
- * --profile / --no-profile (CPU profiles of errand's hot paths; default: on
- * when a target is missed in a full run), --no-write (leave RESULTS.md alone),
- * --out FILE. Redis: REDIS_URL (default redis://127.0.0.1:6379).
+ * Redis: REDIS_URL (default redis://127.0.0.1:6379).
  *
  * Workloads: e2e, e2e-stored, submit, latency, memory, inmemory.
  * Systems: errand (Redis broker), bullmq, celery.
  */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import { Effect, Option } from "effect"
+import { CliError, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -29,42 +29,73 @@ const here = path.dirname(fileURLToPath(import.meta.url))
 const benchDir = path.join(here, "..")
 
 // ---------------------------------------------------------------------------
-// Flags
+// Flags (effect/cli: `pnpm bench --help` lists them)
 // ---------------------------------------------------------------------------
 
 const argv = process.argv.slice(2)
-const flag = (name: string) => argv.includes(`--${name}`)
-const option = (name: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`)
-  if (i >= 0) return argv[i + 1]
-  const eq = argv.find((a) => a.startsWith(`--${name}=`))
-  return eq?.slice(name.length + 3)
-}
-const numberOption = (name: string, fallback: number) => {
-  const v = option(name)
-  if (v === undefined) return fallback
-  const n = Number(v.replace(/_/g, ""))
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} wants a positive number, got ${v}`)
-  return n
-}
 
 const WORKLOADS = ["e2e", "e2e-stored", "submit", "latency", "memory", "inmemory"] as const
 type Workload = (typeof WORKLOADS)[number]
 const SYSTEMS = ["errand", "bullmq", "celery"] as const
 type System = (typeof SYSTEMS)[number]
 
-const quick = flag("quick")
-const listOption = <T extends string>(name: string, all: ReadonlyArray<T>): ReadonlyArray<T> => {
-  const v = option(name)
-  if (v === undefined) return all
-  const wanted = v.split(",").map((s) => s.trim()).filter((s) => s !== "")
-  for (const w of wanted) {
-    if (!all.includes(w as T)) throw new Error(`--${name}: unknown "${w}" (one of ${all.join(", ")})`)
-  }
-  return all.filter((w) => wanted.includes(w))
+/** A comma-separated subset of `all` (default: all of them). */
+const listFlag = <T extends string>(name: string, all: ReadonlyArray<T>, description: string) =>
+  Flag.String(name).pipe(
+    Flag.withMetavar(all.join(",")),
+    Flag.withDescription(`${description} (default: all)`),
+    Flag.withDefault(all.join(",")),
+    Flag.mapTryCatch((v): ReadonlyArray<T> => {
+      const wanted = v.split(",").map((w) => w.trim()).filter((w) => w !== "")
+      for (const w of wanted) {
+        if (!all.includes(w as T)) throw new Error(`--${name}: unknown "${w}" (one of ${all.join(", ")})`)
+      }
+      return all.filter((w) => wanted.includes(w))
+    }, (e) => (e instanceof Error ? e.message : String(e)))
+  )
+
+/** A whole number of at least 1. */
+const countFlag = (name: string, description: string) =>
+  Flag.Int(name).pipe(
+    Flag.withDescription(description),
+    Flag.mapTryCatch((n) => {
+      if (n < 1) throw new Error(`--${name} wants a whole number of at least 1, got ${n}`)
+      return n
+    }, (e) => (e instanceof Error ? e.message : String(e))),
+    Flag.optional
+  )
+
+const flags = {
+  quick: Flag.Boolean("quick").pipe(
+    Flag.withDescription("5,000 tasks, a short latency run, a 50,000-task backlog (under a minute)"),
+    Flag.withDefault(false)
+  ),
+  tasks: countFlag("tasks", "Tasks per throughput run (default 100,000; 5,000 with --quick)"),
+  only: listFlag("only", WORKLOADS, "Workloads to run"),
+  systems: listFlag("systems", SYSTEMS, "Systems to run (Celery's rows are skipped with a note when it is absent)"),
+  repeat: countFlag("repeat", "Throughput runs per system, the best kept (default 1)"),
+  prefetch: countFlag("prefetch", "errand's prefetch (default 200)"),
+  backlog: countFlag("backlog", "The memory workload's large backlog (default 1,000,000; 50,000 with --quick)"),
+  rate: countFlag("rate", "The latency workload's submits per second (default 200)"),
+  seconds: countFlag("seconds", "The latency workload's length in seconds (default 5; 2 with --quick)"),
+  profile: Flag.Boolean("profile").pipe(
+    Flag.withDescription("CPU profiles of errand's hot paths (default: when a target is missed in a full run)"),
+    Flag.optional
+  ),
+  write: Flag.Boolean("write").pipe(
+    Flag.withDescription("Write the results (--no-write: print them only)"),
+    Flag.withDefault(true)
+  ),
+  out: Flag.String("out").pipe(
+    Flag.withMetavar("file"),
+    Flag.withDescription("Where to write the results (default bench/RESULTS.md)"),
+    Flag.optional
+  )
 }
 
-const settings: {
+type Input = { readonly [K in keyof typeof flags]: (typeof flags)[K] extends Flag.Flag<infer A> ? A : never }
+
+interface Settings {
   url: string
   tasks: number
   concurrency: number
@@ -80,24 +111,33 @@ const settings: {
   profile: boolean | "on-miss"
   write: boolean
   out: string
-} = {
-  url: process.env.REDIS_URL && process.env.REDIS_URL !== "" ? process.env.REDIS_URL : "redis://127.0.0.1:6379",
-  tasks: numberOption("tasks", quick ? 5_000 : 100_000),
-  concurrency: 50,
-  prefetch: numberOption("prefetch", 200),
-  repeat: numberOption("repeat", 1),
-  rate: numberOption("rate", 200),
-  seconds: numberOption("seconds", quick ? 2 : 5),
-  backlogSmall: 1_000,
-  backlogLarge: numberOption("backlog", quick ? 50_000 : 1_000_000),
-  /** How long a worker holding its handlers settles before its memory is read. */
-  settleMs: quick ? 1000 : 3000,
-  only: listOption("only", WORKLOADS) as ReadonlyArray<Workload>,
-  systems: listOption("systems", SYSTEMS),
-  profile: (flag("profile") ? true : flag("no-profile") ? false : quick ? false : "on-miss") as boolean | "on-miss",
-  write: !flag("no-write"),
-  out: option("out") ?? path.join(benchDir, "RESULTS.md")
 }
+
+const settingsOf = (input: Input): Settings => {
+  const quick = input.quick
+  const or = (o: Option.Option<number>, fallback: number) => Option.getOrElse(o, () => fallback)
+  return {
+    url: process.env.REDIS_URL && process.env.REDIS_URL !== "" ? process.env.REDIS_URL : "redis://127.0.0.1:6379",
+    tasks: or(input.tasks, quick ? 5_000 : 100_000),
+    concurrency: 50,
+    prefetch: or(input.prefetch, 200),
+    repeat: or(input.repeat, 1),
+    rate: or(input.rate, 200),
+    seconds: or(input.seconds, quick ? 2 : 5),
+    backlogSmall: 1_000,
+    backlogLarge: or(input.backlog, quick ? 50_000 : 1_000_000),
+    /** How long a worker holding its handlers settles before its memory is read. */
+    settleMs: quick ? 1000 : 3000,
+    only: input.only,
+    systems: input.systems,
+    profile: Option.getOrElse(input.profile, () => (quick ? false : "on-miss" as const)),
+    write: input.write,
+    out: Option.getOrElse(input.out, () => path.join(benchDir, "RESULTS.md"))
+  }
+}
+
+/** The run's settings, from its flags (set before `main` runs). */
+let settings: Settings
 
 const runId = Math.random().toString(36).slice(2, 8)
 const SYSTEM_NAMES: Record<System, string> = { errand: "errand", bullmq: "BullMQ", celery: "Celery" }
@@ -842,12 +882,32 @@ const main = async () => {
   }
 }
 
-main()
-  .catch((e: unknown) => {
-    console.error(e instanceof Error ? e.message : e)
-    process.exitCode = 1
-  })
-  .finally(async () => {
-    Celery.cleanup()
-    await redis?.close().catch(() => {})
-  })
+const bench = Command.make("bench", flags, (input) =>
+  Effect.promise(async () => {
+    settings = settingsOf(input)
+    try {
+      await main()
+    } catch (e: unknown) {
+      console.error(e instanceof Error ? e.message : e)
+      process.exitCode = 1
+    } finally {
+      Celery.cleanup()
+      await redis?.close().catch(() => {})
+    }
+  })).pipe(
+    Command.withDescription(
+      "errand's benchmarks, side by side with BullMQ and Celery on the same Redis (REDIS_URL, default " +
+        "redis://127.0.0.1:6379); writes bench/RESULTS.md"
+    )
+  )
+
+Command.run(bench, { version: "0.1.0" }).pipe(
+  // help and usage errors were printed by the CLI; a usage error exits 2
+  Effect.catch((error) =>
+    Effect.sync(() => {
+      if (!(CliError.isCliError(error) && error._tag === "ShowHelp" && error.errors.length === 0)) process.exitCode = 2
+    })
+  ),
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain({ disableErrorReporting: true })
+)
