@@ -32,6 +32,7 @@ import {
 } from "./Errors.ts"
 import * as Batcher from "./internal/batcher.ts"
 import * as Codec from "./internal/codec.ts"
+import { noHeaders } from "./internal/headers.ts"
 import { randomUUID } from "./internal/uuid.ts"
 import type { Message, TaskRecord } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
@@ -287,10 +288,14 @@ const sharedOf = (
     : options?.countdown !== undefined
     ? now + Duration.toMillis(Duration.fromInputUnsafe(options.countdown))
     : now
-  const headers: Record<string, string> = { ...options?.headers }
-  if (span !== undefined) {
-    headers["x-trace-id"] = span.traceId
-    headers["x-span-id"] = span.spanId
+  let headers: Readonly<Record<string, string>> = noHeaders
+  if (options?.headers !== undefined || span !== undefined) {
+    const own: Record<string, string> = { ...options?.headers }
+    if (span !== undefined) {
+      own["x-trace-id"] = span.traceId
+      own["x-span-id"] = span.spanId
+    }
+    headers = own
   }
   return {
     now,

@@ -54,6 +54,7 @@ import {
 import * as Batcher from "./internal/batcher.ts"
 import * as Codec from "./internal/codec.ts"
 import { Fifo } from "./internal/fifo.ts"
+import { noHeaders } from "./internal/headers.ts"
 import { type Attempt, type Message, Message as MessageSchema, type Outcome } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 import * as Retry from "./Retry.ts"
@@ -276,6 +277,8 @@ const isMessage = (u: unknown): u is Message => {
     (m.storeResult !== undefined && typeof m.storeResult !== "boolean")
   ) return false
   const headers = m.headers
+  // the shared empty headers of a message submitted with none (frozen): nothing to check
+  if (headers === noHeaders) return true
   if (typeof headers !== "object" || headers === null || Array.isArray(headers)) return false
   for (const key in headers) {
     if (typeof (headers as Record<string, unknown>)[key] !== "string") return false

@@ -1,0 +1,9 @@
+/**
+ * The headers of a message submitted with none: one frozen empty object,
+ * shared by every such message. Nothing can be added to it, so a worker
+ * that meets it knows its headers are valid without walking them (a
+ * `for…in` over an empty object cost a few hundred instructions per task).
+ *
+ * @internal
+ */
+export const noHeaders: Readonly<Record<string, string>> = Object.freeze({})
