@@ -246,8 +246,14 @@ const purgeChunk = 1000
 /** The KEYS of `enqueue.lua`. */
 const enqueueKeys = (keys: QueueKeys) => [keys.ready, keys.delayed, keys.dedup, keys.done, keys.doneAt, keys.fast]
 
-/** Tasks per enqueue script: about 1-2 ms of Redis time, so claims are not held up behind a bulk submit. */
-const ENQUEUE_SLICE = 500
+/**
+ * Tasks per enqueue script: about 1-2 ms of Redis time, so claims are not
+ * held up long behind a bulk submit, and few enough scripts that their own
+ * cost (the wake-up, the parked claims' check) stays small: end to end, 1,000
+ * measured 86.8k tasks/s against 85.5k for 500 (alternated runs), the bulk
+ * submit the same.
+ */
+const ENQUEUE_SLICE = 1000
 
 /**
  * The longest a claim stays parked before it claims again (see
