@@ -64,9 +64,11 @@ const stats = async () => {
 }
 
 const callgrind = process.env.CALLGRIND === "1"
+// only the Redis server's callgrind (another callgrind run on the machine is left alone)
+const target = process.env.CALLGRIND_TARGET ?? "redis-server"
 const irs: Record<string, Array<number>> = {}
 const instructions = (name: string) => {
-  execSync("callgrind_control -d " + name, { stdio: "ignore" })
+  execSync(`callgrind_control -d ${name} ${target}`, { stdio: "ignore" })
   // the newest dump file holds the phase's totals
   const dir = process.env.CALLGRIND_DIR ?? "."
   const files = execSync(`ls ${dir}/callgrind.out.*.* | sort -t. -k4 -n | tail -1`, { encoding: "utf8" }).trim().split("\n")
@@ -82,7 +84,7 @@ const program = Effect.gen(function*() {
   const phase = <A, E>(name: string, effect: Effect.Effect<A, E>) =>
     Effect.gen(function*() {
       const s0 = yield* Effect.promise(stats)
-      if (callgrind) execSync("callgrind_control -z", { stdio: "ignore" })
+      if (callgrind) execSync(`callgrind_control -z ${target}`, { stdio: "ignore" })
       const a = yield* effect
       if (callgrind) instructions(name)
       const s1 = yield* Effect.promise(stats)
