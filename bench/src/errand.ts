@@ -3,12 +3,14 @@
  * producer, and the in-memory run (producer and worker in one process, as the
  * memory broker requires).
  */
-import { Broker, Client, MemoryBroker, Task, Worker } from "@errand/core"
+import { Broker, Client, MemoryBroker, Message, Task, Worker } from "@errand/core"
 import { RedisBroker } from "@errand/redis"
 import { Deferred, Effect, Fiber, Layer, References, Schema } from "effect"
 import type { RoleConfig } from "./config.ts"
 import { command, memory, report, settle, summarize } from "./ipc.ts"
 import { now } from "./proc.ts"
+
+const decodeMessage = Schema.decodeUnknownSync(Message.Message)
 
 /** The bench task: a no-op. `t` is the submit time (latency workload). */
 const benchTask = (config: RoleConfig) =>
@@ -224,7 +226,9 @@ export const steps = (config: RoleConfig) =>
           submittedAt: at,
           storeResult: false
         },
-        dueAt: at
+        dueAt: at,
+        // as `Client` submits the ids it makes
+        fresh: true
       })
       const at = Date.now()
       const cpuPerTask: Record<string, number> = {}
@@ -268,8 +272,11 @@ export const steps = (config: RoleConfig) =>
         `complete (batches of ${B})`,
         Effect.forEach(chunks, (c) =>
           broker.complete(c.map((d) => ({
+            // as the worker acks: with the delivery's queue and message
             id: d.id,
             token: d.token,
+            queue: d.queue,
+            message: decodeMessage(d.message),
             state: "SUCCESS" as const,
             result: 1,
             storeResult: false,
@@ -296,6 +303,8 @@ export const steps = (config: RoleConfig) =>
         yield* time("complete", broker.complete([{
           id: d.id,
           token: d.token,
+          queue: d.queue,
+          message: decodeMessage(d.message),
           state: "SUCCESS",
           storeResult: false,
           attempt: { attempt: 0, worker: "w", startedAt: at, endedAt: at, outcome: "SUCCESS" }

@@ -689,7 +689,7 @@ const profiles = async (): Promise<Array<string>> => {
     }
     if (settings.systems.includes("errand") && settings.only.some((w) => w === "e2e" || w === "e2e-stored" || w === "latency")) {
       log("measuring errand's broker steps on Redis …")
-      const config = configFor("errand", "steps", { tasks: 20_000 })
+      const config = configFor("errand", "steps", { tasks: 50_000 })
       const proc = track("errand", config, forkNode("errand.steps", "errand.steps", config))
       try {
         const m = await proc.next("steps", 300_000)
