@@ -184,7 +184,7 @@ local function expireClaims(tag, nowS, limit)
       for id in string.gmatch(list, "[^\n]+") do ids[#ids + 1] = id end
       local leases = hmgetMany(fastLeaseKey(tag), ids)
       if untaken(tag, redis.call("HGET", tag .. ":claimPark", token)) then
-        local back, fifo, ready = {}, {}, {}
+        local back, ready = {}, {}
         for k = 1, #ids do
           if leases[k] and tokenOf(leases[k]) == token then back[#back + 1] = ids[k] end
         end
@@ -192,12 +192,12 @@ local function expireClaims(tag, nowS, limit)
           callMany("HDEL", fastLeaseKey(tag), back)
           local entries = hmgetMany(fastKey(tag), back)
           local seq = sequence(tag, #back)
-          -- the list's first in reverse, so that they keep their order at its front
+          -- to the front, as a lost lease goes (walked backwards: each goes
+          -- before the last, so the first ends up first)
           for k = #back, 1, -1 do
             local p = entries[k] and string.byte(entries[k], 2)
-            if p == 53 then fifo[#fifo + 1] = back[k] else push2(ready, readyScore(p and p - 48 or 5, true, seq()), back[k]) end
+            push2(ready, readyScore(p and p - 48 or 5, true, seq()), back[k])
           end
-          callMany("LPUSH", fifoKey(tag), fifo)
           zaddMany(tag .. ":ready", ready)
         end
       else
