@@ -1,0 +1,62 @@
+/**
+ * Instructions per task, for A/B comparisons of the worker and the memory
+ * broker that the machine's load does not move: the in-memory run of
+ * workload (6), with a clock that advances one microsecond a read (so the
+ * worker's batch sizing does not depend on timing), run under callgrind.
+ *
+ *   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+ *     node --single-threaded --predictable src/count.ts 10000
+ *   (the same with 50000; instructions per task = (I50k − I10k) / 40,000)
+ *
+ * `pnpm --filter @errand/bench count` runs both and prints the figure.
+ */
+import { Client, MemoryBroker, Task, Worker } from "@errand/core"
+import { Clock, Deferred, Duration, Effect, Layer, Schema } from "effect"
+
+const N = Number(process.argv[2] ?? 10_000)
+
+let ticks = 1_700_000_000_000_000n
+const tick = () => (ticks += 1000n)
+/** A clock read advances it by 1 µs; sleeps are real timers. */
+const countingClock: Clock.Clock = {
+  currentTimeMillisUnsafe: () => Number(tick() / 1_000_000n),
+  currentTimeMillis: Effect.sync(() => Number(tick() / 1_000_000n)),
+  currentTimeNanosUnsafe: tick,
+  currentTimeNanos: Effect.sync(tick),
+  monotonicTimeNanosUnsafe: tick,
+  monotonicTimeNanos: Effect.sync(tick),
+  sleep: (duration) =>
+    Effect.callback<void>((resume) => {
+      const t = setTimeout(() => resume(Effect.void), Duration.toMillis(duration))
+      return Effect.sync(() => clearTimeout(t))
+    })
+}
+
+const task = Task.make("bench.noop", {
+  payload: Schema.Struct({ n: Schema.Number, t: Schema.Number }),
+  success: Schema.Number,
+  queue: "bench"
+})
+
+const program = Effect.scoped(Effect.gen(function*() {
+  const client = yield* Client.Client
+  const finished = Deferred.makeUnsafe<void>()
+  let count = 0
+  yield* Worker.make({
+    tasks: [Task.implement(task, (p) =>
+      Effect.sync(() => {
+        if (++count === N) Deferred.doneUnsafe(finished, Effect.void)
+        return p.n
+      }))],
+    concurrency: 50,
+    prefetch: 200
+  })
+  const payloads = Array.from({ length: N }, (_, n) => ({ n, t: 0 }))
+  yield* client.submitMany(task, payloads)
+  yield* Deferred.await(finished)
+})).pipe(
+  Effect.provide(Client.layer.pipe(Layer.provideMerge(MemoryBroker.layer))),
+  Effect.provideService(Clock.Clock, countingClock)
+)
+
+Effect.runPromise(program).then(() => console.log(`${N} tasks handled`))
