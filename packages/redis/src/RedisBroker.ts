@@ -27,6 +27,7 @@ import {
   type WorkerInfo
 } from "@errand/core/Broker"
 import { BrokerError } from "@errand/core/Errors"
+import { noHeaders } from "@errand/core/internal/headers"
 import { type Attempt, finalStates, type Message, TaskRecord } from "@errand/core/Message"
 import { ResultBackend } from "@errand/core/ResultBackend"
 import {
@@ -421,6 +422,9 @@ const parseFast = (value: string) => {
  * shape (storeResult absent or false), so V8 gives each message of a shape
  * the same hidden class.
  */
+// A fast-lane entry without headers gets the shared frozen empty headers, as
+// a message submitted with none has on the memory broker: the worker knows
+// them valid by identity instead of walking an object per task.
 const fastMessage = (
   id: string,
   queue: string,
@@ -435,7 +439,7 @@ const fastMessage = (
       task: entry.task,
       queue,
       payload: parseJson(payload),
-      headers: entry.headers === "" ? {} : parseJson(entry.headers),
+      headers: entry.headers === "" ? noHeaders : parseJson(entry.headers),
       priority: entry.priority,
       retries: 0,
       submittedAt: entry.submittedAt
@@ -445,7 +449,7 @@ const fastMessage = (
       task: entry.task,
       queue,
       payload: parseJson(payload),
-      headers: entry.headers === "" ? {} : parseJson(entry.headers),
+      headers: entry.headers === "" ? noHeaders : parseJson(entry.headers),
       priority: entry.priority,
       retries: 0,
       submittedAt: entry.submittedAt,

@@ -6,6 +6,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Broker } from "@errand/core/Broker"
+import { noHeaders } from "@errand/core/internal/headers"
+import type { Message } from "@errand/core/Message"
 import { ResultBackend } from "@errand/core/ResultBackend"
 import { RedisBroker } from "@errand/redis"
 import { Clock, Effect } from "effect"
@@ -33,6 +35,9 @@ describe("RedisBroker fast lane", () => {
 
         const [d] = yield* claimNow()
         expect(d!.message).toEqual(lean("a"))
+        // no headers: the shared frozen empty ones, as on the memory broker
+        expect((d!.message as Message).headers).toBe(noHeaders)
+        expect(Object.isFrozen((d!.message as Message).headers)).toBe(true)
         expect(yield* redis<number>("EXISTS", hash)).toBe(0)
         expect(yield* record("a")).toMatchObject({ state: "RECEIVED", task: "fast|tâche" })
         const now = yield* Clock.currentTimeMillis
