@@ -8,7 +8,8 @@
  *     node --single-threaded --predictable src/count.ts 10000
  *   (the same with 50000; instructions per task = (I50k − I10k) / 40,000)
  *
- * `pnpm --filter @errand/bench count` runs both and prints the figure.
+ * (`pnpm --filter @errand/bench count 10000` runs it without callgrind.) Repeat
+ * runs agree within ~2%: compare changes larger than that, or repeat.
  */
 import { Client, MemoryBroker, Task, Worker } from "@errand/core"
 import { Clock, Deferred, Effect, Layer, Schema } from "effect"
