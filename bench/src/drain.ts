@@ -41,6 +41,7 @@ const program = (probe: Redis.Client) =>
     const redis0 = yield* Effect.promise(() => Redis.cpu(probe))
     const cpu0 = process.cpuUsage()
     const t0 = performance.now()
+    const elu0 = performance.eventLoopUtilization()
     for (let w = 0; w < workers; w++) {
       yield* Worker.make({
         tasks: [Task.implement(task, (p) =>
@@ -54,13 +55,14 @@ const program = (probe: Redis.Client) =>
     }
     yield* Deferred.await(finished)
     const seconds = (performance.now() - t0) / 1000
+    const elu = performance.eventLoopUtilization(elu0)
     const cpu = process.cpuUsage(cpu0)
     const redis = (yield* Effect.promise(() => Redis.cpu(probe))) - redis0
     const micros = cpu.user + cpu.system
     console.log(
       `drain ${N.toLocaleString("en-US")}: ${(N / seconds).toFixed(0)} tasks/s; worker ${(micros / N).toFixed(2)} µs/task (${
         (100 * micros / 1e6 / seconds).toFixed(0)
-      }% of a core); Redis ${(redis * 1e6 / N).toFixed(2)} µs/task (${(100 * redis / seconds).toFixed(0)}%)`
+      }% of a core, its event loop busy ${(100 * elu.utilization).toFixed(0)}%); Redis ${(redis * 1e6 / N).toFixed(2)} µs/task (${(100 * redis / seconds).toFixed(0)}%)`
     )
   })).pipe(
     Effect.provide(Client.layer.pipe(Layer.provideMerge(RedisBroker.layer({ url, prefix })))),
