@@ -431,11 +431,7 @@ export const makeWith = (options: Options = {}) =>
   Effect.sync(() => {
     const ttl = Math.max(0, Duration.toMillis(Duration.fromInputUnsafe(options.resultTtl ?? "1 day")))
     const tasks = new Map<string, Slot>()
-    /**
-     * The current leases by token. Tokens are unique across tasks, so the
-     * lease steps find their entry in this small map, not in `tasks`.
-     */
-    const leases = new Map<number, Entry>()
+    /** The last lease token handed out: tokens are unique across tasks. */
     let lastToken = 0
     const queues = new Map<string, QueueState>()
     const dedup = new Map<string, string>()
@@ -519,7 +515,6 @@ export const makeWith = (options: Options = {}) =>
         case "leased":
           c.leased--
           entry.q.leased.remove(entry)
-          leases.delete(entry.token)
           break
         case "dead":
           c.dead--
@@ -553,7 +548,6 @@ export const makeWith = (options: Options = {}) =>
       leave(entry)
       entry.place = "leased"
       entry.token = ++lastToken
-      leases.set(entry.token, entry)
       entry.deadline = deadline
       entry.worker = worker
       entry.startedAt = undefined
@@ -702,10 +696,15 @@ export const makeWith = (options: Options = {}) =>
       }
     }
 
-    /** The entry a lease stands for, when that lease is still the current one. */
+    /**
+     * The entry a lease stands for, when that lease is still the current one.
+     * Found under its id, not in a map of leases by token: that map cost an
+     * insert and a delete per task, and every leased entry is its slot's live
+     * one (a replaced or forgotten slot's entry has left its lease).
+     */
     const leased = (item: Broker.Lease): Entry | undefined => {
-      const entry = leases.get(item.token)
-      return entry !== undefined && entry.id === item.id ? entry : undefined
+      const entry = tasks.get(item.id)?.live
+      return entry !== undefined && entry.token === item.token && entry.place === "leased" ? entry : undefined
     }
 
     const appendAttempt = (record: StoredRecord, attempt: Attempt) => {
