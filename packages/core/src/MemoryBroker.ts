@@ -33,7 +33,7 @@ import { ResultBackend } from "./ResultBackend.ts"
  * Where a task is. `failed`: ended FAILURE, the message kept so `redeliver`
  * can run it again. `gone`: forgotten (a raw message removed, or an expired
  * record). A task that ended SUCCESS or REVOKED has no `Entry` any more: its
- * `Slot` keeps only the record.
+ * `Slot` is only the record.
  */
 type Place = "ready" | "delayed" | "leased" | "dead" | "failed" | "gone"
 
@@ -78,20 +78,24 @@ interface Entry {
 
 /**
  * A task as the broker holds it under its id, for the record's lifetime: the
- * record, when it expires, and the live `Entry` while the task has one. When
- * the task ends SUCCESS or REVOKED only `live` is dropped, so the map entry is
- * not replaced and a long tail of ended tasks holds only small slots and their
- * records.
+ * record itself (one object, not a slot pointing at a record: each task kept
+ * one object fewer), when it expires, and the live `Entry` while the task has
+ * one. When the task ends SUCCESS or REVOKED only `live` is dropped, so the
+ * map entry is not replaced and a long tail of ended tasks holds only their
+ * records. `snapshot` hands out the record's fields without the slot's own.
  */
-interface Slot {
-  readonly id: string
-  /** `undefined` for a raw message that no step has recorded yet. */
-  record: StoredRecord | undefined
+interface Slot extends StoredRecord {
+  /** `false` for a raw message that no step has recorded yet (the record's fields are placeholders). */
+  recorded: boolean
   /** When a final record is forgotten (`Infinity`: not final, or kept forever). */
   expiresAt: number
   /** `undefined`: ended SUCCESS or REVOKED (final), or forgotten. */
   live: Entry | undefined
 }
+
+/** The slot as a record, when it holds one. */
+const recordOf = (slot: Slot | undefined): Slot | undefined =>
+  slot !== undefined && slot.recorded ? slot : undefined
 
 /** A shared empty history: replaced by a fresh array at the first append. */
 const noHistory: Array<Attempt> = []
@@ -468,14 +472,13 @@ export const makeWith = (options: Options = {}) =>
     }
 
     const newEntry = (
+      slot: Slot,
       id: string,
       queue: string,
       message: unknown,
       priority: number,
-      dedupId: string | undefined,
-      record: StoredRecord | undefined
+      dedupId: string | undefined
     ): Entry => {
-      const slot: Slot = { id, record, expiresAt: Infinity, live: undefined }
       const entry: Entry = {
         id,
         slot,
@@ -577,7 +580,7 @@ export const makeWith = (options: Options = {}) =>
         releaseDedup(entry)
         entry.message = undefined
         slot.live = undefined
-        slot.record = undefined
+        slot.recorded = false
       }
       if (tasks.get(slot.id) === slot) tasks.delete(slot.id)
     }
@@ -630,7 +633,7 @@ export const makeWith = (options: Options = {}) =>
       // a slot replaced under its id (`pushRaw`) or forgotten no longer holds its entry
       if (slot.live !== entry) return
       slot.live = undefined
-      if (slot.record === undefined) {
+      if (!slot.recorded) {
         if (tasks.get(slot.id) === slot) tasks.delete(slot.id)
         return
       }
@@ -668,7 +671,7 @@ export const makeWith = (options: Options = {}) =>
           }
         }
         toReady(entry, true)
-        const record = entry.slot.record
+        const record = recordOf(entry.slot)
         if (record !== undefined) {
           record.state = "PENDING"
           record.updatedAt = now
@@ -729,7 +732,7 @@ export const makeWith = (options: Options = {}) =>
       // submit whose first try went through must not reset or rerun the task
       // (an id made for this submission, `fresh`, cannot be known: no lookup)
       const existing = submission.fresh === true ? undefined : find(message.id, now)
-      if (existing !== undefined && existing.record !== undefined) return { id: message.id }
+      if (existing !== undefined && existing.recorded) return { id: message.id }
       if (dedupId !== undefined) {
         const first = dedup.get(dedupKey(message.queue, dedupId))
         if (first !== undefined) return { id: message.id, duplicateOf: first }
@@ -737,7 +740,7 @@ export const makeWith = (options: Options = {}) =>
       }
       // a raw message under the same id (`pushRaw`) is replaced
       if (existing !== undefined) detach(existing)
-      const record: StoredRecord = message.eta === undefined
+      const slot: Slot = message.eta === undefined
         ? {
           id: message.id,
           task: message.task,
@@ -746,7 +749,10 @@ export const makeWith = (options: Options = {}) =>
           retries: message.retries,
           submittedAt: message.submittedAt,
           updatedAt: now,
-          history: noHistory
+          history: noHistory,
+          recorded: true,
+          expiresAt: Infinity,
+          live: undefined
         }
         : {
           id: message.id,
@@ -757,10 +763,13 @@ export const makeWith = (options: Options = {}) =>
           submittedAt: message.submittedAt,
           updatedAt: now,
           eta: message.eta,
-          history: noHistory
+          history: noHistory,
+          recorded: true,
+          expiresAt: Infinity,
+          live: undefined
         }
-      const entry = newEntry(message.id, message.queue, message, message.priority, dedupId, record)
-      tasks.set(entry.id, entry.slot)
+      const entry = newEntry(slot, message.id, message.queue, message, message.priority, dedupId)
+      tasks.set(entry.id, slot)
       if (entry.queue !== lastKnown) {
         known.add(entry.queue)
         lastKnown = entry.queue
@@ -803,7 +812,7 @@ export const makeWith = (options: Options = {}) =>
               started++
               entry.startedAt = now
             }
-            const record = entry.slot.record
+            const record = recordOf(entry.slot)
             if (record !== undefined) {
               record.state = startNow ? "STARTED" : "RECEIVED"
               record.updatedAt = now
@@ -870,7 +879,7 @@ export const makeWith = (options: Options = {}) =>
           entry.startedAt = item.startedAt
           entry.worker = item.worker
           entry.ackedEarly = item.ackEarly
-          const record = entry.slot.record
+          const record = recordOf(entry.slot)
           if (record !== undefined && !finalStates.has(record.state)) {
             record.state = "STARTED"
             record.updatedAt = now
@@ -894,7 +903,7 @@ export const makeWith = (options: Options = {}) =>
     const completeOne = (item: Broker.Completion, now: number): boolean => {
       const entry = leased(item)
       if (entry === undefined) return false
-      const record = entry.slot.record
+      const record = recordOf(entry.slot)
       if (record !== undefined) {
         record.state = item.state
         record.updatedAt = now
@@ -938,7 +947,7 @@ export const makeWith = (options: Options = {}) =>
           if (item.dueAt <= now) toReady(entry, false)
           else toDelayed(entry, item.dueAt)
           woke = true
-          const record = entry.slot.record
+          const record = recordOf(entry.slot)
           if (record !== undefined) {
             record.state = "RETRY"
             record.retries++
@@ -959,8 +968,8 @@ export const makeWith = (options: Options = {}) =>
           if (entry === undefined) return false
           entry.lost = undefined
           toDead(entry)
-          const record = entry.slot.record ?? recordFromRaw(entry, now)
-          entry.slot.record = record
+          const record = entry.slot
+          if (!record.recorded) recordRaw(record, entry, now)
           record.state = "FAILURE"
           record.updatedAt = now
           record.error = item.error
@@ -975,7 +984,7 @@ export const makeWith = (options: Options = {}) =>
           const entry = leased(item)
           if (entry === undefined) return false
           toReady(entry, true)
-          const record = entry.slot.record
+          const record = recordOf(entry.slot)
           if (record !== undefined && !finalStates.has(record.state)) {
             record.state = "PENDING"
             record.updatedAt = now
@@ -988,7 +997,7 @@ export const makeWith = (options: Options = {}) =>
 
     /** A waiting task removed before it ran: REVOKED with `message`. */
     const revokeWaiting = (entry: Entry, now: number, message: string) => {
-      const record = entry.slot.record
+      const record = recordOf(entry.slot)
       toFinal(entry, now)
       if (record !== undefined) {
         record.state = "REVOKED"
@@ -1002,7 +1011,7 @@ export const makeWith = (options: Options = {}) =>
       Effect.map(Clock.currentTimeMillis, (now): Broker.RevokeResult => {
         const slot = find(id, now)
         if (slot === undefined) return "unknown"
-        const record = slot.record
+        const record = recordOf(slot)
         const entry = slot.live
         if (entry === undefined || entry.place === "dead" || entry.place === "failed" || entry.place === "gone") {
           return record === undefined ? "unknown" : "final"
@@ -1021,7 +1030,7 @@ export const makeWith = (options: Options = {}) =>
         const entry = find(id, now)?.live
         if (entry === undefined || (entry.place !== "dead" && entry.place !== "failed")) return false
         toReady(entry, false)
-        const record = entry.slot.record
+        const record = recordOf(entry.slot)
         if (record !== undefined) {
           record.state = "PENDING"
           record.updatedAt = now
@@ -1069,13 +1078,13 @@ export const makeWith = (options: Options = {}) =>
 
     const get = (id: string) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
-        const record = find(id, now)?.record
+        const record = recordOf(find(id, now))
         return record === undefined ? Option.none<TaskRecord>() : Option.some(snapshot(record))
       })
 
     const setState = (id: string, state: string, meta: unknown) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
-        const record = find(id, now)?.record
+        const record = recordOf(find(id, now))
         if (record === undefined || finalStates.has(record.state)) return false
         record.state = state
         record.updatedAt = now
@@ -1085,14 +1094,14 @@ export const makeWith = (options: Options = {}) =>
 
     const recordStale = (id: string, attempt: Attempt) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
-        const record = find(id, now)?.record
+        const record = recordOf(find(id, now))
         if (record !== undefined) appendAttempt(record, attempt)
       })
 
     const awaitFinal = (id: string): Effect.Effect<Option.Option<TaskRecord>> =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const slot = find(id, now)
-        const record = slot?.record
+        const record = recordOf(slot)
         if (slot === undefined || record === undefined) return Effect.succeed(Option.none())
         const entry = slot.live
         if (entry === undefined || finalStates.has(record.state)) {
@@ -1107,9 +1116,30 @@ export const makeWith = (options: Options = {}) =>
     const pushRaw = (queue: string, id: string, message: unknown) =>
       Effect.sync(() => {
         const existing = tasks.get(id)
-        if (existing !== undefined) detach(existing)
-        const entry = newEntry(id, queue, message, 5, undefined, existing?.record)
-        tasks.set(id, entry.slot)
+        let slot: Slot
+        if (existing === undefined) {
+          slot = {
+            id,
+            task: "?",
+            queue,
+            state: "PENDING",
+            retries: 0,
+            submittedAt: 0,
+            updatedAt: 0,
+            history: noHistory,
+            recorded: false,
+            expiresAt: Infinity,
+            live: undefined
+          }
+          tasks.set(id, slot)
+        } else {
+          // the slot, and its record if any, stays: the old entry leaves, and
+          // the record no longer expires (its pending expiry is now stale)
+          detach(existing)
+          slot = existing
+          slot.expiresAt = Infinity
+        }
+        const entry = newEntry(slot, id, queue, message, 5, undefined)
         known.add(queue)
         toReady(entry, false)
         signal()
@@ -1154,8 +1184,15 @@ export const makeWith = (options: Options = {}) =>
  */
 export const make = makeWith()
 
-/** A record as handed out: a copy, with a history array of its own, so later steps do not change it. */
-const snapshot = (record: StoredRecord): TaskRecord => ({ ...record, history: record.history.slice() })
+/**
+ * A record as handed out: a copy of the record's fields (not the slot's own),
+ * with a history array of its own, so later steps do not change it.
+ */
+const snapshot = (slot: Slot): TaskRecord => {
+  const { expiresAt: _expiresAt, live: _live, recorded: _recorded, ...record } = slot
+  record.history = slot.history.slice()
+  return record
+}
 
 const dedupKey = (queue: string, dedupId: string) => `${queue}\u0000${dedupId}`
 
@@ -1166,20 +1203,19 @@ const bumpRetries = (message: unknown): unknown =>
     ? { ...message, retries: message.retries + 1 }
     : message
 
-const recordFromRaw = (entry: Entry, now: number): StoredRecord => {
+/** Makes the slot of a raw message a record, from what its message says. */
+const recordRaw = (slot: Slot, entry: Entry, now: number): void => {
   const m = typeof entry.message === "object" && entry.message !== null
     ? entry.message as Record<string, unknown>
     : {}
-  return {
-    id: entry.id,
-    task: typeof m.task === "string" ? m.task : "?",
-    queue: entry.queue,
-    state: "PENDING",
-    retries: typeof m.retries === "number" ? m.retries : 0,
-    submittedAt: typeof m.submittedAt === "number" ? m.submittedAt : now,
-    updatedAt: now,
-    history: noHistory
-  }
+  slot.recorded = true
+  slot.task = typeof m.task === "string" ? m.task : "?"
+  slot.queue = entry.queue
+  slot.state = "PENDING"
+  slot.retries = typeof m.retries === "number" ? m.retries : 0
+  slot.submittedAt = typeof m.submittedAt === "number" ? m.submittedAt : now
+  slot.updatedAt = now
+  slot.history = noHistory
 }
 
 const toContext = ({ backend, broker, store }: Effect.Success<ReturnType<typeof makeWith>>) =>
