@@ -47,10 +47,9 @@ type StoredRecord = {
  * from its `Slot` when the task ends SUCCESS or REVOKED.
  */
 interface Entry {
-  readonly id: string
-  /** The task's slot under its id (the record lives there). */
+  /** The task's slot under its id (the record lives there; its id is the task's). */
   readonly slot: Slot
-  readonly queue: string
+  /** The entry's queue (its name is the queue's). */
   readonly q: QueueState
   /** The stored message: a `Message` normally; anything when written raw. Dropped when the task ends. */
   message: unknown
@@ -60,13 +59,16 @@ interface Entry {
   generation: number
   /** Position in the queue's delayed or leased heap (the one its place says); -2 in the leases' FIFO, -1 in neither. */
   heapIndex: number
-  /** The heap's key: when the task is due (delayed) or its lease runs out (leased). */
+  /**
+   * The heap's key: when the task is due (delayed) or its lease runs out
+   * (leased: the lease's deadline, kept nowhere else, so an entry holds one
+   * number fewer).
+   */
   heapKey: number
   /** Ties between equal keys go first-in first-out. */
   heapSeq: number
   /** The current lease's token (unique across tasks), 0 before the first claim. */
   token: number
-  deadline: number
   worker: string
   startedAt: number | undefined
   ackedEarly: boolean
@@ -473,16 +475,13 @@ export const makeWith = (options: Options = {}) =>
 
     const newEntry = (
       slot: Slot,
-      id: string,
       queue: string,
       message: unknown,
       priority: number,
       dedupId: string | undefined
     ): Entry => {
       const entry: Entry = {
-        id,
         slot,
-        queue,
         q: queueOf(queue),
         message,
         priority,
@@ -492,7 +491,6 @@ export const makeWith = (options: Options = {}) =>
         heapKey: 0,
         heapSeq: 0,
         token: 0,
-        deadline: 0,
         worker: "",
         startedAt: undefined,
         ackedEarly: false,
@@ -551,7 +549,6 @@ export const makeWith = (options: Options = {}) =>
       leave(entry)
       entry.place = "leased"
       entry.token = ++lastToken
-      entry.deadline = deadline
       entry.worker = worker
       entry.startedAt = undefined
       entry.ackedEarly = false
@@ -567,8 +564,8 @@ export const makeWith = (options: Options = {}) =>
 
     const releaseDedup = (entry: Entry) => {
       if (entry.dedupId !== undefined) {
-        const key = dedupKey(entry.queue, entry.dedupId)
-        if (dedup.get(key) === entry.id) dedup.delete(key)
+        const key = dedupKey(entry.q.name, entry.dedupId)
+        if (dedup.get(key) === entry.slot.id) dedup.delete(key)
       }
     }
 
@@ -666,7 +663,7 @@ export const makeWith = (options: Options = {}) =>
           entry.lost = {
             worker: entry.worker,
             startedAt: entry.startedAt,
-            expiredAt: entry.deadline,
+            expiredAt: entry.heapKey,
             ackedEarly: entry.ackedEarly
           }
         }
@@ -768,11 +765,11 @@ export const makeWith = (options: Options = {}) =>
           expiresAt: Infinity,
           live: undefined
         }
-      const entry = newEntry(slot, message.id, message.queue, message, message.priority, dedupId)
-      tasks.set(entry.id, slot)
-      if (entry.queue !== lastKnown) {
-        known.add(entry.queue)
-        lastKnown = entry.queue
+      const entry = newEntry(slot, message.queue, message, message.priority, dedupId)
+      tasks.set(message.id, slot)
+      if (message.queue !== lastKnown) {
+        known.add(message.queue)
+        lastKnown = message.queue
       }
       if (dueAt <= now) toReady(entry, false)
       else toDelayed(entry, dueAt)
@@ -824,18 +821,18 @@ export const makeWith = (options: Options = {}) =>
               -readonly [K in keyof Broker.Delivery]: Broker.Delivery[K]
             } = startNow
               ? {
-                id: entry.id,
+                id: entry.slot.id,
                 token: entry.token,
-                queue: entry.queue,
-                deadline: entry.deadline,
+                queue: entry.q.name,
+                deadline: entry.heapKey,
                 message: entry.message,
                 startedAt: now
               }
               : {
-                id: entry.id,
+                id: entry.slot.id,
                 token: entry.token,
-                queue: entry.queue,
-                deadline: entry.deadline,
+                queue: entry.q.name,
+                deadline: entry.heapKey,
                 message: entry.message
               }
             if (lost !== undefined) delivery.lost = lost
@@ -894,8 +891,7 @@ export const makeWith = (options: Options = {}) =>
         batch.map((item): Broker.LeaseStatus => {
           const entry = leased(item)
           if (entry === undefined) return "stale"
-          entry.deadline = now + leaseMillis
-          entry.q.leased.update(entry, entry.deadline, seq++)
+          entry.q.leased.update(entry, now + leaseMillis, seq++)
           return entry.revoked ? "revoked" : "ok"
         }))
 
@@ -1002,7 +998,7 @@ export const makeWith = (options: Options = {}) =>
       if (record !== undefined) {
         record.state = "REVOKED"
         record.updatedAt = now
-        record.error = info(new TaskRevoked({ taskId: entry.id, message }))
+        record.error = info(new TaskRevoked({ taskId: entry.slot.id, message }))
       }
       finish(entry)
     }
@@ -1069,9 +1065,9 @@ export const makeWith = (options: Options = {}) =>
         const counts = new Map<string, number>()
         for (const slot of [...tasks.values()]) {
           const entry = slot.live
-          if (entry === undefined || (entry.place !== "ready" && entry.place !== "delayed") || !wanted.has(entry.queue)) continue
-          counts.set(entry.queue, (counts.get(entry.queue) ?? 0) + 1)
-          revokeWaiting(entry, now, `task ${entry.id} was purged from queue ${entry.queue} before it ran`)
+          if (entry === undefined || (entry.place !== "ready" && entry.place !== "delayed") || !wanted.has(entry.q.name)) continue
+          counts.set(entry.q.name, (counts.get(entry.q.name) ?? 0) + 1)
+          revokeWaiting(entry, now, `task ${entry.slot.id} was purged from queue ${entry.q.name} before it ran`)
         }
         return names.map((name) => counts.get(name) ?? 0)
       })
@@ -1139,7 +1135,7 @@ export const makeWith = (options: Options = {}) =>
           slot = existing
           slot.expiresAt = Infinity
         }
-        const entry = newEntry(slot, id, queue, message, 5, undefined)
+        const entry = newEntry(slot, queue, message, 5, undefined)
         known.add(queue)
         toReady(entry, false)
         signal()
@@ -1210,7 +1206,7 @@ const recordRaw = (slot: Slot, entry: Entry, now: number): void => {
     : {}
   slot.recorded = true
   slot.task = typeof m.task === "string" ? m.task : "?"
-  slot.queue = entry.queue
+  slot.queue = entry.q.name
   slot.state = "PENDING"
   slot.retries = typeof m.retries === "number" ? m.retries : 0
   slot.submittedAt = typeof m.submittedAt === "number" ? m.submittedAt : now
