@@ -37,10 +37,10 @@ import { ResultBackend } from "./ResultBackend.ts"
  */
 type Place = "ready" | "delayed" | "leased" | "dead" | "failed" | "gone"
 
-/** A task's record as the broker keeps it: mutable, its history appended in place. */
-type StoredRecord = {
+/** A record as `snapshot` builds it. */
+type MutableRecord = {
   -readonly [K in keyof TaskRecord]: TaskRecord[K]
-} & { history: Array<Attempt> }
+}
 
 /**
  * The live part of a task: its message and its place in the queues. Dropped
@@ -86,7 +86,26 @@ interface Entry {
  * map entry is not replaced and a long tail of ended tasks holds only their
  * records. `snapshot` hands out the record's fields without the slot's own.
  */
-interface Slot extends StoredRecord {
+interface Slot {
+  readonly id: string
+  task: string
+  queue: string
+  state: string
+  retries: number
+  submittedAt: number
+  updatedAt: number
+  // the optional fields are there from the start, `undefined` when unset: set
+  // later, each went to a properties array of its own (an allocation per
+  // ended task), and a delete could move the record to dictionary mode
+  eta: number | undefined
+  result: unknown
+  error: TaskRecord["error"]
+  meta: unknown
+  revoked: boolean | undefined
+  /** The attempts, oldest first, when there are two or more; else `noHistory`. */
+  history: Array<Attempt>
+  /** The only attempt, when there is exactly one: the usual record holds no array for it. */
+  attempt: Attempt | undefined
   /** `false` for a raw message that no step has recorded yet (the record's fields are placeholders). */
   recorded: boolean
   /** When a final record is forgotten (`Infinity`: not final, or kept forever). */
@@ -99,7 +118,7 @@ interface Slot extends StoredRecord {
 const recordOf = (slot: Slot | undefined): Slot | undefined =>
   slot !== undefined && slot.recorded ? slot : undefined
 
-/** A shared empty history: replaced by a fresh array at the first append. */
+/** A shared empty history: replaced by a fresh array at the second append (the first goes to `attempt`). */
 const noHistory: Array<Attempt> = []
 
 /**
@@ -707,9 +726,13 @@ export const makeWith = (options: Options = {}) =>
       return entry !== undefined && entry.token === item.token && entry.place === "leased" ? entry : undefined
     }
 
-    const appendAttempt = (record: StoredRecord, attempt: Attempt) => {
-      if (record.history === noHistory) record.history = [attempt]
-      else record.history.push(attempt)
+    const appendAttempt = (record: Slot, attempt: Attempt) => {
+      if (record.history !== noHistory) record.history.push(attempt)
+      else if (record.attempt === undefined) record.attempt = attempt
+      else {
+        record.history = [record.attempt, attempt]
+        record.attempt = undefined
+      }
     }
 
     /** The queue `enqueueOne` last added to `known` (which only grows). */
@@ -737,34 +760,25 @@ export const makeWith = (options: Options = {}) =>
       }
       // a raw message under the same id (`pushRaw`) is replaced
       if (existing !== undefined) detach(existing)
-      const slot: Slot = message.eta === undefined
-        ? {
-          id: message.id,
-          task: message.task,
-          queue: message.queue,
-          state: "PENDING",
-          retries: message.retries,
-          submittedAt: message.submittedAt,
-          updatedAt: now,
-          history: noHistory,
-          recorded: true,
-          expiresAt: Infinity,
-          live: undefined
-        }
-        : {
-          id: message.id,
-          task: message.task,
-          queue: message.queue,
-          state: "PENDING",
-          retries: message.retries,
-          submittedAt: message.submittedAt,
-          updatedAt: now,
-          eta: message.eta,
-          history: noHistory,
-          recorded: true,
-          expiresAt: Infinity,
-          live: undefined
-        }
+      const slot: Slot = {
+        id: message.id,
+        task: message.task,
+        queue: message.queue,
+        state: "PENDING",
+        retries: message.retries,
+        submittedAt: message.submittedAt,
+        updatedAt: now,
+        eta: message.eta,
+        result: undefined,
+        error: undefined,
+        meta: undefined,
+        revoked: undefined,
+        history: noHistory,
+        attempt: undefined,
+        recorded: true,
+        expiresAt: Infinity,
+        live: undefined
+      }
       const entry = newEntry(slot, message.queue, message, message.priority, dedupId)
       tasks.set(message.id, slot)
       if (message.queue !== lastKnown) {
@@ -904,17 +918,17 @@ export const makeWith = (options: Options = {}) =>
         record.state = item.state
         record.updatedAt = now
         if (item.storeResult === false && item.state === "SUCCESS") {
-          // only the state is kept (deleting only fields that are there:
-          // a delete can move the object to V8's slow dictionary mode)
-          if (record.result !== undefined) delete record.result
-          if (record.error !== undefined) delete record.error
-          if (record.meta !== undefined) delete record.meta
+          // only the state is kept
+          record.result = undefined
+          record.error = undefined
+          record.meta = undefined
           record.history = noHistory
+          record.attempt = undefined
         } else {
           if (item.storeResult !== false && item.result !== undefined) record.result = item.result
           // the final error is this attempt's: a success after retries has none
           if (item.error !== undefined) record.error = item.error
-          else if (record.error !== undefined) delete record.error
+          else record.error = undefined
           appendAttempt(record, item.attempt)
         }
       }
@@ -1122,7 +1136,13 @@ export const makeWith = (options: Options = {}) =>
             retries: 0,
             submittedAt: 0,
             updatedAt: 0,
+            eta: undefined,
+            result: undefined,
+            error: undefined,
+            meta: undefined,
+            revoked: undefined,
             history: noHistory,
+            attempt: undefined,
             recorded: false,
             expiresAt: Infinity,
             live: undefined
@@ -1185,8 +1205,22 @@ export const make = makeWith()
  * with a history array of its own, so later steps do not change it.
  */
 const snapshot = (slot: Slot): TaskRecord => {
-  const { expiresAt: _expiresAt, live: _live, recorded: _recorded, ...record } = slot
-  record.history = slot.history.slice()
+  const record: MutableRecord = {
+    id: slot.id,
+    task: slot.task,
+    queue: slot.queue,
+    state: slot.state,
+    retries: slot.retries,
+    submittedAt: slot.submittedAt,
+    updatedAt: slot.updatedAt,
+    history: slot.attempt !== undefined ? [slot.attempt] : slot.history.slice()
+  }
+  // the optional fields only when set, as a record without them was
+  if (slot.eta !== undefined) record.eta = slot.eta
+  if (slot.result !== undefined) record.result = slot.result
+  if (slot.error !== undefined) record.error = slot.error
+  if (slot.meta !== undefined) record.meta = slot.meta
+  if (slot.revoked !== undefined) record.revoked = slot.revoked
   return record
 }
 
@@ -1212,6 +1246,7 @@ const recordRaw = (slot: Slot, entry: Entry, now: number): void => {
   slot.submittedAt = typeof m.submittedAt === "number" ? m.submittedAt : now
   slot.updatedAt = now
   slot.history = noHistory
+  slot.attempt = undefined
 }
 
 const toContext = ({ backend, broker, store }: Effect.Success<ReturnType<typeof makeWith>>) =>
