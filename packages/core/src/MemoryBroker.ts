@@ -47,7 +47,7 @@ type MutableRecord = {
  * from its `Slot` when the task ends SUCCESS or REVOKED.
  */
 interface Entry {
-  /** The task's slot under its id (the record lives there; its id is the task's). */
+  /** The task's slot under its id: its record, whose id is the task's. */
   readonly slot: Slot
   /** The entry's queue (its name is the queue's). */
   readonly q: QueueState
