@@ -122,6 +122,42 @@ const recordOf = (slot: Slot | undefined): Slot | undefined =>
 const noHistory: Array<Attempt> = []
 
 /**
+ * A PENDING task's slot. Every slot is made here, whole, with its optional
+ * fields undefined: one literal, so all slots share one shape and none
+ * grows a properties array when a field is set later. `recorded` false: a
+ * raw message no step has recorded yet (its fields are placeholders).
+ */
+const newSlot = (
+  id: string,
+  task: string,
+  queue: string,
+  retries: number,
+  submittedAt: number,
+  updatedAt: number,
+  eta: number | undefined,
+  recorded: boolean
+): Slot => ({
+  id,
+  task,
+  queue,
+  state: "PENDING",
+  retries,
+  submittedAt,
+  updatedAt,
+  eta,
+  result: undefined,
+  error: undefined,
+  meta: undefined,
+  revoked: undefined,
+  history: noHistory,
+  attempt: undefined,
+  recorded,
+  expiresAt: Infinity,
+  live: undefined
+})
+
+
+/**
  * A binary min-heap of entries by `heapKey` (then `heapSeq`) that knows each
  * entry's position, so a task leaving early (acked, revoked, renewed) is
  * removed or re-filed at once instead of lingering until it surfaces.
@@ -760,25 +796,7 @@ export const makeWith = (options: Options = {}) =>
       }
       // a raw message under the same id (`pushRaw`) is replaced
       if (existing !== undefined) detach(existing)
-      const slot: Slot = {
-        id: message.id,
-        task: message.task,
-        queue: message.queue,
-        state: "PENDING",
-        retries: message.retries,
-        submittedAt: message.submittedAt,
-        updatedAt: now,
-        eta: message.eta,
-        result: undefined,
-        error: undefined,
-        meta: undefined,
-        revoked: undefined,
-        history: noHistory,
-        attempt: undefined,
-        recorded: true,
-        expiresAt: Infinity,
-        live: undefined
-      }
+      const slot = newSlot(message.id, message.task, message.queue, message.retries, message.submittedAt, now, message.eta, true)
       const entry = newEntry(slot, message.queue, message, message.priority, dedupId)
       tasks.set(message.id, slot)
       if (message.queue !== lastKnown) {
@@ -1128,25 +1146,7 @@ export const makeWith = (options: Options = {}) =>
         const existing = tasks.get(id)
         let slot: Slot
         if (existing === undefined) {
-          slot = {
-            id,
-            task: "?",
-            queue,
-            state: "PENDING",
-            retries: 0,
-            submittedAt: 0,
-            updatedAt: 0,
-            eta: undefined,
-            result: undefined,
-            error: undefined,
-            meta: undefined,
-            revoked: undefined,
-            history: noHistory,
-            attempt: undefined,
-            recorded: false,
-            expiresAt: Infinity,
-            live: undefined
-          }
+          slot = newSlot(id, "?", queue, 0, 0, 0, undefined, false)
           tasks.set(id, slot)
         } else {
           // the slot, and its record if any, stays: the old entry leaves, and
