@@ -156,7 +156,6 @@ const newSlot = (
   live: undefined
 })
 
-
 /**
  * A binary min-heap of entries by `heapKey` (then `heapSeq`) that knows each
  * entry's position, so a task leaving early (acked, revoked, renewed) is

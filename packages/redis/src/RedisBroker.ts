@@ -420,11 +420,11 @@ const parseFast = (value: string) => {
  * is implied (see `commands/common.lua`). A payload that is not JSON is
  * passed on as its text, as `parseJson` does for a message. One literal per
  * shape (storeResult absent or false), so V8 gives each message of a shape
- * the same hidden class.
+ * the same hidden class. An entry without headers gets the shared frozen
+ * empty headers, as a message submitted with none has on the memory broker:
+ * the worker knows them valid by identity instead of walking an object per
+ * task.
  */
-// A fast-lane entry without headers gets the shared frozen empty headers, as
-// a message submitted with none has on the memory broker: the worker knows
-// them valid by identity instead of walking an object per task.
 const fastMessage = (
   id: string,
   queue: string,
