@@ -46,3 +46,15 @@ export const cpu = async (client: Client): Promise<number> => {
   const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(text)?.[1] ?? NaN)
   return field("used_cpu_user") + field("used_cpu_sys")
 }
+
+/** Time Redis has spent inside scripts so far (`EVALSHA` and `EVAL`, µs) and how many ran. */
+export const scriptTime = async (client: Client): Promise<{ readonly micros: number; readonly calls: number }> => {
+  const text = String(await client.sendCommand(["INFO", "commandstats"]))
+  let micros = 0
+  let calls = 0
+  for (const m of text.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+),usec=(\d+)/gm)) {
+    calls += Number(m[1])
+    micros += Number(m[2])
+  }
+  return { micros, calls }
+}

@@ -617,13 +617,14 @@ describe("RedisBroker", () => {
         expect(seen.size).toBe(n)
         expect([...seen.values()].every((c) => c === 1)).toBe(true)
         // what is left: the records (done records of the fast lane, each
-        // expiring, in keys that expire), the counters, the queue's name and
-        // the queue registry
+        // expiring, in keys that expire), the counters, the queue's name,
+        // the queue registry and the fast leases' hash with only its pin
         const keys = yield* Effect.promise(() => command<Array<string>>(server.url(), "KEYS", `*${prefix}*`))
         const q = RedisBroker.queueKeys(prefix, "q")
         expect(keys.sort()).toEqual(
-          [`${prefix}:queues`, q.done, q.doneAt, `${q.tag}:queue`, `${q.tag}:seq`, `${q.tag}:tok`].sort()
+          [`${prefix}:queues`, q.done, q.doneAt, q.fastLease, `${q.tag}:queue`, `${q.tag}:seq`, `${q.tag}:tok`].sort()
         )
+        expect(yield* Effect.promise(() => command<Array<string>>(server.url(), "HKEYS", q.fastLease))).toEqual(["\n"])
         expect(yield* Effect.promise(() => command<number>(server.url(), "HLEN", q.done))).toBe(n)
         for (const key of [q.done, q.doneAt]) {
           expect(yield* Effect.promise(() => command<number>(server.url(), "PTTL", key))).toBeGreaterThan(0)
