@@ -784,6 +784,9 @@ export const makeWith: (options: {
 
   const locate = (operation: string, id: string): Effect.Effect<Option.Option<string>, BrokerError> =>
     Effect.suspend(() => {
+      // no task has such an id (enqueue refuses them); "\n" also names the
+      // pins of the fast lane's hashes (common.lua), which are no task's
+      if (id === "" || id.includes("\n")) return Effect.succeed(Option.none())
       const known = locations.get(id)
       if (known !== undefined) return Effect.succeed(Option.some(known))
       return send<Array<string>>(operation, "SMEMBERS", queuesKey).pipe(

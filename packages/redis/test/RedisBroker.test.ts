@@ -618,13 +618,16 @@ describe("RedisBroker", () => {
         expect([...seen.values()].every((c) => c === 1)).toBe(true)
         // what is left: the records (done records of the fast lane, each
         // expiring, in keys that expire), the counters, the queue's name,
-        // the queue registry and the fast leases' hash with only its pin
+        // the queue registry and the fast lane's hashes with only their pins
         const keys = yield* Effect.promise(() => command<Array<string>>(server.url(), "KEYS", `*${prefix}*`))
         const q = RedisBroker.queueKeys(prefix, "q")
         expect(keys.sort()).toEqual(
-          [`${prefix}:queues`, q.done, q.doneAt, q.fastLease, `${q.tag}:queue`, `${q.tag}:seq`, `${q.tag}:tok`].sort()
+          [`${prefix}:queues`, q.done, q.doneAt, q.fast, q.fastLease, `${q.tag}:queue`, `${q.tag}:seq`, `${q.tag}:tok`]
+            .sort()
         )
-        expect(yield* Effect.promise(() => command<Array<string>>(server.url(), "HKEYS", q.fastLease))).toEqual(["\n"])
+        for (const key of [q.fast, q.fastLease]) {
+          expect(yield* Effect.promise(() => command<Array<string>>(server.url(), "HKEYS", key))).toEqual(["\n"])
+        }
         expect(yield* Effect.promise(() => command<number>(server.url(), "HLEN", q.done))).toBe(n)
         for (const key of [q.done, q.doneAt]) {
           expect(yield* Effect.promise(() => command<number>(server.url(), "PTTL", key))).toBeGreaterThan(0)

@@ -10,7 +10,7 @@ import { noHeaders } from "@errand/core/internal/headers"
 import type { Message } from "@errand/core/Message"
 import { ResultBackend } from "@errand/core/ResultBackend"
 import { RedisBroker } from "@errand/redis"
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Option } from "effect"
 import { attempt, claimNow, enqueueNow, message, record, withBroker } from "./utils/harness.ts"
 import { command, useTestRedis } from "./utils/redis.ts"
 
@@ -32,6 +32,8 @@ describe("RedisBroker fast lane", () => {
         // only what the message does not imply: priority, submit time, task, headers (none), payload
         expect(yield* redis<string>("HGET", keys.fast, "a")).toBe('~0|1234|11|0|fast|tâche{"n":1}')
         expect(yield* record("a")).toMatchObject({ state: "PENDING", task: "fast|tâche", submittedAt: 1234, retries: 0 })
+        // the lane's pins (field "\n") are no task's: no id holds a newline
+        expect(yield* ResultBackend.use((b) => b.get("\n"))).toEqual(Option.none())
 
         const [d] = yield* claimNow()
         expect(d!.message).toEqual(lean("a"))
@@ -56,8 +58,9 @@ describe("RedisBroker fast lane", () => {
           storeResult: false
         }])
         expect(done).toEqual([true])
-        expect(yield* redis<number>("EXISTS", hash, keys.fast)).toBe(0)
-        // the leases' hash keeps only its pin (park.lua)
+        expect(yield* redis<number>("EXISTS", hash)).toBe(0)
+        // the lane's hashes keep only their pins (common.lua)
+        expect(yield* redis<Array<string>>("HKEYS", keys.fast)).toEqual(["\n"])
         expect(yield* redis<Array<string>>("HKEYS", keys.fastLease)).toEqual(["\n"])
         expect(yield* record("a")).toMatchObject({ state: "SUCCESS", task: "fast|tâche", submittedAt: 1234, history: [] })
       })))
@@ -70,7 +73,7 @@ describe("RedisBroker fast lane", () => {
         yield* enqueueNow(lean("r"), lean("s"), lean("k"), message("plain", { storeResult: true }))
         // a task that says storeResult true (not false, nor absent) is a hash from the start
         expect(yield* redis<number>("EXISTS", RedisBroker.taskKey(prefix, "q", "plain"))).toBe(1)
-        expect(yield* redis<number>("HLEN", keys.fast)).toBe(3)
+        expect(yield* redis<number>("HLEN", keys.fast)).toBe(3 + 1) // and its pin
         const ds = yield* claimNow(10, 30_000, "w-1")
         const token = (id: string) => ds.find((d) => d.id === id)!.token
         const now = yield* Clock.currentTimeMillis
@@ -90,7 +93,7 @@ describe("RedisBroker fast lane", () => {
         // no hash: a done record that keeps the result and the attempt
         expect(yield* redis<number>("EXISTS", RedisBroker.taskKey(prefix, "q", "k"))).toBe(0)
         expect(yield* redis<number>("HEXISTS", keys.done, "k")).toBe(1)
-        expect(yield* redis<number>("HLEN", keys.fast)).toBe(0)
+        expect(yield* redis<Array<string>>("HKEYS", keys.fast)).toEqual(["\n"])
         expect(yield* redis<Array<string>>("HKEYS", keys.fastLease)).toEqual(["\n"])
       })))
 
@@ -136,9 +139,10 @@ describe("RedisBroker fast lane", () => {
         expect(yield* redis<string>("HGET", keys.claimLeft, t)).toBe("3")
         expect(yield* redis<number>("ZCARD", keys.leased)).toBe(0)
         expect(yield* redis<Array<string>>("HMGET", keys.fastLease, "a", "c")).toEqual([t, `${t}|`])
-        // a hash table from its first lease (its pin), not a listpack, which
-        // would find each lease by a scan of all of them (park.lua)
+        // hash tables from their first field (their pins), not listpacks,
+        // which would find each field by a scan of them all (common.lua)
         expect(yield* redis<string>("OBJECT", "ENCODING", keys.fastLease)).toBe("hashtable")
+        expect(yield* redis<string>("OBJECT", "ENCODING", keys.fast)).toBe("hashtable")
         const claimedAt = Number((yield* redis<string>("HGET", keys.claim, t)).split("|")[0])
         expect(yield* record("a")).toMatchObject({ state: "STARTED", updatedAt: claimedAt })
         expect(yield* record("c")).toMatchObject({ state: "RECEIVED", updatedAt: claimedAt })

@@ -82,6 +82,23 @@ local BAND = 10000000000000
 local MID = 5000000000000
 local CHUNK = 2000
 
+-- The two hashes a fast-lane task has a field in while it waits and while it
+-- is leased, <tag>:fast and <tag>:fastLease, hold a pin from their first
+-- field on: field "\n" (no id holds a newline: enqueue refuses them), whose
+-- value is longer than a hash listpack's values may be
+-- (hash-max-listpack-value, 64 bytes by default). Each is then a hash table
+-- and stays one, never emptied. Without it, a hash of up to
+-- hash-max-listpack-entries fields (128 by default, 512 in Debian's
+-- redis.conf) is a listpack, in which each field a step writes, reads or
+-- deletes is found by a scan of them all: a queue whose backlog or leases
+-- stayed in the hundreds paid Redis about twice its time per task
+-- (bench/ANALYSIS.md). Counts of their fields leave the pin out.
+local PIN = string.rep("-", 1024)
+
+local function pinHash(key)
+  if redis.call("EXISTS", key) == 0 then redis.call("HSET", key, "\n", PIN) end
+end
+
 local function fmt(n)
   return string.format("%.0f", n)
 end

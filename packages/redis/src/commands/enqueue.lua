@@ -138,6 +138,7 @@ if fresh then
     local p = string.byte(ARGV[i + 1], 2)
     if p == 53 then fifo[#fifo + 1] = ARGV[i] else addReady(ready, fifo, p - 48, false, seq, ARGV[i]) end
   end
+  if fastFrom <= lastArg then pinHash(KEYS[6]) end
   for i = fastFrom, lastArg, CHUNK do
     redis.call("HSET", KEYS[6], unpack(ARGV, i, math.min(i + CHUNK - 1, lastArg)))
     anyFast = true
@@ -159,6 +160,7 @@ else
     end
   end
   if n > 0 then
+    pinHash(KEYS[6])
     callMany("HSET", KEYS[6], fast)
     anyFast = true
   end

@@ -30,21 +30,6 @@
 -- the lease's end can still tell whether the reply was taken.
 local INBOX_KEEP = 600000
 
--- The fast leases' hash (<tag>:fastLease) holds a pin, field "\n" (no
--- fast-lane id holds a newline), whose value is longer than any hash
--- listpack value (hash-max-listpack-value, 64 bytes by default): the hash
--- is then a hash table from its first lease on and stays one, never
--- emptied. Without it, a hash of up to hash-max-listpack-entries leases
--- (128 by default, 512 in Debian's redis.conf) is a listpack, in which each
--- field that a claim writes and a complete reads and deletes is found by a
--- scan of all of them: a worker that holds a few hundred tasks doubled
--- Redis's time per task (bench/ANALYSIS.md).
-local LEASES_PIN = string.rep("-", 1024)
-
-local function pinLeases(key)
-  if redis.call("EXISTS", key) == 0 then redis.call("HSET", key, "\n", LEASES_PIN) end
-end
-
 -- Leases up to max ready tasks, highest priority first, then FIFO, to
 -- worker, starting the first toStart that carry no lost marker and are not
 -- flagged revoked (state STARTED, ls = now, as start.lua with ackEarly "0"
@@ -133,7 +118,7 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart, parkId)
   end
   if fastToken then
     out[2] = fastToken
-    pinLeases(fastLeaseKey)
+    pinHash(fastLeaseKey)
     callMany("HSET", fastLeaseKey, fastLeases)
     redis.call("HSET", tag .. ":claim", fastToken, nowS .. "|" .. worker)
     redis.call("HSET", tag .. ":claimIds", fastToken, table.concat(fastIds, "\n"))

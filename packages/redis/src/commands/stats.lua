@@ -1,6 +1,6 @@
 -- stats: counts of one queue (ready: in the ready set and the list; running:
 -- leased as hashes and in the fast lane; the fast leases' hash holds a pin,
--- see park.lua).
+-- see common.lua).
 -- KEYS[1] ready  KEYS[2] delayed  KEYS[3] leased  KEYS[4] dead  KEYS[5] fastLease
 -- KEYS[6] fifo
 return {
