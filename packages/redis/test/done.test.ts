@@ -110,6 +110,35 @@ describe("RedisBroker done records", () => {
         expect((yield* record("c")).state).toBe("SUCCESS")
       }), { resultTtl: "300 millis" }))
 
+  it.live("a record that goes before the trim leaves its entry, so the trim deletes an expired entry's ids unread", () =>
+    run((prefix) =>
+      Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        yield* enqueueNow(message("a"), message("b"), message("c"))
+        expect(yield* completeLean).toEqual([true, true, true])
+        const [entry] = yield* redis<Array<string>>("ZRANGE", keys.doneAt, "0", "-1")
+        expect(entry!.split("\n").sort()).toEqual(["a", "b", "c"])
+        // a stale attempt turns c into a hash: c leaves the entry
+        yield* ResultBackend.use((backend) => backend.recordStale("c", attempt("STALE")))
+        const [left] = yield* redis<Array<string>>("ZRANGE", keys.doneAt, "0", "-1")
+        expect(left!.split("\n").sort()).toEqual(["a", "b"])
+        // the entry's time is up (set by hand, on its records too), not trimmed yet
+        for (const id of ["a", "b"]) {
+          const value = yield* redis<string>("HGET", keys.done, id)
+          yield* redis("HSET", keys.done, id, value.replace(/^@\d+/, "@1"))
+        }
+        yield* redis("ZADD", keys.doneAt, "XX", "1", left!)
+        // a is enqueued again: its expired record goes, and a leaves the entry
+        expect(yield* enqueueNow(message("a"))).toEqual([{ id: "a" }])
+        expect(yield* redis<Array<string>>("ZRANGEBYSCORE", keys.doneAt, "1", "1")).toEqual(["b"])
+        // a ends again; the same complete trims the expired entry: b goes, a's new record stays
+        expect(yield* completeLean).toEqual([true])
+        expect(yield* redis<number>("HEXISTS", keys.done, "b")).toBe(0)
+        expect(yield* redis<number>("HEXISTS", keys.done, "a")).toBe(1)
+        expect((yield* record("a")).state).toBe("SUCCESS")
+        expect((yield* record("c")).state).toBe("SUCCESS")
+      }), { resultTtl: "1 minute" }))
+
   it.live("resultTtl 0 keeps done records forever: no doneAt entry, no expiry on the done hash", () =>
     run((prefix) =>
       Effect.gen(function*() {

@@ -245,27 +245,21 @@ if nLean > 0 then
   end
   -- trim: forget done records whose time is up (more than one call's
   -- worth, so the trimming keeps ahead of the writing). Only calls that
-  -- write done records trim: when they stop, the keys expire. An entry's
-  -- id whose record was written again since (a newer expiry) keeps it.
+  -- write done records trim: when they stop, the keys expire. An expired
+  -- entry's ids are deleted unread: each has the record its call wrote, or
+  -- none (a record that goes earlier takes its id out of its entry:
+  -- `unlist`, done.lua); an entry of an earlier version is one id.
   local entries = redis.call("ZRANGEBYSCORE", KEYS[3], "-inf", nowS, "LIMIT", 0, 16)
   if #entries > 0 then
-    local budget, gone, trimmed = 2 * (nFastDone + nLeanIds) + 100, {}, {}
+    local budget, gone, nGone, trimmed = 2 * (nFastDone + nLeanIds) + 100, {}, 0, {}
     for _, entry in ipairs(entries) do
       if budget <= 0 then break end
-      local ids = {}
-      for id in string.gmatch(entry, "[^\n]+") do ids[#ids + 1] = id end
-      local values = hmgetMany(KEYS[2], ids)
-      for k = 1, #ids do
-        local v = values[k]
-        -- a record of an earlier version: this is its own entry
-        if v and not hasExpiry(v) then
-          gone[#gone + 1] = ids[k]
-        elseif v then
-          local at = leanExpiry(KEYS[3], ids[k], v)
-          if at and tonumber(at) <= now then gone[#gone + 1] = ids[k] end
-        end
+      local before = nGone
+      for id in string.gmatch(entry, "[^\n]+") do
+        nGone = nGone + 1
+        gone[nGone] = id
       end
-      budget = budget - #ids
+      budget = budget - (nGone - before)
       trimmed[#trimmed + 1] = entry
     end
     callMany("HDEL", KEYS[2], gone)

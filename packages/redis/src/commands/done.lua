@@ -35,6 +35,34 @@ local function leanExpiry(doneAt, id, v)
   return redis.call("ZSCORE", doneAt, id)
 end
 
+-- Takes id out of the doneAt entries of expiry expiresAt (a string; nil:
+-- its record was kept forever, so no entry lists it), when its done record
+-- goes before the trim reaches it (an expired record forgotten at enqueue,
+-- one a stale attempt turns into a hash): every id an entry lists then has
+-- no record or the one that entry's call wrote, and the trim deletes an
+-- expired entry's ids without reading their records. A record of an earlier
+-- version has an entry of its own, its id alone, removed here too. Rare: it
+-- reads the few entries of that expiry.
+local function unlist(doneAt, id, expiresAt)
+  redis.call("ZREM", doneAt, id)
+  if not expiresAt then return end
+  for _, entry in ipairs(redis.call("ZRANGEBYSCORE", doneAt, expiresAt, expiresAt)) do
+    local rest, n, found = {}, 0, false
+    for one in string.gmatch(entry, "[^\n]+") do
+      if one == id then
+        found = true
+      else
+        n = n + 1
+        rest[n] = one
+      end
+    end
+    if found then
+      redis.call("ZREM", doneAt, entry)
+      if n > 0 then redis.call("ZADD", doneAt, expiresAt, table.concat(rest, "\n")) end
+    end
+  end
+end
+
 -- The done record of id as updatedAt, retries, submittedAt, eta, task (all
 -- strings), result (JSON, nil: none) and history (JSON, nil: empty), and its
 -- expiry time (nil: kept forever); nil when there is none or its time is up

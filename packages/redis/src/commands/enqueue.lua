@@ -80,7 +80,7 @@ local function doneRecord(k, id)
   local expiresAt = leanExpiry(KEYS[5], id, lean[k])
   if expiresAt and tonumber(expiresAt) <= now then
     redis.call("HDEL", KEYS[4], id)
-    redis.call("ZREM", KEYS[5], id)
+    unlist(KEYS[5], id, expiresAt)
     forgotten[id] = true
     return false
   end

@@ -25,5 +25,5 @@ if r.eta ~= "" then push2(fields, "eta", r.eta) end
 redis.call("HSET", KEYS[1], unpack(fields))
 if r.expiresAt then redis.call("PEXPIREAT", KEYS[1], r.expiresAt) end
 redis.call("HDEL", KEYS[2], id)
-redis.call("ZREM", KEYS[3], id)
+unlist(KEYS[3], id, r.expiresAt)
 return 1
