@@ -1079,20 +1079,29 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
             exit = Exit.die(defect)
           }
           if (handler !== undefined) {
-            // The handler's fiber starts at once, in the runner's context plus
-            // its TaskContext, and runs until it ends or waits: as `run`'s
-            // forkChild, without its steps (nor the runner's child set:
-            // `awaitHandler` interrupts it with the runner).
-            const fiber = Effect.runForkWith(
-              Context.add(self.context, TaskContext, taskContextOf(h.delivery, step.message, step.registered))
-            )(handler)
-            h.fiber = fiber
-            // one run in 8 is timed: a clock read costs more than the rest of
-            // what a sample changes, and the average needs no more
-            const t0 = (fastRuns++ & 7) === 0 ? clock.currentTimeNanosUnsafe() : undefined
-            const result = fiber.pollUnsafe() ?? (yield* awaitHandler(fiber))
-            if (t0 !== undefined) handlerTime = ewma(handlerTime, Number(clock.currentTimeNanosUnsafe() - t0))
-            h.fiber = undefined
+            let result: Exit.Exit<unknown, unknown>
+            if (Exit.isExit(handler)) {
+              // A handler that returns its outcome as it is (`Effect.succeed`,
+              // `Effect.fail`): nothing to run, so no fiber. It took no time,
+              // which the average learns (one run in 8, as below).
+              result = handler
+              if ((fastRuns++ & 7) === 0) handlerTime = ewma(handlerTime, 1)
+            } else {
+              // The handler's fiber starts at once, in the runner's context plus
+              // its TaskContext, and runs until it ends or waits: as `run`'s
+              // forkChild, without its steps (nor the runner's child set:
+              // `awaitHandler` interrupts it with the runner).
+              const fiber = Effect.runForkWith(
+                Context.add(self.context, TaskContext, taskContextOf(h.delivery, step.message, step.registered))
+              )(handler)
+              h.fiber = fiber
+              // one run in 8 is timed: a clock read costs more than the rest of
+              // what a sample changes, and the average needs no more
+              const t0 = (fastRuns++ & 7) === 0 ? clock.currentTimeNanosUnsafe() : undefined
+              result = fiber.pollUnsafe() ?? (yield* awaitHandler(fiber))
+              if (t0 !== undefined) handlerTime = ewma(handlerTime, Number(clock.currentTimeNanosUnsafe() - t0))
+              h.fiber = undefined
+            }
             if (h.reason !== "killed" && !killed && !succeeded(h, step, result)) {
               exit = yield* Effect.exit(outcome(h, step.message, step.registered, step.startedAt, result, false))
             }

@@ -2,7 +2,9 @@
  * The runner's fast path (a claim-started, late-acknowledged task without time
  * limits): the handler runs in a fiber of its own, started by the runner, with
  * the runner's context and its TaskContext; interrupting the worker (kill,
- * cold shutdown) interrupts it.
+ * cold shutdown) interrupts it. A handler that returns its outcome as it is
+ * (an `Exit`: `Effect.succeed`, `Effect.fail`, `Effect.die`) needs no fiber,
+ * and ends as one that runs would.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Fiber, Ref, Schema } from "effect"
@@ -22,7 +24,45 @@ const Block = Task.make("test.fast.block", {
   retry: Retry.linear({ step: "1 second", maxRetries: 3 })
 })
 
+class Busy extends Schema.TaggedError<Busy>()("Busy", { attempt: Schema.Number }) {}
+
+const Plain = Task.make("test.fast.plain", {
+  payload: Schema.Struct({ n: Schema.Number }),
+  success: Schema.Number,
+  failure: Busy,
+  retry: Retry.fixed({ delay: "1 second", maxRetries: 2 })
+})
+
 describe("Worker fast path", () => {
+  it.effect("a handler that returns an Exit ends as a running one would: result, retried failure, defect", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      const calls = new Map<number, number>()
+      // n = 0: succeeds; n = 1: fails once, then succeeds; n = 2: dies every time
+      const PlainLive = Task.implement(Plain, ({ n }) => {
+        const attempt = calls.get(n) ?? 0
+        calls.set(n, attempt + 1)
+        if (n === 1 && attempt === 0) return Effect.fail(new Busy({ attempt }))
+        if (n === 2) return Effect.die(new Error(`broken ${attempt}`))
+        return Effect.succeed(n * 10 + attempt)
+      })
+      yield* startWorker({ tasks: [PlainLive] })
+      const jobs = yield* Effect.forEach([0, 1, 2], (n) => client.submit(Plain, { n }))
+      yield* advance(5)
+      assert.strictEqual(yield* client.await(jobs[0]!), 0)
+      assert.strictEqual(yield* client.await(jobs[1]!), 11)
+      const retried = yield* client.status(jobs[1]!.id)
+      assert.deepStrictEqual(retried.history.map((h) => [h.outcome, h.error?._tag]), [["RETRY", "Busy"], [
+        "SUCCESS",
+        undefined
+      ]])
+      const died = yield* client.status(jobs[2]!.id)
+      assert.deepStrictEqual(died.history.map((h) => h.error?._tag), ["TaskDefect", "TaskDefect", "TaskDefect"])
+      assert.include(died.history[0]!.error!.message, "broken 0")
+      assert.strictEqual(died.error?._tag, "MaxRetriesExceeded")
+    }).pipe(Effect.provide(base)))
+
+
   it.effect("the handler sees its TaskContext and the services the worker was given", () =>
     Effect.gen(function*() {
       const client = yield* Client.Client
