@@ -225,7 +225,9 @@ export type Services<I> = I extends Implemented<any, infer R> ? Exclude<R, TaskC
 /**
  * Implements a task. The handler's error type must be the task's `failure`
  * (or `RetryRequested`, from `TaskContext.retry`): anything else is a compile
- * error.
+ * error. A handler that returns its outcome as it is (`Effect.succeed`,
+ * `Effect.fail`: an `Exit`) is not run in a fiber of its own, which makes
+ * short pure tasks cheaper.
  *
  * @since 0.1.0
  */
