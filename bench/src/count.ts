@@ -12,7 +12,8 @@
  * runs agree within ~2%: compare changes larger than that, or repeat.
  */
 import { Client, MemoryBroker, Task, Worker } from "@errand/core"
-import { Clock, Deferred, Effect, Layer, Schema } from "effect"
+import { Clock, Deferred, Effect, Layer } from "effect"
+import { counter, noopTask } from "./task.ts"
 
 const N = Number(process.argv[2] ?? 10_000)
 
@@ -31,28 +32,19 @@ const countingClock: Clock.Clock = {
   sleep: () => Effect.never
 }
 
-const task = Task.make("bench.noop", {
-  payload: Schema.Struct({ n: Schema.Number, t: Schema.Number }),
-  success: Schema.Number,
-  queue: "bench"
-})
+const task = noopTask("bench")
 
 const program = Effect.scoped(Effect.gen(function*() {
   const client = yield* Client.Client
-  const finished = Deferred.makeUnsafe<void>()
-  let count = 0
+  const handled = counter(N)
   yield* Worker.make({
-    tasks: [Task.implement(task, (p) =>
-      Effect.sync(() => {
-        if (++count === N) Deferred.doneUnsafe(finished, Effect.void)
-        return p.n
-      }))],
+    tasks: [Task.implement(task, handled.handle)],
     concurrency: 50,
     prefetch: 200
   })
   const payloads = Array.from({ length: N }, (_, n) => ({ n, t: 0 }))
   yield* client.submitMany(task, payloads)
-  yield* Deferred.await(finished)
+  yield* Deferred.await(handled.finished)
 })).pipe(
   Effect.provide(Client.layer.pipe(Layer.provideMerge(MemoryBroker.layer))),
   Effect.provideService(Clock.Clock, countingClock)

@@ -23,9 +23,10 @@
  */
 import { Broker, Client, Task, Worker } from "@errand/core"
 import { RedisBroker } from "@errand/redis"
-import { Deferred, Effect, Layer, References, Schema } from "effect"
+import { Deferred, Effect, Layer, References } from "effect"
 import * as fs from "node:fs"
 import * as Redis from "./redis.ts"
+import { counter, noopTask } from "./task.ts"
 
 const N = Number(process.argv[2] ?? 100_000)
 const prefetch = Number(process.argv[3] ?? 200)
@@ -114,20 +115,14 @@ const traceReport = (from: number, to: number, scriptMicros: number, scriptCalls
   }
 }
 
-const task = Task.make("bench.noop", {
-  payload: Schema.Struct({ n: Schema.Number, t: Schema.Number }),
-  success: Schema.Number,
-  queue: "q",
-  storeResult: false
-})
+const task = noopTask("q", false)
 
 const program = (probe: Redis.Client) =>
   Effect.scoped(Effect.gen(function*() {
     const client = yield* Client.Client
     if (mode !== "drain") yield* client.submitMany(task, Array.from({ length: N }, (_, n) => ({ n, t: 0 })))
     if (mode === "submit") return
-    const finished = Deferred.makeUnsafe<void>()
-    let count = 0
+    const handled = counter(N)
     const redis0 = yield* Effect.promise(() => Redis.cpu(probe))
     const scripts0 = tracing ? yield* Effect.promise(() => Redis.scriptTime(probe)) : undefined
     const cpu0 = process.cpuUsage()
@@ -136,17 +131,13 @@ const program = (probe: Redis.Client) =>
     const elu0 = performance.eventLoopUtilization()
     for (let w = 0; w < workers; w++) {
       yield* Worker.make({
-        tasks: [Task.implement(task, (p) =>
-          Effect.sync(() => {
-            if (++count === N) Deferred.doneUnsafe(finished, Effect.void)
-            return p.n
-          }))],
+        tasks: [Task.implement(task, handled.handle)],
         concurrency: Math.ceil(50 / workers),
         prefetch,
         ...(process.env.PREFETCH_MAX ? { prefetchMax: Number(process.env.PREFETCH_MAX) } : {})
       })
     }
-    yield* Deferred.await(finished)
+    yield* Deferred.await(handled.finished)
     const drainedAt = performance.now()
     const seconds = (drainedAt - t0) / 1000
     const elu = performance.eventLoopUtilization(elu0)

@@ -9,17 +9,12 @@ import { Deferred, Effect, Fiber, Layer, References, Schema } from "effect"
 import type { RoleConfig } from "./config.ts"
 import { command, memory, report, settle, summarize } from "./ipc.ts"
 import { now } from "./proc.ts"
+import { counter, noopTask } from "./task.ts"
 
 const decodeMessage = Schema.decodeUnknownSync(Message.Message)
 
-/** The bench task: a no-op. `t` is the submit time (latency workload). */
-const benchTask = (config: RoleConfig) =>
-  Task.make("bench.noop", {
-    payload: Schema.Struct({ n: Schema.Number, t: Schema.Number }),
-    success: Schema.Number,
-    queue: config.queue,
-    storeResult: config.storeResults
-  })
+/** The bench task on the run's queue, its result stored or not as the run says. */
+const benchTask = (config: RoleConfig) => noopTask(config.queue, config.storeResults)
 
 /** Broker calls and items per operation, when BENCH_DIAG is set (diagnostics, not for measured runs). */
 const calls: Record<string, { calls: number; items: number; ms: number }> = {}
@@ -64,30 +59,19 @@ const workerProgram = (config: RoleConfig) =>
   Effect.gen(function*() {
     const task = benchTask(config)
     const broker = yield* Broker.Broker
-    const finished = Deferred.makeUnsafe<void>()
-    let count = 0
+    const handled = counter(config.tasks)
     const latencies: Array<number> = []
     const handler = config.mode === "count"
-      ? (p: { readonly n: number }) =>
-        Effect.sync(() => {
-          if (++count === config.tasks) Deferred.doneUnsafe(finished, Effect.void)
-          return p.n
-        })
+      ? handled.handle
       : config.mode === "latency"
       ? (p: { readonly n: number; readonly t: number }) =>
         Effect.sync(() => {
           const started = now()
           if (p.n >= config.warmup) latencies.push(started - p.t)
-          if (++count === config.tasks) Deferred.doneUnsafe(finished, Effect.void)
+          handled.tick()
           return p.n
         })
-      : () =>
-        Effect.andThen(
-          Effect.sync(() => {
-            count++
-          }),
-          Effect.never
-        )
+      : () => Effect.andThen(Effect.sync(handled.tick), Effect.never)
     yield* Worker.make({
       tasks: [Task.implement(task, handler)],
       concurrency: config.concurrency,
@@ -96,14 +80,14 @@ const workerProgram = (config: RoleConfig) =>
     if (config.mode === "latency") settle()
     report({ type: "ready" })
     if (config.mode === "block") {
-      while (count < config.concurrency) yield* Effect.sleep(20)
-      report({ type: "holding", running: count })
+      while (handled.count() < config.concurrency) yield* Effect.sleep(20)
+      report({ type: "holding", running: handled.count() })
       yield* Effect.promise(() => command("measure"))
-      report({ type: "memory", ...memory(), running: count })
+      report({ type: "memory", ...memory(), running: handled.count() })
       return yield* Effect.never
     }
-    yield* Deferred.await(finished)
-    const handled = now()
+    yield* Deferred.await(handled.finished)
+    const handledAt = now()
     // Done means acknowledged: wait until the broker holds none of them.
     while (true) {
       const [s] = yield* broker.stats([config.queue])
@@ -113,8 +97,8 @@ const workerProgram = (config: RoleConfig) =>
     report({
       type: "done",
       at: now(),
-      handledAt: handled,
-      count,
+      handledAt,
+      count: handled.count(),
       ...(config.mode === "latency" ? { latency: summarize(latencies) } : {}),
       ...(diag ? { calls } : {})
     })
@@ -169,14 +153,9 @@ export const inMemory = (config: RoleConfig) =>
     Effect.scoped(Effect.gen(function*() {
       const client = yield* Client.Client
       const task = benchTask(config)
-      const finished = Deferred.makeUnsafe<void>()
-      let count = 0
+      const handled = counter(config.tasks)
       yield* Worker.make({
-        tasks: [Task.implement(task, (p) =>
-          Effect.sync(() => {
-            if (++count === config.tasks) Deferred.doneUnsafe(finished, Effect.void)
-            return p.n
-          }))],
+        tasks: [Task.implement(task, handled.handle)],
         concurrency: config.concurrency,
         prefetch: config.prefetch
       })
@@ -186,7 +165,7 @@ export const inMemory = (config: RoleConfig) =>
       const startedAt = now()
       yield* client.submitMany(task, payloads)
       const submittedAt = now()
-      yield* Deferred.await(finished)
+      yield* Deferred.await(handled.finished)
       const broker = yield* Broker.Broker
       while (true) {
         const [s] = yield* broker.stats([config.queue])
@@ -195,7 +174,7 @@ export const inMemory = (config: RoleConfig) =>
       }
       const at = now()
       const cpu = process.cpuUsage(cpu0)
-      report({ type: "done", startedAt, submittedAt, at, count, cpuMicros: cpu.user + cpu.system, before, after: memory() })
+      report({ type: "done", startedAt, submittedAt, at, count: handled.count(), cpuMicros: cpu.user + cpu.system, before, after: memory() })
     })).pipe(Effect.provide(Client.layer.pipe(Layer.provideMerge(MemoryBroker.layer))))
   )
 
