@@ -392,6 +392,14 @@ const afterUtf8 = (s: string, from: number, bytes: number): number => {
  * earlier version, `p|submittedAt|taskLength|<task><message>`, has its whole
  * message JSON as `whole`.
  */
+/**
+ * Whether a task may have this id: not empty and without a newline (ids
+ * travel newline-separated: the done channel, claims, done records; and
+ * field "\n" is the pin of the fast lane's hashes). `enqueue` refuses any
+ * other; a lookup of one finds nothing.
+ */
+const validId = (id: string): boolean => id !== "" && !id.includes("\n")
+
 const parseFast = (value: string) => {
   const mark = value.charCodeAt(0)
   const old = mark !== 126 && mark !== 61 // "~" or "="
@@ -784,9 +792,8 @@ export const makeWith: (options: {
 
   const locate = (operation: string, id: string): Effect.Effect<Option.Option<string>, BrokerError> =>
     Effect.suspend(() => {
-      // no task has such an id (enqueue refuses them); "\n" also names the
-      // pins of the fast lane's hashes (common.lua), which are no task's
-      if (id === "" || id.includes("\n")) return Effect.succeed(Option.none())
+      // no task has such an id (enqueue refuses them), the pins' "\n" included
+      if (!validId(id)) return Effect.succeed(Option.none())
       const known = locations.get(id)
       if (known !== undefined) return Effect.succeed(Option.some(known))
       return send<Array<string>>(operation, "SMEMBERS", queuesKey).pipe(
@@ -954,10 +961,8 @@ export const makeWith: (options: {
     Effect.gen(function*() {
       if (batch.length === 0) return []
       // checked before any script runs: a script that fails half-way keeps its earlier writes
-      // ids travel newline-separated (the done channel, claims, done records)
       const bad = batch.find((s) =>
-        !Number.isFinite(s.dueAt) || typeof s.message.id !== "string" || s.message.id === "" ||
-        s.message.id.includes("\n")
+        !Number.isFinite(s.dueAt) || typeof s.message.id !== "string" || !validId(s.message.id)
       )
       if (bad !== undefined) {
         return yield* invalid(
