@@ -22,8 +22,11 @@ export const CHUNK = 1000
 export const worker = async (config: RoleConfig) => {
   let count = 0
   const latencies: Array<number> = []
+  // count mode with a warm-up (see RoleConfig): its tasks are counted first, then `tasks`
+  const warmTasks = config.mode === "count" ? config.warmTasks : 0
+  let target = warmTasks > 0 ? warmTasks : config.tasks
   let finished: () => void = () => {}
-  const done = new Promise<void>((resolve) => (finished = resolve))
+  let done = new Promise<void>((resolve) => (finished = resolve))
   const processor = config.mode === "count"
     ? async (job: Job<Data>) => job.data.n
     : config.mode === "latency"
@@ -43,7 +46,7 @@ export const worker = async (config: RoleConfig) => {
   })
   if (config.mode !== "block") {
     w.on("completed", () => {
-      if (++count === config.tasks) finished()
+      if (++count === target) finished()
     })
   }
   w.on("error", (e) => report({ type: "error", message: String(e) }))
@@ -57,6 +60,13 @@ export const worker = async (config: RoleConfig) => {
     report({ type: "memory", ...memory(), running: count })
     await new Promise(() => {})
   }
+  if (warmTasks > 0) {
+    await done
+    report({ type: "warm", at: now(), count })
+    count = 0
+    target = config.tasks
+    done = new Promise<void>((resolve) => (finished = resolve))
+  }
   await done
   const at = now()
   report({ type: "done", at, handledAt: at, count, ...(config.mode === "latency" ? { latency: summarize(latencies) } : {}) })
@@ -69,13 +79,20 @@ export const producer = async (config: RoleConfig) => {
   const queue = new Queue<Data>(config.queue, { connection: connection(config), prefix: config.prefix })
   await queue.waitUntilReady()
   const opts = jobOptions(config)
-  const jobs = Array.from({ length: config.tasks }, (_, n) => ({ name: "noop", data: { n, t: 0 }, opts }))
+  const jobsOf = (count: number) => Array.from({ length: count }, (_, n) => ({ name: "noop", data: { n, t: 0 }, opts }))
+  const jobs = jobsOf(config.tasks)
+  const warm = jobsOf(config.warmTasks)
   report({ type: "ready" })
-  await command("go")
-  const startedAt = now()
-  for (let i = 0; i < jobs.length; i += CHUNK) await queue.addBulk(jobs.slice(i, i + CHUNK))
-  const endedAt = now()
-  report({ type: "submitted", startedAt, endedAt, count: config.tasks })
+  while (true) {
+    // a warm-up round first, when the orchestrator asks for one (see RoleConfig)
+    const go = await command("go")
+    const batch = go.phase === "warm" ? warm : jobs
+    const startedAt = now()
+    for (let i = 0; i < batch.length; i += CHUNK) await queue.addBulk(batch.slice(i, i + CHUNK))
+    const endedAt = now()
+    report({ type: "submitted", startedAt, endedAt, count: batch.length })
+    if (batch === jobs) break
+  }
   await queue.close()
 }
 

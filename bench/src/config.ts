@@ -7,6 +7,14 @@ export interface RoleConfig {
   readonly queue: string
   /** Tasks to submit (producer) or to wait for (worker, count mode). */
   readonly tasks: number
+  /**
+   * Throughput runs (count mode, bulk producer): tasks run first, unmeasured,
+   * by the same processes, as a long-running worker has run many before
+   * (code compiled, heap grown). 0: none. The producer submits them on a
+   * `go` whose `count` says so; the worker reports `warm` once they are
+   * acknowledged, then counts `tasks` afresh.
+   */
+  readonly warmTasks: number
   readonly concurrency: number
   /** errand's `prefetch` (tasks claimed per round trip and held beyond those running). */
   readonly prefetch: number

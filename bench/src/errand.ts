@@ -54,15 +54,28 @@ const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 
 const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(quiet(effect))
 
+/** Done means acknowledged: waits until the broker holds none of the queue's tasks. */
+const acknowledged = (broker: Broker.Broker["Service"], queue: string) =>
+  Effect.gen(function*() {
+    while (true) {
+      const [s] = yield* broker.stats([queue])
+      if (s === undefined || s.ready + s.delayed + s.running === 0) return
+      yield* Effect.sleep(1)
+    }
+  })
+
 /** The worker: handlers per `mode`; reports `ready`, then `done` (count, latency) or memory on `measure` (block). */
 const workerProgram = (config: RoleConfig) =>
   Effect.gen(function*() {
     const task = benchTask(config)
     const broker = yield* Broker.Broker
+    // count mode with a warm-up: its tasks are counted first, then `tasks`
+    const warm = config.mode === "count" && config.warmTasks > 0 ? counter(config.warmTasks) : undefined
     const handled = counter(config.tasks)
+    let counting = warm ?? handled
     const latencies: Array<number> = []
     const handler = config.mode === "count"
-      ? handled.handle
+      ? (p: { readonly n: number }) => counting.handle(p)
       : config.mode === "latency"
       ? (p: { readonly n: number; readonly t: number }) =>
         Effect.sync(() => {
@@ -86,14 +99,15 @@ const workerProgram = (config: RoleConfig) =>
       report({ type: "memory", ...memory(), running: handled.count() })
       return yield* Effect.never
     }
+    if (warm !== undefined) {
+      yield* Deferred.await(warm.finished)
+      yield* acknowledged(broker, config.queue)
+      counting = handled
+      report({ type: "warm", at: now(), count: warm.count() })
+    }
     yield* Deferred.await(handled.finished)
     const handledAt = now()
-    // Done means acknowledged: wait until the broker holds none of them.
-    while (true) {
-      const [s] = yield* broker.stats([config.queue])
-      if (s === undefined || s.ready + s.delayed + s.running === 0) break
-      yield* Effect.sleep(1)
-    }
+    yield* acknowledged(broker, config.queue)
     report({
       type: "done",
       at: now(),
@@ -114,12 +128,18 @@ const bulkProgram = (config: RoleConfig) =>
     const client = yield* Client.Client
     const task = benchTask(config)
     const payloads = Array.from({ length: config.tasks }, (_, n) => ({ n, t: 0 }))
+    const warm = Array.from({ length: config.warmTasks }, (_, n) => ({ n, t: 0 }))
     report({ type: "ready" })
-    yield* Effect.promise(() => command("go"))
-    const startedAt = now()
-    yield* client.submitMany(task, payloads)
-    const endedAt = now()
-    report({ type: "submitted", startedAt, endedAt, count: config.tasks })
+    while (true) {
+      // a warm-up round first, when the orchestrator asks for one (see RoleConfig)
+      const go = yield* Effect.promise(() => command("go"))
+      const batch = go.phase === "warm" ? warm : payloads
+      const startedAt = now()
+      yield* client.submitMany(task, batch)
+      const endedAt = now()
+      report({ type: "submitted", startedAt, endedAt, count: batch.length })
+      if (batch === payloads) return
+    }
   })
 
 export const producer = (config: RoleConfig) =>
@@ -147,34 +167,45 @@ export const paced = (config: RoleConfig) =>
     }).pipe(Effect.provide(Client.layer.pipe(Layer.provide(redisLayer(config)))))
   )
 
-/** Workload 6: producer and worker in one process on the memory broker. */
+/**
+ * Workload 6: producer and worker in one process on the memory broker. With
+ * `warmTasks`, a round of that many first (its rate reported as `cold`),
+ * then the measured round, in the same worker and broker.
+ */
 export const inMemory = (config: RoleConfig) =>
   run(
     Effect.scoped(Effect.gen(function*() {
       const client = yield* Client.Client
+      const broker = yield* Broker.Broker
       const task = benchTask(config)
-      const handled = counter(config.tasks)
+      let counting = counter(config.warmTasks > 0 ? config.warmTasks : config.tasks)
       yield* Worker.make({
-        tasks: [Task.implement(task, handled.handle)],
+        tasks: [Task.implement(task, (p) => counting.handle(p))],
         concurrency: config.concurrency,
         prefetch: config.prefetch
       })
-      const payloads = Array.from({ length: config.tasks }, (_, n) => ({ n, t: 0 }))
-      const before = memory(false)
-      const cpu0 = process.cpuUsage()
-      const startedAt = now()
-      yield* client.submitMany(task, payloads)
-      const submittedAt = now()
-      yield* Deferred.await(handled.finished)
-      const broker = yield* Broker.Broker
-      while (true) {
-        const [s] = yield* broker.stats([config.queue])
-        if (s === undefined || s.ready + s.delayed + s.running === 0) break
-        yield* Effect.sleep(1)
+      const payloadsOf = (count: number) => Array.from({ length: count }, (_, n) => ({ n, t: 0 }))
+      /** Submits the tasks in bulk and waits until all are acknowledged. */
+      const round = (payloads: ReadonlyArray<{ readonly n: number; readonly t: number }>) =>
+        Effect.gen(function*() {
+          const startedAt = now()
+          yield* client.submitMany(task, payloads)
+          const submittedAt = now()
+          yield* Deferred.await(counting.finished)
+          yield* acknowledged(broker, config.queue)
+          return { startedAt, submittedAt, at: now(), count: counting.count() }
+        })
+      let cold: { readonly perSecond: number } | undefined
+      if (config.warmTasks > 0) {
+        const w = yield* round(payloadsOf(config.warmTasks))
+        cold = { perSecond: w.count / ((w.at - w.startedAt) / 1000) }
+        counting = counter(config.tasks)
       }
-      const at = now()
+      const payloads = payloadsOf(config.tasks)
+      const cpu0 = process.cpuUsage()
+      const r = yield* round(payloads)
       const cpu = process.cpuUsage(cpu0)
-      report({ type: "done", startedAt, submittedAt, at, count: handled.count(), cpuMicros: cpu.user + cpu.system, before, after: memory() })
+      report({ type: "done", ...r, cpuMicros: cpu.user + cpu.system, after: memory(), cold })
     })).pipe(Effect.provide(Client.layer.pipe(Layer.provideMerge(MemoryBroker.layer))))
   )
 

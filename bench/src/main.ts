@@ -54,12 +54,12 @@ const listFlag = <T extends string>(name: string, all: ReadonlyArray<T>, descrip
     }, (e) => (e instanceof Error ? e.message : String(e)))
   )
 
-/** A whole number of at least 1. */
-const countFlag = (name: string, description: string) =>
+/** A whole number of at least `least` (1 unless given). */
+const countFlag = (name: string, description: string, least = 1) =>
   Flag.Int(name).pipe(
     Flag.withDescription(description),
     Flag.mapTryCatch((n) => {
-      if (n < 1) throw new Error(`--${name} wants a whole number of at least 1, got ${n}`)
+      if (n < least) throw new Error(`--${name} wants a whole number of at least ${least}, got ${n}`)
       return n
     }, (e) => (e instanceof Error ? e.message : String(e))),
     Flag.optional
@@ -74,6 +74,11 @@ const flags = {
   only: listFlag("only", WORKLOADS, "Workloads to run"),
   systems: listFlag("systems", SYSTEMS, "Systems to run (Celery's rows are skipped with a note when it is absent)"),
   repeat: countFlag("repeat", "Throughput runs per system, the best kept (default 1)"),
+  warmup: countFlag(
+    "warmup",
+    "Tasks each Node system's processes run before a measured end-to-end run, as a long-running worker has (default: as many as --tasks; 0: none, a cold start)",
+    0
+  ),
   prefetch: countFlag("prefetch", "errand's prefetch (default 200)"),
   backlog: countFlag("backlog", "The memory workload's large backlog (default 1,000,000; 50,000 with --quick)"),
   rate: countFlag("rate", "The latency workload's submits per second (default 200)"),
@@ -101,6 +106,7 @@ interface Settings {
   concurrency: number
   prefetch: number
   repeat: number
+  warmup: number
   rate: number
   seconds: number
   backlogSmall: number
@@ -122,6 +128,7 @@ const settingsOf = (input: Input): Settings => {
     concurrency: 50,
     prefetch: or(input.prefetch, 200),
     repeat: or(input.repeat, 1),
+    warmup: or(input.warmup, or(input.tasks, quick ? 5_000 : 100_000)),
     rate: or(input.rate, 200),
     seconds: or(input.seconds, quick ? 2 : 5),
     backlogSmall: 1_000,
@@ -204,6 +211,7 @@ const configFor = (system: System | "memory", workload: string, overrides: Parti
   mode: "count",
   rate: settings.rate,
   warmup: 0,
+  warmTasks: 0,
   ...overrides
 })
 
@@ -303,14 +311,29 @@ interface E2E {
   readonly seconds: number
   /** CPU microseconds per task: worker, producer, Redis server. */
   readonly cpu: { readonly worker: number; readonly producer: number; readonly redis: number }
+  /** The warm-up round's tasks per second (fresh processes), when there was one. */
+  readonly cold: number | undefined
 }
+
+/** What RESULTS.md says of the warm-up rounds. */
+const warmDescription = () =>
+  settings.warmup === 0
+    ? "with no warm-up round (`--warmup 0`: fresh processes, a cold start)"
+    : `after a warm-up round of ${fmt(settings.warmup, 0)} tasks run by the same worker and producer processes (errand and BullMQ; Celery none: CPython compiles nothing as it runs), as a long-running worker has run many before: code compiled, heap grown; each note gives that round's own (cold) rate, and \`--warmup 0\` measures a cold start`
+
+/** What a run's note says of its warm-up round. */
+const warmNote = (warmTasks: number, cold: number | undefined) =>
+  cold === undefined ? "no warm-up round (a cold start)" : `after a warm-up round of ${fmt(warmTasks, 0)} tasks in the same processes (that round, cold: ${fmt(cold, 0)}/s)`
 
 const cpuNote = (c: E2E["cpu"]) =>
   `CPU per task: worker ${fmt(c.worker, 1)} µs, producer ${fmt(c.producer, 1)} µs, Redis ${fmt(c.redis, 1)} µs`
 
 /** Workloads 1 and 2: the worker idles, the producer submits everything in bulk, the clock stops when all are acknowledged. */
 const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E> => {
-  const config = configFor(system, stored ? "e2e-stored" : "e2e", { storeResults: stored })
+  // Celery gets no warm-up round: CPython compiles nothing as it runs, and a
+  // round of its ~1,000 tasks/s would add minutes (see `warmTasks`)
+  const warmTasks = system === "celery" ? 0 : settings.warmup
+  const config = configFor(system, stored ? "e2e-stored" : "e2e", { storeResults: stored, warmTasks })
   return withProcs(async (spawned) => {
     try {
       const worker = workerOf(system, config, profile)
@@ -319,6 +342,13 @@ const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E
       const producer = producerOf(system, config, "bulk", profile)
       spawned.push(producer)
       await producer.next("ready", 120_000)
+      let cold: number | undefined
+      if (warmTasks > 0) {
+        producer.send({ type: "go", phase: "warm" })
+        const warmed = await producer.next("submitted")
+        const warm = await worker.next("warm")
+        cold = warmTasks / ((Number(warm.at) - Number(warmed.startedAt)) / 1000)
+      }
       const cpu0 = { worker: cpuOf(worker.pid) ?? NaN, producer: cpuOf(producer.pid) ?? NaN, redis: await R.cpu(redis) }
       producer.send({ type: "go" })
       const submitted = await producer.next("submitted")
@@ -344,7 +374,7 @@ const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E
         // let the Node children end on their own, so --cpu-prof writes the profiles
         await Promise.race([Promise.all(spawned.map((p) => p.exited)), timeout(20_000)])
       }
-      return { perSecond, submitPerSecond, seconds: (at - startedAt) / 1000, cpu }
+      return { perSecond, submitPerSecond, seconds: (at - startedAt) / 1000, cpu, cold }
     } finally {
       await Promise.all(spawned.map((p) => p.kill()))
       await cleanup(system, config)
@@ -359,7 +389,7 @@ const e2e = async (system: System, stored: boolean) => {
   const key = stored ? "e2e-stored" : "e2e"
   put(row(key, `(${stored ? 2 : 1}) end-to-end, ${settings.tasks.toLocaleString("en-US")} no-op tasks, results ${stored ? "stored" : "not stored"}`, "tasks/s", "higher", 0), system, {
     value: b.perSecond,
-    note: `${b.seconds.toFixed(2)} s; submit phase ${fmt(b.submitPerSecond, 0)}/s; ${cpuNote(b.cpu)}${runs.length > 1 ? `; best of ${runs.map((r) => fmt(r.perSecond, 0)).join(", ")}` : ""}`
+    note: `${b.seconds.toFixed(2)} s; ${warmNote(settings.warmup, b.cold)}; submit phase ${fmt(b.submitPerSecond, 0)}/s; ${cpuNote(b.cpu)}${runs.length > 1 ? `; best of ${runs.map((r) => fmt(r.perSecond, 0)).join(", ")}` : ""}`
   })
 }
 
@@ -498,7 +528,7 @@ const memory = async (system: System) => {
 
 /** Workload 6: errand on the in-memory broker, producer and worker in one process. */
 const inMemoryOnce = async (profile?: string) => {
-  const config = configFor("memory", "inmemory")
+  const config = configFor("memory", "inmemory", { warmTasks: settings.warmup })
   const proc = forkNode("errand.memory", "errand.memory", config, profile === undefined ? {} : { profile })
   procs.add(proc)
   try {
@@ -508,7 +538,8 @@ const inMemoryOnce = async (profile?: string) => {
       perSecond: config.tasks / ((Number(m.at) - Number(m.startedAt)) / 1000),
       submitPerSecond: config.tasks / ((Number(m.submittedAt) - Number(m.startedAt)) / 1000),
       cpuPerTask: Number(m.cpuMicros) / config.tasks,
-      heap: Number((m.after as { heapUsed: number }).heapUsed) - Number((m.before as { heapUsed: number }).heapUsed)
+      cold: (m.cold as { readonly perSecond: number } | undefined)?.perSecond,
+      heapAfter: Number((m.after as { heapUsed: number }).heapUsed)
     }
   } finally {
     await proc.kill()
@@ -521,7 +552,7 @@ const inMemory = async () => {
   const b = best(runs, (r) => r.perSecond)
   put(row("inmemory", `(6) in-memory broker end-to-end, ${settings.tasks.toLocaleString("en-US")} tasks (one process)`, "tasks/s", "higher", 0, false), "errand", {
     value: b.perSecond,
-    note: `CPU per task ${fmt(b.cpuPerTask, 1)} µs; submitMany ${fmt(b.submitPerSecond, 0)}/s; heap grew ${fmt(b.heap / MB, 0)} MB (records kept; before: no forced GC, after: one)`
+    note: `${warmNote(settings.warmup, b.cold)}; CPU per task ${fmt(b.cpuPerTask, 1)} µs; submitMany ${fmt(b.submitPerSecond, 0)}/s; heap used after the run ${fmt(b.heapAfter / MB, 0)} MB (after a full GC; the records of every task run are kept)`
   })
 }
 
@@ -872,7 +903,7 @@ const main = async () => {
       `- errand: \`Worker.make({ concurrency: ${settings.concurrency}, prefetch: ${settings.prefetch} })\` (${settings.prefetch} held beyond those running, like Celery's default prefetch of 4 × ${settings.concurrency}) on \`RedisBroker.layer\`; producer \`client.submitMany\` (bulk) or \`client.submit\` (latency); a task's \`storeResult\` follows the workload. Done = the handler ran for every task and the broker holds none (acknowledged).`,
       `- BullMQ: \`new Worker(queue, fn, { concurrency: ${settings.concurrency} })\` on ioredis, producer \`queue.addBulk\` in chunks of 1,000 (or \`queue.add\`), \`removeOnComplete: true\` when results are not stored, false when they are. Done = N \`completed\` events.`,
       `- Celery: \`celery worker -P threads -c ${settings.concurrency}\`, Redis broker, \`task_acks_late=True\` (errand's default guarantee), prefetch multiplier 4, Redis result backend only when results are stored; producer \`apply_async\` in a loop on one producer connection. Done = the last task ran and Celery's queue and unacked set are empty.`,
-      "- (1)/(2) time from the first submit to the last acknowledgement, the worker already idle and connected; (3) the same bulk submit with no worker; (4) one submit at a time at a steady rate, latency = handler start − submit call (wall clock, both processes on this machine), the first half second dropped as warm-up; (5) the worker holds its handlers blocked while the backlog waits in Redis, memory read after a full GC (Node: `process.memoryUsage()` after `gc()`; Celery: VmRSS); (6) producer and worker in one process on `MemoryBroker.layer`.",
+      "- (1)/(2) time from the first submit to the last acknowledgement, the worker already idle and connected, " + warmDescription() + "; (3) the same bulk submit with no worker; (4) one submit at a time at a steady rate, latency = handler start − submit call (wall clock, both processes on this machine), the first half second dropped as warm-up; (5) the worker holds its handlers blocked while the backlog waits in Redis, memory read after a full GC (Node: `process.memoryUsage()` after `gc()`; Celery: VmRSS); (6) producer and worker in one process on `MemoryBroker.layer`, after the same warm-up round in that process.",
       "",
       ...profileLines,
       ...analysis
