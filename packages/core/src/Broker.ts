@@ -158,6 +158,12 @@ export interface Completion extends Lease {
   /** Keep `result` in the record (default true). */
   readonly storeResult?: boolean | undefined
   /**
+   * Keep a record at all (default true). false, with SUCCESS: the task is
+   * forgotten as it ends (no done record; its id is unknown from then on),
+   * `Task.keepRecord`. Other states keep theirs regardless.
+   */
+  readonly keepRecord?: boolean | undefined
+  /**
    * The message as delivered, when the caller has it: a broker may take the
    * final record's task name and submit time from it instead of reading them
    * back. It must be the message of this delivery.

@@ -60,6 +60,7 @@ import { Clock, Duration, Effect, Layer, Option, Pipeable, Queue, Schedule, Sche
 import * as Broker from "./Broker.ts"
 import { type AwaitError, type BrokerError, ErrorInfo, info, PayloadInvalid, TaskDefect, TaskNotFound } from "./Errors.ts"
 import * as Internal from "./internal/canvas.ts"
+import * as Headers from "./internal/headers.ts"
 import { finalStates, type Message, type TaskRecord } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 import * as Retry from "./Retry.ts"
@@ -797,7 +798,7 @@ export const layer = (options: Options = {}): Layer.Layer<never, never, Broker.B
  *
  * @since 0.1.0
  */
-export const canvasHeader = "x-errand-canvas"
+export const canvasHeader: "x-errand-canvas" = Headers.canvasHeader
 
 /**
  * The header a member's message carries: its path in its canvas.

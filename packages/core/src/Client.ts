@@ -155,7 +155,10 @@ export interface Service {
     payloads: Iterable<Task.PayloadInput<T>>,
     options?: Omit<SubmitOptions, "id" | "dedupId">
   ) => Effect.Effect<ReadonlyArray<Job<T>>, PayloadInvalid | BrokerError>
-  /** Wait for the task to end: its typed result, or its typed failure, or why errand ended it. */
+  /**
+   * Wait for the task to end: its typed result, or its typed failure, or why
+   * errand ended it. `TaskNotFound` at once for a task with `keepRecord: false`.
+   */
   readonly await: <T extends Task.Any>(
     job: Job<T>
   ) => Effect.Effect<Task.Success<T>, Task.Failure<T> | AwaitError | TaskNotFound | BrokerError>
@@ -457,6 +460,14 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
   const awaitJob = <T extends Task.Any>(job: Job<T>) =>
     Effect.gen(function*() {
       const id = job.duplicateOf ?? job.id
+      if (!job.task.keepRecord) {
+        // its success leaves nothing to read: refused now rather than found missing later
+        return yield* new TaskNotFound({
+          taskId: id,
+          message: `${job.task.name} keeps no record of a success (keepRecord: false), so task ${id} cannot be awaited; ` +
+            `define the task without keepRecord: false to await it`
+        })
+      }
       const found = yield* backend.awaitFinal(id)
       if (Option.isNone(found)) {
         return yield* new TaskNotFound({ taskId: id, message: `no task ${id} is known to the result backend` })

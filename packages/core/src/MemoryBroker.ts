@@ -9,7 +9,8 @@
  * Final records are kept for `resultTtl` (default 1 day, on the `Clock`), then
  * forgotten: an expired id is unknown again, as on Redis. A task that ends
  * SUCCESS with `storeResult: false` keeps only its state (no result, meta or
- * history), so a stream of such tasks holds little memory.
+ * history), so a stream of such tasks holds little memory; one whose task
+ * keeps no record (`keepRecord: false`) is forgotten as it ends.
  *
  * @example
  * ```ts
@@ -674,8 +675,11 @@ export const makeWith = (options: Options = {}) =>
       return slot
     }
 
-    /** Ends a task that is not FAILURE: the message goes, the record stays until it expires. */
-    const toFinal = (entry: Entry, now: number) => {
+    /**
+     * Ends a task that is not FAILURE: the message goes, the record stays
+     * until it expires, or goes with it (`keep` false: `Completion.keepRecord`).
+     */
+    const toFinal = (entry: Entry, now: number, keep: boolean) => {
       leave(entry)
       releaseDedup(entry)
       entry.message = undefined
@@ -684,7 +688,7 @@ export const makeWith = (options: Options = {}) =>
       // a slot replaced under its id (`pushRaw`) or forgotten no longer holds its entry
       if (slot.live !== entry) return
       slot.live = undefined
-      if (!slot.recorded) {
+      if (!slot.recorded || !keep) {
         if (tasks.get(slot.id) === slot) tasks.delete(slot.id)
         return
       }
@@ -930,8 +934,10 @@ export const makeWith = (options: Options = {}) =>
     const completeOne = (item: Broker.Completion, now: number): boolean => {
       const entry = leased(item)
       if (entry === undefined) return false
+      // a success that keeps no record forgets the task as it ends it
+      const keep = item.keepRecord !== false || item.state !== "SUCCESS"
       const record = recordOf(entry.slot)
-      if (record !== undefined) {
+      if (record !== undefined && keep) {
         record.state = item.state
         record.updatedAt = now
         if (item.storeResult === false && item.state === "SUCCESS") {
@@ -950,7 +956,7 @@ export const makeWith = (options: Options = {}) =>
         }
       }
       if (item.state === "FAILURE") toFailed(entry, now)
-      else toFinal(entry, now)
+      else toFinal(entry, now, keep)
       finish(entry)
       return true
     }
@@ -1025,7 +1031,7 @@ export const makeWith = (options: Options = {}) =>
     /** A waiting task removed before it ran: REVOKED with `message`. */
     const revokeWaiting = (entry: Entry, now: number, message: string) => {
       const record = recordOf(entry.slot)
-      toFinal(entry, now)
+      toFinal(entry, now, true)
       if (record !== undefined) {
         record.state = "REVOKED"
         record.updatedAt = now

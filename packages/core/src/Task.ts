@@ -70,6 +70,15 @@ export interface Task<
   readonly priority: number
   /** Store the result for `await`/`status`. Default true; false keeps only the state. */
   readonly storeResult: boolean
+  /**
+   * Keep a record of a success. Default true; false: a task that succeeds
+   * leaves nothing behind (as BullMQ's `removeOnComplete` and Celery's
+   * `ignore_result`), so its id is unknown once it has ended. For streams of
+   * fire-and-forget tasks: no done record is written or trimmed. Failures
+   * and revocations keep theirs; a canvas member keeps its record (the
+   * canvas reads it); `Client.await` of such a task fails at once.
+   */
+  readonly keepRecord: boolean
   /** JSON codecs derived from the Schemas, built once. */
   readonly codecs: {
     readonly payload: Schema.Codec<Schema.Schema.Type<Payload>, unknown>
@@ -129,6 +138,8 @@ export interface Options<Payload extends AnySchema, Success extends AnySchema, F
   readonly queue?: string | undefined
   readonly priority?: number | undefined
   readonly storeResult?: boolean | undefined
+  /** Default true; false implies `storeResult: false` (see `Task.keepRecord`). */
+  readonly keepRecord?: boolean | undefined
 }
 
 const Proto = {
@@ -168,7 +179,14 @@ export const make = <
   self.timeLimit = optionalDuration(options.timeLimit)
   self.queue = options.queue ?? "default"
   self.priority = priority
-  self.storeResult = options.storeResult ?? true
+  const keepRecord = options.keepRecord ?? true
+  if (!keepRecord && options.storeResult === true) {
+    throw new RangeError(
+      `Task "${name}": keepRecord: false keeps no record to store a result in; drop storeResult: true or keep the record`
+    )
+  }
+  self.storeResult = keepRecord ? options.storeResult ?? true : false
+  self.keepRecord = keepRecord
   self.codecs = {
     payload: compiled(Schema.toCodecJson(self.payload)),
     success: compiled(Schema.toCodecJson(self.success)),

@@ -54,7 +54,7 @@ import {
 import * as Batcher from "./internal/batcher.ts"
 import * as Codec from "./internal/codec.ts"
 import { Fifo } from "./internal/fifo.ts"
-import { noHeaders } from "./internal/headers.ts"
+import { canvasHeader, noHeaders } from "./internal/headers.ts"
 import { type Attempt, type Message, Message as MessageSchema, type Outcome } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 import * as Retry from "./Retry.ts"
@@ -558,9 +558,13 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       state: "SUCCESS",
       result,
       attempt: attemptOf(message, startedAt, clock.currentTimeMillisUnsafe(), "SUCCESS"),
-      storeResult: registered.task.storeResult && message.storeResult !== false,
+      storeResult: (registered.task.storeResult || isMember(message)) && message.storeResult !== false,
+      keepRecord: registered.task.keepRecord || isMember(message),
       message
     })
+
+    /** A canvas member keeps its record and result whatever its task says: the canvas reads them. */
+    const isMember = (message: Message) => message.headers !== noHeaders && canvasHeader in message.headers
 
     const debug = yield* LogLevel.isEnabled("Debug")
     const log = (level: "Debug" | "Info" | "Warning", text: string, d: Broker.Delivery, extra?: object) => {

@@ -1373,10 +1373,10 @@ export const makeWith: (options: {
     leaseOp("complete", batch, (queue, items, now) => {
       const keys = queueKeys(prefix, queue)
       // A SUCCESS goes in a group of consecutive ones that share token,
-      // submit time, task and whether the result is stored (see
-      // complete.lua): a lean one (its result not stored) costs one value,
-      // its id; one whose result is stored three, id, result and attempt.
-      // The others go one by one, 6 values each.
+      // submit time, task and kind (see complete.lua): a lean one (its
+      // result not stored) or a forgotten one (no record kept) costs one
+      // value, its id; one whose result is stored three, id, result and
+      // attempt. The others go one by one, 6 values each.
       const full: Array<Arg> = []
       const groups: Array<Arg> = []
       const order: Array<number> = [] // the full items' indices, then the grouped ones'
@@ -1387,26 +1387,29 @@ export const makeWith: (options: {
       let token = -1
       let submittedAt = ""
       let task = ""
-      let stored = false
+      let kind: "lean" | "stored" | "forgot" = "lean"
       items.forEach((c, i) => {
+        const forgot = c.keepRecord === false
         const lean = c.storeResult === false
-        if (c.state === "SUCCESS" && (lean || c.error === undefined)) {
+        if (c.state === "SUCCESS" && (forgot || lean || c.error === undefined)) {
           // a fast-lane task's done record takes its submit time and task from the message
-          const m = c.message
+          // (a forgotten one writes no record: its group needs neither)
+          const m = forgot ? undefined : c.message
           const at = m === undefined ? "" : `${m.submittedAt}`
           const name = m === undefined ? "" : m.task
-          // a group holds one kind, lean or stored
-          if (countAt < 0 || c.token !== token || at !== submittedAt || name !== task || stored !== !lean) {
+          const k = forgot ? "forgot" : lean ? "lean" : "stored"
+          // a group holds one kind: lean, stored or forgotten
+          if (countAt < 0 || c.token !== token || at !== submittedAt || name !== task || kind !== k) {
             token = c.token
             submittedAt = at
             task = name
-            stored = !lean
+            kind = k
             groups.push(token, at, name, "")
             countAt = groups.length - 1
             count = 0
           }
-          groups[countAt] = stored ? `=${++count}` : ++count
-          if (stored) groups.push(c.id, c.result === undefined ? "" : json(c.result), json(c.attempt))
+          groups[countAt] = kind === "stored" ? `=${++count}` : kind === "forgot" ? `-${++count}` : ++count
+          if (kind === "stored") groups.push(c.id, c.result === undefined ? "" : json(c.result), json(c.attempt))
           else groups.push(c.id)
           grouped.push(i)
         } else {
@@ -1694,8 +1697,10 @@ export const makeWith: (options: {
       while (true) {
         const signal = done.acquire(id)
         const record = yield* readRecord("awaitFinal", queue.value, id).pipe(
+          // nothing to wait for once it is final or gone (expired, purged, or
+          // forgotten as it ended: keepRecord false)
           Effect.tap((record) =>
-            Option.isSome(record) && finalStates.has(record.value.state) ? Effect.void : Signals.wait([signal], pollMillis)
+            Option.isNone(record) || finalStates.has(record.value.state) ? Effect.void : Signals.wait([signal], pollMillis)
           ),
           Effect.ensuring(Effect.sync(() => done.release(id, signal)))
         )

@@ -7,3 +7,11 @@
  * @internal
  */
 export const noHeaders: Readonly<Record<string, string>> = Object.freeze({})
+
+/**
+ * The header a canvas member's message carries: the id of its canvas
+ * (`Canvas.canvasHeader`).
+ *
+ * @internal
+ */
+export const canvasHeader = "x-errand-canvas" as const

@@ -309,6 +309,56 @@ export const suite = <E>(
           assert.deepStrictEqual({ ...after, history: [] }, r)
         }))
 
+      it.effect("keepRecord: false forgets a task as it succeeds: unknown after, waiters return None; other ends keep theirs", () =>
+        Effect.gen(function*() {
+          const { backend, broker, enqueue, queue, record } = yield* setup
+          const [gone, retried, failed, kept] = [msg(queue), msg(queue), msg(queue), msg(queue)]
+          for (const m of [gone, retried, failed, kept]) yield* enqueue(m)
+          const byId = (ds: ReadonlyArray<Broker.Delivery>, id: string) => ds.find((d) => d.id === id)!
+          const first = yield* broker.claim(claimOptions(queue))
+          assert.strictEqual(first.length, 4)
+          // a retried task (a hash on Redis, not its fast lane) is forgotten the same way
+          const r0 = byId(first, retried.id)
+          yield* broker.retry([{ id: r0.id, token: r0.token, dueAt: 0, error: { _tag: "E", message: "m" }, attempt: attempt("RETRY") }])
+          const [again] = yield* broker.claim(claimOptions(queue))
+          assert.strictEqual(again!.id, retried.id)
+          const waiter = yield* Effect.forkChild(backend.awaitFinal(gone.id))
+          yield* Effect.sleep(20)
+          const end = (d: Broker.Delivery, state: "SUCCESS" | "FAILURE", keepRecord: boolean): Broker.Completion => ({
+            id: d.id,
+            token: d.token,
+            state,
+            result: 1,
+            ...(state === "FAILURE" ? { error: { _tag: "E", message: "failed" } } : {}),
+            attempt: attempt(state),
+            storeResult: false,
+            keepRecord
+          })
+          const batch = [
+            end(byId(first, gone.id), "SUCCESS", false),
+            end(again!, "SUCCESS", false),
+            end(byId(first, failed.id), "FAILURE", false),
+            end(byId(first, kept.id), "SUCCESS", true)
+          ]
+          assert.deepStrictEqual(yield* broker.complete(batch), [true, true, true, true])
+          assert.isTrue(Option.isNone(yield* Fiber.join(waiter)))
+          assert.isTrue(Option.isNone(yield* backend.get(gone.id)))
+          assert.isTrue(Option.isNone(yield* backend.get(retried.id)))
+          assert.isTrue(Option.isNone(yield* backend.awaitFinal(gone.id)))
+          // a failure keeps its record (and message) whatever keepRecord says; a kept success its state
+          assert.strictEqual((yield* record(failed.id)).state, "FAILURE")
+          assert.strictEqual((yield* record(kept.id)).state, "SUCCESS")
+          assert.deepStrictEqual(yield* broker.stats([queue]), [{ queue, ready: 0, delayed: 0, running: 0, dead: 0 }])
+          // the leases are spent
+          assert.deepStrictEqual(yield* broker.complete(batch.slice(0, 2)), [false, false])
+          assert.strictEqual(yield* broker.revoke(gone.id), "unknown")
+          // the id is unknown again: submitting it again makes a new task
+          yield* enqueue(msg(queue, { id: gone.id }))
+          const [rerun] = yield* broker.claim(claimOptions(queue))
+          assert.strictEqual(rerun!.id, gone.id)
+          assert.strictEqual((yield* record(gone.id)).state, "RECEIVED")
+        }))
+
       it.effect("leases are fenced: after expiry the next claim gets a new token and the old one is refused", () =>
         Effect.gen(function*() {
           const { backend, broker, enqueue, queue, record } = yield* setup

@@ -8,7 +8,9 @@
 -- same way when its item is lean (nothing else to keep), or as a done
 -- record with its result and attempt when it succeeded with its result
 -- stored, and its claim is counted down; any other outcome first turns it
--- into a hash.
+-- into a hash. A SUCCESS that keeps no record (Task.keepRecord false) is
+-- forgotten instead: its hash or fast-lane entry goes and nothing is
+-- written.
 -- KEYS[1] leased  KEYS[2] done  KEYS[3] doneAt  KEYS[4] fast  KEYS[5] fastLease
 -- ARGV[1] tag  ARGV[2] now  ARGV[3] ttl (ms, 0: keep)  ARGV[4] done channel
 -- ARGV[5] how many items follow, 6 values each: id token state result error
@@ -21,6 +23,10 @@
 --   a worker's acks form a handful of groups, so a task costs one value.
 --   A group whose count is "=count" holds SUCCESS items whose result is
 --   stored, three values each: id result attempt (result "" when none).
+--   One whose count is "-count" holds SUCCESS items that keep no record
+--   (Task.keepRecord false), one value each, their ids: each is forgotten
+--   as it ends (its hash or fast-lane entry deleted, no done record), and
+--   its submit time and task are not read ("" "").
 -- Returns the positions (1-based: the items, then the grouped ids) of
 -- those that were stale, not ended (none, usually): a reply that does not
 -- grow with the batch.
@@ -55,6 +61,8 @@ local nLean, nLeanIds, nFastDone, nDone = 0, 0, 0, 0
 local expiresAt = ttl > 0 and fmt(now + ttl) or ""
 local leanHead = "@" .. expiresAt .. "|" .. nowS .. "|0|"
 local fastDone, claims, leasedDone = {}, {}, {}
+-- the fast-lane tasks forgotten as they ended (no done record)
+local forgot, nForgot = {}, 0
 
 -- The ids of a (na of them) and b (nb), newline-separated.
 local function joined(a, na, b, nb)
@@ -63,10 +71,13 @@ local function joined(a, na, b, nb)
   return table.concat(a, "\n") .. "\n" .. table.concat(b, "\n")
 end
 
--- A group's count and values per item (see above).
+-- A group's count, values per item, and whether its items keep no record
+-- (see above).
 local function groupSize(c)
-  if string.byte(c, 1) == 61 then return tonumber(string.sub(c, 2)), 3 end
-  return tonumber(c), 1
+  local b = string.byte(c, 1)
+  if b == 61 then return tonumber(string.sub(c, 2)), 3, false end
+  if b == 45 then return tonumber(string.sub(c, 2)), 1, true end
+  return tonumber(c), 1, false
 end
 
 -- the fast leases of the items, then of the grouped ids, in one HMGET (none
@@ -91,17 +102,20 @@ if redis.call("EXISTS", KEYS[5]) == 1 then
 end
 
 -- A lean end of id under token tok that is not under a current fast lease:
--- a hash (one the fast lane handed over included) or stale.
-local function leanHash(id, tok)
+-- a hash (one the fast lane handed over included) or stale. keep false:
+-- forgotten, no done record.
+local function leanHash(id, tok, keep)
   local key = taskKey(tag, id)
   local f = redis.call("HMGET", key, "tok", "lw", "dd", "retries", "submittedAt", "eta", "task")
   if f[1] == tok and f[2] then
     releaseDedup(tag, id, f[3])
     redis.call("DEL", key)
-    lean[nLean + 1], lean[nLean + 2] = id, leanRecord(expiresAt, nowS, f[4], f[5], f[6], f[7])
-    nLean = nLean + 2
-    nLeanIds = nLeanIds + 1
-    leanIds[nLeanIds] = id
+    if keep then
+      lean[nLean + 1], lean[nLean + 2] = id, leanRecord(expiresAt, nowS, f[4], f[5], f[6], f[7])
+      nLean = nLean + 2
+      nLeanIds = nLeanIds + 1
+      leanIds[nLeanIds] = id
+    end
     nDone = nDone + 1
     done[nDone] = id
     leasedDone[#leasedDone + 1] = id
@@ -169,7 +183,7 @@ for i = 6, groupsFrom - 1, 6 do
   elseif ARGV[i + 5] == "" then
     if current then
       endFast(id, tok, "", "")
-    elseif leanHash(id, tok) == 0 then
+    elseif leanHash(id, tok, true) == 0 then
       stale[#stale + 1] = k
     end
   elseif current and ARGV[i + 2] == "SUCCESS" and ARGV[i + 4] == "" then
@@ -183,8 +197,26 @@ end
 local g = groupsFrom
 while g <= #ARGV do
   local tok, submittedAt, task = ARGV[g], ARGV[g + 1], ARGV[g + 2]
-  local count, step = groupSize(ARGV[g + 3])
-  if step == 3 then
+  local count, step, forget = groupSize(ARGV[g + 3])
+  if forget then
+    local ended = 0
+    for i = g + 4, g + 3 + count do
+      k = k + 1
+      local id = ARGV[i]
+      local l = fastLeases[k]
+      if l == tok or (l and tokenOf(l) == tok) then
+        nForgot = nForgot + 1
+        forgot[nForgot] = id
+        ended = ended + 1
+      elseif l then
+        stale[#stale + 1] = k
+      elseif leanHash(id, tok, false) == 0 then
+        stale[#stale + 1] = k
+      end
+    end
+    if ended > 0 then claims[tok] = (claims[tok] or 0) + ended end
+    g = g + 4 + count
+  elseif step == 3 then
     for i = g + 4, g + 3 + count * 3, 3 do
       k = k + 1
       local id = ARGV[i]
@@ -218,7 +250,7 @@ while g <= #ARGV do
         end
       elseif l then
         stale[#stale + 1] = k
-      elseif leanHash(id, tok) == 0 then
+      elseif leanHash(id, tok, true) == 0 then
         stale[#stale + 1] = k
       end
     end
@@ -229,8 +261,12 @@ end
 if nFastDone > 0 then
   callMany("HDEL", KEYS[5], fastDone)
   callMany("HDEL", KEYS[4], fastDone)
-  leftClaims(tag, claims)
 end
+if nForgot > 0 then
+  callMany("HDEL", KEYS[5], forgot)
+  callMany("HDEL", KEYS[4], forgot)
+end
+if nFastDone + nForgot > 0 then leftClaims(tag, claims) end
 if nLean > 0 then
   -- the two keys live at least as long as their entries: a queue nobody
   -- completes tasks on any more does not keep its expired done records
@@ -267,5 +303,12 @@ if nLean > 0 then
   end
 end
 if #leasedDone > 0 then zremMany(KEYS[1], leasedDone) end
-if nFastDone + nDone > 0 then redis.call("PUBLISH", ARGV[4], joined(fastDone, nFastDone, done, nDone)) end
+-- the done channel wakes waiters of every task ended here (a forgotten
+-- one's waiter then finds no record)
+if nForgot > 0 then
+  redis.call("PUBLISH", ARGV[4], joined(forgot, nForgot, done, nDone))
+  if nFastDone > 0 then redis.call("PUBLISH", ARGV[4], table.concat(fastDone, "\n")) end
+elseif nFastDone + nDone > 0 then
+  redis.call("PUBLISH", ARGV[4], joined(fastDone, nFastDone, done, nDone))
+end
 return stale
