@@ -290,6 +290,7 @@ export const steps = (config: RoleConfig) =>
             state: "SUCCESS" as const,
             result: 1,
             storeResult: false,
+            keepRecord: false,
             attempt: { attempt: 0, worker: "w", startedAt: at, endedAt: at, outcome: "SUCCESS" as const }
           }))), { discard: true })
       )
@@ -317,6 +318,7 @@ export const steps = (config: RoleConfig) =>
           message: decodeMessage(d.message),
           state: "SUCCESS",
           storeResult: false,
+          keepRecord: false,
           attempt: { attempt: 0, worker: "w", startedAt: at, endedAt: at, outcome: "SUCCESS" }
         }]))
       }

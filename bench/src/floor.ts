@@ -58,6 +58,7 @@ const program = Effect.gen(function*() {
         state: "SUCCESS" as const,
         result: Exit.isSuccess(exit) ? exit.value : undefined,
         storeResult: false,
+        keepRecord: false,
         attempt: { attempt: 0, worker: "w", startedAt, endedAt, outcome: "SUCCESS" as const }
       }
     }))

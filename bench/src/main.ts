@@ -552,7 +552,7 @@ const inMemory = async () => {
   const b = best(runs, (r) => r.perSecond)
   put(row("inmemory", `(6) in-memory broker end-to-end, ${settings.tasks.toLocaleString("en-US")} tasks (one process)`, "tasks/s", "higher", 0, false), "errand", {
     value: b.perSecond,
-    note: `${warmNote(settings.warmup, b.cold)}; CPU per task ${fmt(b.cpuPerTask, 1)} µs; submitMany ${fmt(b.submitPerSecond, 0)}/s; heap used after the run ${fmt(b.heapAfter / MB, 0)} MB (after a full GC; the records of every task run are kept)`
+    note: `${warmNote(settings.warmup, b.cold)}; CPU per task ${fmt(b.cpuPerTask, 1)} µs; submitMany ${fmt(b.submitPerSecond, 0)}/s; heap used after the run ${fmt(b.heapAfter / MB, 0)} MB (after a full GC)`
   })
 }
 
@@ -900,7 +900,7 @@ const main = async () => {
       "## How each system is run",
       "",
       `- Every worker and producer is its own process; the same Redis, task count (${settings.tasks.toLocaleString("en-US")}) and concurrency (${settings.concurrency}) for all.`,
-      `- errand: \`Worker.make({ concurrency: ${settings.concurrency}, prefetch: ${settings.prefetch} })\` (${settings.prefetch} held beyond those running, like Celery's default prefetch of 4 × ${settings.concurrency}) on \`RedisBroker.layer\`; producer \`client.submitMany\` (bulk) or \`client.submit\` (latency); a task's \`storeResult\` follows the workload. Done = the handler ran for every task and the broker holds none (acknowledged).`,
+      `- errand: \`Worker.make({ concurrency: ${settings.concurrency}, prefetch: ${settings.prefetch} })\` (${settings.prefetch} held beyond those running, like Celery's default prefetch of 4 × ${settings.concurrency}) on \`RedisBroker.layer\`; producer \`client.submitMany\` (bulk) or \`client.submit\` (latency); a task's \`storeResult\` follows the workload (results not stored: \`keepRecord: false\`, nothing kept of a success, as BullMQ's \`removeOnComplete\` and Celery's \`ignore_result\`). Done = the handler ran for every task and the broker holds none (acknowledged).`,
       `- BullMQ: \`new Worker(queue, fn, { concurrency: ${settings.concurrency} })\` on ioredis, producer \`queue.addBulk\` in chunks of 1,000 (or \`queue.add\`), \`removeOnComplete: true\` when results are not stored, false when they are. Done = N \`completed\` events.`,
       `- Celery: \`celery worker -P threads -c ${settings.concurrency}\`, Redis broker, \`task_acks_late=True\` (errand's default guarantee), prefetch multiplier 4, Redis result backend only when results are stored; producer \`apply_async\` in a loop on one producer connection. Done = the last task ran and Celery's queue and unacked set are empty.`,
       "- (1)/(2) time from the first submit to the last acknowledgement, the worker already idle and connected, " + warmDescription() + "; (3) the same bulk submit with no worker; (4) one submit at a time at a steady rate, latency = handler start − submit call (wall clock, both processes on this machine), the first half second dropped as warm-up; (5) the worker holds its handlers blocked while the backlog waits in Redis, memory read after a full GC (Node: `process.memoryUsage()` after `gc()`; Celery: VmRSS); (6) producer and worker in one process on `MemoryBroker.layer`, after the same warm-up round in that process.",

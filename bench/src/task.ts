@@ -6,15 +6,18 @@ import { Task } from "@errand/core"
 import { Deferred, Effect, Schema } from "effect"
 
 /**
- * The bench task: a no-op. `t` is the submit time (latency workload);
- * `storeResult` as given, absent when not.
+ * The bench task: a no-op. `t` is the submit time (latency workload).
+ * `stored`: true stores each result; false keeps nothing of a success
+ * (`keepRecord: false`), as the peers' "results not stored" runs do
+ * (BullMQ's `removeOnComplete`, Celery's `ignore_result`); absent, the
+ * task's defaults (result stored).
  */
-export const noopTask = (queue: string, storeResult?: boolean) =>
+export const noopTask = (queue: string, stored?: boolean) =>
   Task.make("bench.noop", {
     payload: Schema.Struct({ n: Schema.Number, t: Schema.Number }),
     success: Schema.Number,
     queue,
-    ...(storeResult === undefined ? {} : { storeResult })
+    ...(stored === undefined ? {} : stored ? { storeResult: true } : { keepRecord: false })
   })
 
 /**
