@@ -14,7 +14,8 @@
  *
  * Env: HASH=1 sends tasks that take the hash lane (`storeResult: true`); FRESH=0 submits ids as a caller's own (looked up at enqueue), not as
  * ids `Client` made (`Submission.fresh`); CLAIM_START=1 claims with `start` (the claim starts every task, no
- * separate start step); STORE=1 stores results; PREFETCH (claim batch, 200),
+ * separate start step); STORE=1 stores results; KEEP=0 completes with
+ * `keepRecord: false` (nothing kept of a success); PREFETCH (claim batch, 200),
  * BATCH (start/complete batch, 50); TTL (the result TTL, "1 minute"; a short one, such as "1
  * millis", has complete trim expired done records as it does in a steady state). CALLGRIND=1: the server runs under
  * `valgrind --tool=callgrind` (with its pid as the only one): each phase is
@@ -44,6 +45,7 @@ const n = Number(process.argv[2] ?? 20_000)
 const rounds = Number(process.argv[3] ?? 3)
 const claimStart = process.env.CLAIM_START === "1"
 const store = process.env.STORE === "1"
+const keep = process.env.KEEP !== "0"
 const prefetch = Number(process.env.PREFETCH ?? 200)
 const B = Number(process.env.BATCH ?? 50)
 
@@ -163,6 +165,7 @@ const program = Effect.gen(function*() {
           state: "SUCCESS" as const,
           result: 1,
           storeResult: store,
+          ...(keep ? {} : { keepRecord: false }),
           attempt: { attempt: 0, worker: "w", startedAt: at, endedAt: at, outcome: "SUCCESS" as const }
         }))), { discard: true })
     )
