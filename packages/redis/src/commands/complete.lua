@@ -198,25 +198,7 @@ local g = groupsFrom
 while g <= #ARGV do
   local tok, submittedAt, task = ARGV[g], ARGV[g + 1], ARGV[g + 2]
   local count, step, forget = groupSize(ARGV[g + 3])
-  if forget then
-    local ended = 0
-    for i = g + 4, g + 3 + count do
-      k = k + 1
-      local id = ARGV[i]
-      local l = fastLeases[k]
-      if l == tok or (l and tokenOf(l) == tok) then
-        nForgot = nForgot + 1
-        forgot[nForgot] = id
-        ended = ended + 1
-      elseif l then
-        stale[#stale + 1] = k
-      elseif leanHash(id, tok, false) == 0 then
-        stale[#stale + 1] = k
-      end
-    end
-    if ended > 0 then claims[tok] = (claims[tok] or 0) + ended end
-    g = g + 4 + count
-  elseif step == 3 then
+  if step == 3 then
     for i = g + 4, g + 3 + count * 3, 3 do
       k = k + 1
       local id = ARGV[i]
@@ -231,6 +213,7 @@ while g <= #ARGV do
     end
     g = g + 4 + count * 3
   else
+    -- lean items, or forgotten ones (`forget`: no done record)
     local head = leanHead .. submittedAt .. "||" .. task
     local ended = 0
     for i = g + 4, g + 3 + count do
@@ -238,8 +221,12 @@ while g <= #ARGV do
       local id = ARGV[i]
       local l = fastLeases[k]
       if l == tok or (l and tokenOf(l) == tok) then
-        -- the usual case, written out (see endFast)
-        if submittedAt == "" then
+        -- the usual cases, written out (see endFast)
+        if forget then
+          nForgot = nForgot + 1
+          forgot[nForgot] = id
+          ended = ended + 1
+        elseif submittedAt == "" then
           endFast(id, tok, "", "")
         else
           lean[nLean + 1], lean[nLean + 2] = id, head
@@ -250,7 +237,7 @@ while g <= #ARGV do
         end
       elseif l then
         stale[#stale + 1] = k
-      elseif leanHash(id, tok, true) == 0 then
+      elseif leanHash(id, tok, not forget) == 0 then
         stale[#stale + 1] = k
       end
     end
