@@ -15,6 +15,12 @@ export interface RoleConfig {
    * acknowledged, then counts `tasks` afresh.
    */
   readonly warmTasks: number
+  /**
+   * The in-memory run: rounds of `tasks` run after the measured one, in the
+   * same process, each timed (how the rate goes on once the process has
+   * settled; not the row's figure).
+   */
+  readonly laterRounds: number
   readonly concurrency: number
   /** errand's `prefetch` (tasks claimed per round trip and held beyond those running). */
   readonly prefetch: number

@@ -170,7 +170,8 @@ export const paced = (config: RoleConfig) =>
 /**
  * Workload 6: producer and worker in one process on the memory broker. With
  * `warmTasks`, a round of that many first (its rate reported as `cold`),
- * then the measured round, in the same worker and broker.
+ * then the measured round, then `laterRounds` more (their rates reported as
+ * `later`), in the same worker and broker.
  */
 export const inMemory = (config: RoleConfig) =>
   run(
@@ -205,7 +206,13 @@ export const inMemory = (config: RoleConfig) =>
       const cpu0 = process.cpuUsage()
       const r = yield* round(payloads)
       const cpu = process.cpuUsage(cpu0)
-      report({ type: "done", ...r, cpuMicros: cpu.user + cpu.system, after: memory(), cold })
+      const later: Array<number> = []
+      for (let k = 0; k < config.laterRounds; k++) {
+        counting = counter(config.tasks)
+        const l = yield* round(payloads)
+        later.push(l.count / ((l.at - l.startedAt) / 1000))
+      }
+      report({ type: "done", ...r, cpuMicros: cpu.user + cpu.system, after: memory(), cold, later })
     })).pipe(Effect.provide(Client.layer.pipe(Layer.provideMerge(MemoryBroker.layer))))
   )
 
