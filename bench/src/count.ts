@@ -32,7 +32,7 @@ const countingClock: Clock.Clock = {
   sleep: () => Effect.never
 }
 
-const task = noopTask("bench")
+const task = noopTask("bench", false)
 
 const program = Effect.scoped(Effect.gen(function*() {
   const client = yield* Client.Client

@@ -73,10 +73,24 @@ export interface Task<
   /**
    * Keep a record of a success. Default true; false: a task that succeeds
    * leaves nothing behind (as BullMQ's `removeOnComplete` and Celery's
-   * `ignore_result`), so its id is unknown once it has ended. For streams of
-   * fire-and-forget tasks: no done record is written or trimmed. Failures
-   * and revocations keep theirs; a canvas member keeps its record (the
-   * canvas reads it); `Client.await` of such a task fails at once.
+   * `ignore_result`), so its id is unknown once it has ended (a submit
+   * under that id then makes a new task, as after a record expires). For
+   * streams of fire-and-forget tasks: no done record is written or
+   * trimmed. Failures and revocations keep theirs; a canvas member keeps
+   * its record (the canvas reads it); `Client.await` of such a task fails
+   * at once.
+   *
+   * @example
+   * ```ts
+   * import { Schema } from "effect"
+   * import { Task } from "@errand/core"
+   *
+   * // a click stream nobody awaits: nothing is kept of each success
+   * const Track = Task.make("analytics.track", {
+   *   payload: Schema.Struct({ page: Schema.String }),
+   *   keepRecord: false
+   * })
+   * ```
    */
   readonly keepRecord: boolean
   /** JSON codecs derived from the Schemas, built once. */
