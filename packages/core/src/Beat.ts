@@ -15,7 +15,8 @@
  * - **No run doubled.** A run's task id is its entry and scheduled time
  *   (`beat:<name>:<entry>@<ISO time>`) and enqueue is idempotent per task id,
  *   so a time submitted twice (by a leader that stalled past its lease and the
- *   one that replaced it, or by a new leader catching up) runs once.
+ *   one that replaced it, or by a new leader catching up) runs once. A run
+ *   keeps its record even when its task says `keepRecord: false`.
  * - **Catch-up.** The leader writes, per entry, the last scheduled time it
  *   submitted into its task's record (`meta.beat.entries`). A new leader
  *   starts from there: the times that passed since, while no leader lived,
@@ -52,6 +53,7 @@ import { Clock, Context, Cron, Duration, Effect, Fiber, Layer, Option, Pull, Sch
 import * as Broker from "./Broker.ts"
 import * as Client from "./Client.ts"
 import type { BrokerError } from "./Errors.ts"
+import * as Headers from "./internal/headers.ts"
 import { finalStates, type Message } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 import type * as Task from "./Task.ts"
@@ -185,7 +187,7 @@ export const leaderId = (name: string, generation: number): string => `beat:${na
  *
  * @since 0.1.0
  */
-export const entryHeader = "x-errand-beat"
+export const entryHeader: "x-errand-beat" = Headers.beatHeader
 
 /**
  * The header of a run: its scheduled time (ISO 8601).

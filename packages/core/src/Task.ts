@@ -77,7 +77,8 @@ export interface Task<
    * under that id then makes a new task, as after a record expires). For
    * streams of fire-and-forget tasks: no done record is written or
    * trimmed. Failures and revocations keep theirs; a canvas member keeps
-   * its record (the canvas reads it); `Client.await` of such a task fails
+   * its record (the canvas reads it), and so does a Beat run (its known id
+   * keeps a time from running twice); `Client.await` of such a task fails
    * at once.
    *
    * @example

@@ -54,7 +54,7 @@ import {
 import * as Batcher from "./internal/batcher.ts"
 import * as Codec from "./internal/codec.ts"
 import { Fifo } from "./internal/fifo.ts"
-import { canvasHeader, noHeaders } from "./internal/headers.ts"
+import { beatHeader, canvasHeader, noHeaders } from "./internal/headers.ts"
 import { type Attempt, type Message, Message as MessageSchema, type Outcome } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
 import * as Retry from "./Retry.ts"
@@ -559,12 +559,19 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       result,
       attempt: attemptOf(message, startedAt, clock.currentTimeMillisUnsafe(), "SUCCESS"),
       storeResult: (registered.task.storeResult || isMember(message)) && message.storeResult !== false,
-      keepRecord: registered.task.keepRecord || isMember(message),
+      keepRecord: registered.task.keepRecord || keepsRecord(message),
       message
     })
 
     /** A canvas member keeps its record and result whatever its task says: the canvas reads them. */
     const isMember = (message: Message) => message.headers !== noHeaders && canvasHeader in message.headers
+    /**
+     * A canvas member and a Beat run keep their record whatever their task
+     * says: the canvas reads it, and a Beat run's known id is what keeps a
+     * scheduled time from running twice.
+     */
+    const keepsRecord = (message: Message) =>
+      message.headers !== noHeaders && (canvasHeader in message.headers || beatHeader in message.headers)
 
     const debug = yield* LogLevel.isEnabled("Debug")
     const log = (level: "Debug" | "Info" | "Warning", text: string, d: Broker.Delivery, extra?: object) => {

@@ -6,8 +6,8 @@
  * once. The brokers' side is in the contract suite.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
-import { Canvas, Client, Task } from "@errand/core"
+import { Effect, Schedule, Schema } from "effect"
+import { Beat, Canvas, Client, Task } from "@errand/core"
 import { advance, base, startWorker } from "./utils.ts"
 
 class Odd extends Schema.TaggedError<Odd>()("Odd", { n: Schema.Int }) {}
@@ -70,5 +70,22 @@ describe("Task.keepRecord", () => {
       assert.strictEqual(first.state, "SUCCESS")
       assert.strictEqual(first.result, 8)
       assert.strictEqual((yield* client.status("k1/1")).result, 9)
+    }).pipe(Effect.provide(base)))
+
+  it.effect("a Beat run keeps its record whatever its task says: its known id keeps the time from running twice", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      yield* startWorker({ tasks: impls })
+      yield* Beat.make({
+        entries: [Beat.entry({ id: "fire", task: Fire, payload: 6, schedule: Schedule.spaced("10 seconds") })],
+        lease: "3 seconds"
+      })
+      yield* advance(15)
+      const run = yield* client.status(Beat.runId("default", "fire", 10_000))
+      assert.strictEqual(run.state, "SUCCESS")
+      // a second submit of the same time (a stalled leader's) does not run it again
+      yield* client.submit(Fire, 6, { id: Beat.runId("default", "fire", 10_000) })
+      yield* advance(2)
+      assert.strictEqual((yield* client.status(Beat.runId("default", "fire", 10_000))).updatedAt, run.updatedAt)
     }).pipe(Effect.provide(base)))
 })

@@ -15,3 +15,11 @@ export const noHeaders: Readonly<Record<string, string>> = Object.freeze({})
  * @internal
  */
 export const canvasHeader = "x-errand-canvas" as const
+
+/**
+ * The header a Beat run's message carries: its beat and entry
+ * (`Beat.entryHeader`).
+ *
+ * @internal
+ */
+export const beatHeader = "x-errand-beat" as const
