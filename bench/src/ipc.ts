@@ -21,17 +21,14 @@ export const command = (type: string): Promise<Message> =>
   })
 
 /**
- * What a worker reports about its memory, after a full GC (`collect: false`
- * skips the GC: before a timed run, a forced full GC shrinks V8's heap limits
- * and made the in-memory run up to 2× slower, from major GCs while its
- * records grow).
+ * What a worker reports about its memory, after a full GC. (Never before a
+ * timed run: a forced full GC shrinks V8's heap limits and made the
+ * in-memory run up to 2× slower, from major GCs while its heap grew.)
  */
-export const memory = (collect = true) => {
+export const memory = () => {
   const gc = (globalThis as { gc?: () => void }).gc
-  if (collect) {
-    gc?.()
-    gc?.()
-  }
+  gc?.()
+  gc?.()
   const m = process.memoryUsage()
   return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external }
 }
