@@ -7,7 +7,7 @@ import { Broker, Client, MemoryBroker, Message, Task, Worker } from "@errand/cor
 import { RedisBroker } from "@errand/redis"
 import { Deferred, Effect, Fiber, Layer, References, Schema } from "effect"
 import type { RoleConfig } from "./config.ts"
-import { command, memory, report, settle, summarize } from "./ipc.ts"
+import { command, memory, report, settle, startProfile, summarize } from "./ipc.ts"
 import { now } from "./proc.ts"
 import { counter, noopTask } from "./task.ts"
 
@@ -53,6 +53,14 @@ const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.provideService(effect, References.MinimumLogLevel, "Warn")
 
 const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(quiet(effect))
+
+/** Runs `effect` under the CPU profiler when the orchestrator asked for a profile (`startProfile`). */
+const profiled = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(
+    Effect.promise(startProfile),
+    () => effect,
+    (stop) => stop === undefined ? Effect.void : Effect.promise(stop)
+  )
 
 /** Done means acknowledged: waits until the broker holds none of the queue's tasks. */
 const acknowledged = (broker: Broker.Broker["Service"], queue: string) =>
@@ -103,11 +111,14 @@ const workerProgram = (config: RoleConfig) =>
       yield* Deferred.await(warm.finished)
       yield* acknowledged(broker, config.queue)
       counting = handled
-      report({ type: "warm", at: now(), count: warm.count() })
     }
-    yield* Deferred.await(handled.finished)
-    const handledAt = now()
-    yield* acknowledged(broker, config.queue)
+    const handledAt = yield* profiled(Effect.gen(function*() {
+      if (warm !== undefined) report({ type: "warm", at: now(), count: warm.count() })
+      yield* Deferred.await(handled.finished)
+      const at = now()
+      yield* acknowledged(broker, config.queue)
+      return at
+    }))
     report({
       type: "done",
       at: now(),
@@ -134,8 +145,9 @@ const bulkProgram = (config: RoleConfig) =>
       // a warm-up round first, when the orchestrator asks for one (see RoleConfig)
       const go = yield* Effect.promise(() => command("go"))
       const batch = go.phase === "warm" ? warm : payloads
+      const submit = client.submitMany(task, batch)
       const startedAt = now()
-      yield* client.submitMany(task, batch)
+      yield* (batch === payloads ? profiled(submit) : submit)
       const endedAt = now()
       report({ type: "submitted", startedAt, endedAt, count: batch.length })
       if (batch === payloads) return
@@ -204,7 +216,7 @@ export const inMemory = (config: RoleConfig) =>
       }
       const payloads = payloadsOf(config.tasks)
       const cpu0 = process.cpuUsage()
-      const r = yield* round(payloads)
+      const r = yield* profiled(round(payloads))
       const cpu = process.cpuUsage(cpu0)
       const later: Array<number> = []
       for (let k = 0; k < config.laterRounds; k++) {

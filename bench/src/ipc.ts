@@ -2,6 +2,8 @@
  * The child side of the orchestrator's IPC: report with `report`, receive
  * commands with `command`.
  */
+import * as fs from "node:fs"
+import { Session } from "node:inspector/promises"
 import type { Message } from "./proc.ts"
 
 export const report = (message: Message): void => {
@@ -51,4 +53,24 @@ export const summarize = (samples: ReadonlyArray<number>) => {
   const at = (q: number) => sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
   const mean = sorted.reduce((s, x) => s + x, 0) / Math.max(1, sorted.length)
   return { n: sorted.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted[sorted.length - 1] ?? NaN, mean }
+}
+
+/**
+ * Starts V8's CPU profiler when `BENCH_PROFILE` names a file (the
+ * orchestrator's profiled reruns); the function it returns stops it and
+ * writes the profile there. A child profiles its measured round alone,
+ * without start-up or a warm-up round. `undefined`: not profiling.
+ */
+export const startProfile = async (): Promise<(() => Promise<void>) | undefined> => {
+  const file = process.env.BENCH_PROFILE
+  if (file === undefined || file === "") return undefined
+  const session = new Session()
+  session.connect()
+  await session.post("Profiler.enable")
+  await session.post("Profiler.start")
+  return async () => {
+    const { profile } = await session.post("Profiler.stop")
+    fs.writeFileSync(file, JSON.stringify(profile))
+    session.disconnect()
+  }
 }

@@ -371,10 +371,6 @@ const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E
       const startedAt = Number(submitted.startedAt)
       const perSecond = config.tasks / ((at - startedAt) / 1000)
       const submitPerSecond = config.tasks / ((Number(submitted.endedAt) - startedAt) / 1000)
-      if (profile !== undefined) {
-        // let the Node children end on their own, so --cpu-prof writes the profiles
-        await Promise.race([Promise.all(spawned.map((p) => p.exited)), timeout(20_000)])
-      }
       return { perSecond, submitPerSecond, seconds: (at - startedAt) / 1000, cpu, cold }
     } finally {
       await Promise.all(spawned.map((p) => p.kill()))
@@ -705,9 +701,11 @@ const profiles = async (): Promise<Array<string>> => {
   const out: Array<string> = [
     "## Where errand's time goes (CPU profiles)",
     "",
-    "Profiled reruns (`node --cpu-prof`, separate from the measured runs above; profiling slows them down a little).",
-    "Self time is time in the function itself, the area table groups it by package, and \"per task\" divides by the",
-    "tasks of the run (module loading at startup included). The profiler samples wall time while JavaScript runs, so",
+    "Profiled reruns (V8's CPU profiler through `node:inspector`, separate from the measured runs above; profiling slows",
+    "them down a little). Each process is profiled over its measured round alone, after its warm-up round (start-up and",
+    "warm-up left out): the worker from the measured round's first task to its last acknowledgement, the producer over",
+    "its `submitMany`. Self time is time in the function itself, the area table groups it by package, and \"per task\"",
+    "divides by the round's tasks. The profiler samples wall time while JavaScript runs, so",
     "`writeUtf8String` (the write of a command to the Redis socket) also holds the time the worker is descheduled right",
     "after waking Redis on this 2-vCPU machine: read it as the cost of a round trip, not of encoding strings. Effect runs",
     "continuations from its own run loop, so errand's functions show little inclusive time; their cost shows up as",

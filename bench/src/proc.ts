@@ -120,15 +120,23 @@ export class Proc {
   }
 }
 
-/** Forks `child.ts` (run by Node's own type stripping, so profiles keep source lines) in a role, with `config`. */
+/**
+ * Forks `child.ts` (run by Node's own type stripping, so profiles keep source
+ * lines) in a role, with `config`. `profile`: a directory where the child
+ * writes `<name>.cpuprofile`, a CPU profile of its measured round only
+ * (`BENCH_PROFILE`, see `ipc.ts`'s `profiled`).
+ */
 export const forkNode = (name: string, role: string, config: object, options: { readonly profile?: string } = {}) => {
   const execArgv = ["--expose-gc", "--max-old-space-size=4096", "--disable-warning=ExperimentalWarning"]
+  const env = { ...process.env }
+  delete env.BENCH_PROFILE
   if (options.profile !== undefined) {
     fs.mkdirSync(options.profile, { recursive: true })
-    execArgv.push("--cpu-prof", `--cpu-prof-dir=${options.profile}`, "--cpu-prof-name", `${name}.cpuprofile`)
+    env.BENCH_PROFILE = path.join(options.profile, `${name}.cpuprofile`)
   }
   const child = fork(path.join(here, "child.ts"), [role, JSON.stringify(config)], {
     execArgv,
+    env,
     stdio: ["ignore", "inherit", "pipe", "ipc"],
     cwd: path.join(here, "..")
   })

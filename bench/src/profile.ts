@@ -79,14 +79,19 @@ export const summarize = (file: string, topN = 25, inclusiveNames: ReadonlyArray
   }
   let total = 0
   for (const ms of self.values()) total += ms
-  const idle = [...self.entries()].filter(([id]) => byId.get(id)!.callFrame.functionName === "(idle)")
-    .reduce((s, [, ms]) => s + ms, 0)
+  // idle, and the profiler's own stop (`node:inspector`'s `post`, which
+  // serializes the profile inside the last samples): neither is the run's
+  const notRun = (id: number) => {
+    const { functionName, url } = byId.get(id)!.callFrame
+    return functionName === "(idle)" || url === "node:inspector"
+  }
+  const idle = [...self.entries()].filter(([id]) => notRun(id)).reduce((s, [, ms]) => s + ms, 0)
   const busy = total - idle
   const fns = new Map<string, { name: string; where: string; ms: number }>()
   const areas = new Map<string, number>()
   for (const [id, ms] of self) {
     const { functionName, lineNumber, url } = byId.get(id)!.callFrame
-    if (functionName === "(idle)") continue
+    if (notRun(id)) continue
     const name = functionName === "" ? "(anonymous)" : functionName
     const where = url === "" ? "" : `${shortUrl(url)}:${lineNumber + 1}`
     const key = `${name}@${where}`
