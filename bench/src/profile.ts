@@ -1,5 +1,6 @@
 /**
- * Summarises a V8 `.cpuprofile` (from `node --cpu-prof`): the functions with
+ * Summarises a V8 `.cpuprofile` (`node --cpu-prof`, or the inspector's
+ * `Profiler` as the bench's children record one): the functions with
  * the most self time, and self time grouped by where the code lives (errand
  * core, errand redis, effect, the Redis client, node internals, GC).
  *
