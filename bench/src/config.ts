@@ -11,7 +11,7 @@ export interface RoleConfig {
    * Throughput runs (count mode, bulk producer): tasks run first, unmeasured,
    * by the same processes, as a long-running worker has run many before
    * (code compiled, heap grown). 0: none. The producer submits them on a
-   * `go` whose `count` says so; the worker reports `warm` once they are
+   * `go` whose `phase` is "warm"; the worker reports `warm` once they are
    * acknowledged, then counts `tasks` afresh.
    */
   readonly warmTasks: number

@@ -124,7 +124,7 @@ export class Proc {
  * Forks `child.ts` (run by Node's own type stripping, so profiles keep source
  * lines) in a role, with `config`. `profile`: a directory where the child
  * writes `<name>.cpuprofile`, a CPU profile of its measured round only
- * (`BENCH_PROFILE`, see `ipc.ts`'s `profiled`).
+ * (`BENCH_PROFILE`, see `ipc.ts`'s `startProfile`).
  */
 export const forkNode = (name: string, role: string, config: object, options: { readonly profile?: string } = {}) => {
   const execArgv = ["--expose-gc", "--max-old-space-size=4096", "--disable-warning=ExperimentalWarning"]

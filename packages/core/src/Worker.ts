@@ -563,15 +563,16 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       message
     })
 
+    /** Whether the message carries `header` (most carry none: `noHeaders`). */
+    const carries = (message: Message, header: string) => message.headers !== noHeaders && header in message.headers
     /** A canvas member keeps its record and result whatever its task says: the canvas reads them. */
-    const isMember = (message: Message) => message.headers !== noHeaders && canvasHeader in message.headers
+    const isMember = (message: Message) => carries(message, canvasHeader)
     /**
      * A canvas member and a Beat run keep their record whatever their task
      * says: the canvas reads it, and a Beat run's known id is what keeps a
      * scheduled time from running twice.
      */
-    const keepsRecord = (message: Message) =>
-      message.headers !== noHeaders && (canvasHeader in message.headers || beatHeader in message.headers)
+    const keepsRecord = (message: Message) => isMember(message) || carries(message, beatHeader)
 
     const debug = yield* LogLevel.isEnabled("Debug")
     const log = (level: "Debug" | "Info" | "Warning", text: string, d: Broker.Delivery, extra?: object) => {

@@ -245,14 +245,15 @@ while g <= #ARGV do
     g = g + 4 + count
   end
 end
-if nFastDone > 0 then
-  callMany("HDEL", KEYS[5], fastDone)
-  callMany("HDEL", KEYS[4], fastDone)
+-- the fast-lane tasks ended, with a done record or forgotten: their leases
+-- and entries go, and their claims are counted down
+local function dropFast(ids, n)
+  if n == 0 then return end
+  callMany("HDEL", KEYS[5], ids)
+  callMany("HDEL", KEYS[4], ids)
 end
-if nForgot > 0 then
-  callMany("HDEL", KEYS[5], forgot)
-  callMany("HDEL", KEYS[4], forgot)
-end
+dropFast(fastDone, nFastDone)
+dropFast(forgot, nForgot)
 if nFastDone + nForgot > 0 then leftClaims(tag, claims) end
 if nLean > 0 then
   -- the two keys live at least as long as their entries: a queue nobody
@@ -290,12 +291,11 @@ if nLean > 0 then
   end
 end
 if #leasedDone > 0 then zremMany(KEYS[1], leasedDone) end
--- the done channel wakes waiters of every task ended here (a forgotten
--- one's waiter then finds no record)
-if nForgot > 0 then
-  redis.call("PUBLISH", ARGV[4], joined(forgot, nForgot, done, nDone))
-  if nFastDone > 0 then redis.call("PUBLISH", ARGV[4], table.concat(fastDone, "\n")) end
-elseif nFastDone + nDone > 0 then
-  redis.call("PUBLISH", ARGV[4], joined(fastDone, nFastDone, done, nDone))
-end
+-- the done channel wakes waiters of every task ended here, in one message
+-- (a forgotten one's waiter then finds no record)
+local ended = {}
+if nFastDone > 0 then ended[#ended + 1] = table.concat(fastDone, "\n") end
+if nDone > 0 then ended[#ended + 1] = table.concat(done, "\n") end
+if nForgot > 0 then ended[#ended + 1] = table.concat(forgot, "\n") end
+if #ended > 0 then redis.call("PUBLISH", ARGV[4], table.concat(ended, "\n")) end
 return stale
