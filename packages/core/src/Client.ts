@@ -269,6 +269,9 @@ const encoderOf = (task: Task.Any): Encoder => {
   return encode
 }
 
+/** Submissions per `Broker.enqueue` call of `submitMany`. */
+const SUBMIT_CHUNK = 5000
+
 /** What every message of one submit call shares. */
 interface Shared {
   readonly now: number
@@ -320,17 +323,31 @@ const prepare = (
   dedupId: string | undefined
 ): Broker.Submission | PayloadInvalid => {
   const encoded = encode(payload)
-  if (encoded instanceof Codec.Invalid) {
-    const error = Cause.findErrorOption(encoded.exit.cause)
-    // not a Schema failure: a defect of the encoder, raised as one
-    if (Option.isNone(error)) throw Cause.squash(encoded.exit.cause)
-    const text = error.value.message
-    return new PayloadInvalid({
-      task: task.name,
-      issue: text,
-      message: `payload of ${task.name} does not match its Schema: ${text}`
-    })
-  }
+  if (encoded instanceof Codec.Invalid) return invalidPayload(task, encoded)
+  return submissionOf(task, encoded, shared, id, dedupId)
+}
+
+/** The error for a payload its task's encoder refused. */
+const invalidPayload = (task: Task.Any, invalid: Codec.Invalid): PayloadInvalid => {
+  const error = Cause.findErrorOption(invalid.exit.cause)
+  // not a Schema failure: a defect of the encoder, raised as one
+  if (Option.isNone(error)) throw Cause.squash(invalid.exit.cause)
+  const text = error.value.message
+  return new PayloadInvalid({
+    task: task.name,
+    issue: text,
+    message: `payload of ${task.name} does not match its Schema: ${text}`
+  })
+}
+
+/** The submission of an encoded payload. */
+const submissionOf = (
+  task: Task.Any,
+  encoded: unknown,
+  shared: Shared,
+  id: string | undefined,
+  dedupId: string | undefined
+): Broker.Submission => {
   // each shape of message made whole by one literal: a property added after
   // it would go to a properties array of its own
   const message: Message = shared.dueAt > shared.now
@@ -437,18 +454,23 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
       const now = yield* Clock.currentTimeMillis
       const shared = sharedOf(task, options, now, span)
       const encode = encoderOf(task)
-      const submissions: Array<Broker.Submission> = []
+      // every payload is checked before any is enqueued: one that does not
+      // match submits none
+      const encoded: Array<unknown> = []
       for (const payload of payloads) {
-        const submission = prepare(task, encode, payload, shared, undefined, undefined)
-        // a tag test, not `instanceof PayloadInvalid`: this loop runs in V8's
-        // baseline tier, where instanceof walked the error class's prototype
-        // chain for every payload
-        if ("_tag" in submission) return yield* submission
-        submissions.push(submission)
+        const e = encode(payload)
+        if (e instanceof Codec.Invalid) return yield* invalidPayload(task, e)
+        encoded.push(e)
       }
-      const out: Array<Job<T>> = new Array(submissions.length)
-      for (let i = 0; i < submissions.length; i += 5000) {
-        const chunk = submissions.length <= 5000 ? submissions : submissions.slice(i, i + 5000)
+      // The submissions are made a chunk at a time, as the chunk goes to the
+      // broker: what the broker does not keep of them (the submission, the
+      // chunk) dies young, where made all at once it lived through the young
+      // generation's collections and was copied to the old one.
+      const out: Array<Job<T>> = new Array(encoded.length)
+      for (let i = 0; i < encoded.length; i += SUBMIT_CHUNK) {
+        const end = Math.min(encoded.length, i + SUBMIT_CHUNK)
+        const chunk: Array<Broker.Submission> = new Array(end - i)
+        for (let j = i; j < end; j++) chunk[j - i] = submissionOf(task, encoded[j], shared, undefined, undefined)
         const enqueued = yield* broker.enqueue(chunk)
         for (let j = 0; j < chunk.length; j++) {
           out[i + j] = { id: chunk[j]!.message.id, task, duplicateOf: enqueued[j]?.duplicateOf }

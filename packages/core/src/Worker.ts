@@ -59,7 +59,7 @@ import { type Attempt, type Message, Message as MessageSchema, type Outcome } fr
 import { ResultBackend } from "./ResultBackend.ts"
 import * as Retry from "./Retry.ts"
 import type * as Task from "./Task.ts"
-import { retryRequest, TaskContext } from "./TaskContext.ts"
+import { retryRequest, type Service as TaskContextService, TaskContext } from "./TaskContext.ts"
 
 /**
  * Options of `Worker.layer` / `Worker.make`.
@@ -248,17 +248,117 @@ class HeldList {
   }
 }
 
-/** A delivery for the runner's fast path (`process`): its message, task and payload checked. */
-class Ready {
+/** What every `Ready` of one worker shares: its id and its result backend. */
+interface ReadyEnv {
+  readonly worker: string
+  readonly backend: ResultBackend["Service"]
+}
+
+/**
+ * A delivery whose message, task and payload are checked, about to run. It is
+ * also the handler's `TaskContext` (its fields read through to the delivery
+ * and message), and the source of its success's completion (`Succeeded`):
+ * one object a task, where a context, its `updateState` closure and a
+ * completion with its attempt were four.
+ */
+class Ready implements TaskContextService {
+  readonly delivery: Broker.Delivery
   readonly message: Message
   readonly registered: Registered
   readonly payload: unknown
   readonly startedAt: number
-  constructor(message: Message, registered: Registered, payload: unknown, startedAt: number) {
+  readonly env: ReadyEnv
+  constructor(
+    delivery: Broker.Delivery,
+    message: Message,
+    registered: Registered,
+    payload: unknown,
+    startedAt: number,
+    env: ReadyEnv
+  ) {
+    this.delivery = delivery
     this.message = message
     this.registered = registered
     this.payload = payload
     this.startedAt = startedAt
+    this.env = env
+  }
+  get id(): string {
+    return this.delivery.id
+  }
+  get task(): string {
+    return this.registered.task.name
+  }
+  get queue(): string {
+    return this.delivery.queue
+  }
+  get retries(): number {
+    return this.message.retries
+  }
+  get eta(): number | undefined {
+    return this.message.eta
+  }
+  get headers(): Readonly<Record<string, string>> {
+    return this.message.headers
+  }
+  get worker(): string {
+    return this.env.worker
+  }
+  /** Made when read (few handlers use it), bound to this task: safe to destructure. */
+  get updateState(): TaskContextService["updateState"] {
+    const id = this.delivery.id
+    const backend = this.env.backend
+    return (state, meta) => Effect.asVoid(backend.setState(id, state, meta))
+  }
+  get retry(): TaskContextService["retry"] {
+    return retryRequest
+  }
+  /** The attempt as it ended now, with `outcome`. */
+  attemptOf(endedAt: number, outcome: Outcome): Attempt {
+    return { attempt: this.message.retries, worker: this.env.worker, startedAt: this.startedAt, endedAt, outcome }
+  }
+}
+
+/**
+ * The completion of a `Ready` task that succeeded: its fields read through to
+ * the task, and its attempt made only if a broker reads it (a success that
+ * keeps no record, or no result, has it read by none).
+ */
+class Succeeded implements Broker.Completion {
+  readonly ready: Ready
+  readonly result: unknown
+  readonly endedAt: number
+  readonly storeResult: boolean
+  readonly keepRecord: boolean
+  private made: Attempt | undefined
+  constructor(ready: Ready, result: unknown, endedAt: number, storeResult: boolean, keepRecord: boolean) {
+    this.ready = ready
+    this.result = result
+    this.endedAt = endedAt
+    this.storeResult = storeResult
+    this.keepRecord = keepRecord
+    this.made = undefined
+  }
+  get id(): string {
+    return this.ready.delivery.id
+  }
+  get token(): number {
+    return this.ready.delivery.token
+  }
+  get queue(): string {
+    return this.ready.delivery.queue
+  }
+  get state(): "SUCCESS" {
+    return "SUCCESS"
+  }
+  get error(): undefined {
+    return undefined
+  }
+  get message(): Message {
+    return this.ready.message
+  }
+  get attempt(): Attempt {
+    return this.made ??= this.ready.attemptOf(this.endedAt, "SUCCESS")
   }
 }
 
@@ -309,6 +409,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const broker = yield* Broker.Broker
     const backend = yield* ResultBackend
     const id = options.id ?? `worker-${randomId()}`
+    const env: ReadyEnv = { worker: id, backend }
     const concurrency = Math.max(1, options.concurrency ?? 16)
     const prefetch = Math.max(1, options.prefetch ?? concurrency)
     const prefetchMax = Math.max(prefetch, options.prefetchMax ?? 1000)
@@ -545,23 +646,16 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         }
 
     /** The completion of an attempt that succeeded with `result` (encoded), ended now. */
-    const successOf = (
-      d: Broker.Delivery,
-      message: Message,
-      registered: Registered,
-      startedAt: number,
-      result: unknown
-    ): Broker.Completion => ({
-      id: d.id,
-      token: d.token,
-      queue: d.queue,
-      state: "SUCCESS",
-      result,
-      attempt: attemptOf(message, startedAt, clock.currentTimeMillisUnsafe(), "SUCCESS"),
-      storeResult: (registered.task.storeResult || isMember(message)) && message.storeResult !== false,
-      keepRecord: registered.task.keepRecord || keepsRecord(message),
-      message
-    })
+    const successOf = (ready: Ready, result: unknown): Broker.Completion => {
+      const { message, registered } = ready
+      return new Succeeded(
+        ready,
+        result,
+        clock.currentTimeMillisUnsafe(),
+        (registered.task.storeResult || isMember(message)) && message.storeResult !== false,
+        registered.task.keepRecord || keepsRecord(message)
+      )
+    }
 
     /** Whether the message carries `header` (most carry none: `noHeaders`). */
     const carries = (message: Message, header: string) => message.headers !== noHeaders && header in message.headers
@@ -774,7 +868,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       // when a tracing backend is installed or the producer was traced.
       if (!tracing && parent === undefined) {
         if (registered.plain && d.startedAt !== undefined && !debug) {
-          return new Ready(message, registered, payload, d.startedAt)
+          return new Ready(d, message, registered, payload, d.startedAt, env)
         }
         return run(h, message, registered, payload)
       }
@@ -803,34 +897,14 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const claimStarts = (max: number) =>
       handlerTime > 0 && handlerTime < startRtt ? max : waiting.size === 0 ? idleRunners.length : 0
 
-    /** What a handler's `TaskContext` says. */
-    const taskContextOf = (d: Broker.Delivery, message: Message, registered: Registered) =>
-      TaskContext.of({
-        id: d.id,
-        task: registered.task.name,
-        queue: d.queue,
-        retries: message.retries,
-        eta: message.eta,
-        headers: message.headers,
-        worker: id,
-        updateState: (state, meta) => Effect.asVoid(backend.setState(d.id, state, meta)),
-        retry: retryRequest
-      })
-
-    /** The handler's effect, with its `TaskContext`. */
-    const handlerOf = (
-      d: Broker.Delivery,
-      message: Message,
-      registered: Registered,
-      payload: unknown
-    ): Effect.Effect<unknown, unknown> => {
-      const ctx = taskContextOf(d, message, registered)
+    /** The handler's effect, with its `TaskContext` (the `Ready` itself). */
+    const handlerOf = (ready: Ready): Effect.Effect<unknown, unknown> => {
       // the runner's context already holds the tasks' services (`make` requires them)
-      const handler = registered.impl.handler(payload) as Effect.Effect<unknown, unknown>
+      const handler = ready.registered.impl.handler(ready.payload) as Effect.Effect<unknown, unknown>
       // The handler has a fiber of its own (see `run`): its context is set
       // once, at its start, with none of `provideService`'s restoring on exit.
       return Effect.withFiber((fiber) => {
-        fiber.setContext(Context.add(fiber.context, TaskContext, ctx))
+        fiber.setContext(Context.add(fiber.context, TaskContext, ready))
         return handler
       })
     }
@@ -854,7 +928,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const encoded = registered.encodeSuccess(exit.value)
       if (encoded instanceof Codec.Invalid) return false
       const d = h.delivery
-      completions.offer(h, successOf(d, ready.message, registered, ready.startedAt, encoded))
+      completions.offer(h, successOf(ready, encoded))
       return true
     }
 
@@ -882,7 +956,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         return yield* revoked(h, message, startedAt)
       }
       yield* log("Debug", "started", d, { task: task.name, attempt: message.retries })
-      const handler = handlerOf(d, message, registered, payload)
+      const ready = new Ready(d, message, registered, payload, startedAt, env)
+      const handler = handlerOf(ready)
       const fiber = yield* Effect.forkChild(handler, { startImmediately: true })
       h.fiber = fiber
       if (Option.isNone(task.softTimeLimit) && Option.isNone(task.timeLimit)) {
@@ -891,7 +966,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         handlerTime = ewma(handlerTime, Number(clock.currentTimeNanosUnsafe() - t0))
         h.fiber = undefined
         if (h.reason === "killed" || killed) return
-        return yield* outcome(h, message, registered, startedAt, exit, false)
+        return yield* outcome(h, ready, exit, false)
       }
       let soft = false
       const soft$ = Option.match(task.softTimeLimit, {
@@ -931,7 +1006,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           { startedAt }
         )
       }
-      return yield* outcome(h, message, registered, startedAt, exit.value, soft)
+      return yield* outcome(h, ready, exit.value, soft)
     })
 
     const revoked = Effect.fnUntraced(function*(h: Held, message: Message, startedAt: number) {
@@ -946,12 +1021,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
 
     const outcome = Effect.fnUntraced(function*(
       h: Held,
-      message: Message,
-      registered: Registered,
-      startedAt: number,
+      ready: Ready,
       exit: Exit.Exit<unknown, unknown>,
       soft: boolean
     ) {
+      const { message, registered, startedAt } = ready
       const d = h.delivery
       const task = registered.task
       if (Exit.isSuccess(exit)) {
@@ -969,7 +1043,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           )
         }
         yield* beforeFinal(message, { state: "SUCCESS", result: encoded })
-        yield* complete(h, successOf(d, message, registered, startedAt, encoded))
+        yield* complete(h, successOf(ready, encoded))
         return yield* log("Debug", "succeeded", d, { task: task.name })
       }
       const cause = exit.cause
@@ -1104,7 +1178,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
               // forkChild, without its steps (nor the runner's child set:
               // `awaitHandler` interrupts it with the runner).
               const fiber = Effect.runForkWith(
-                Context.add(self.context, TaskContext, taskContextOf(h.delivery, step.message, step.registered))
+                Context.add(self.context, TaskContext, step)
               )(handler)
               h.fiber = fiber
               // one run in 8 is timed: a clock read costs more than the rest of
@@ -1115,7 +1189,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
               h.fiber = undefined
             }
             if (h.reason !== "killed" && !killed && !succeeded(h, step, result)) {
-              exit = yield* Effect.exit(outcome(h, step.message, step.registered, step.startedAt, result, false))
+              exit = yield* Effect.exit(outcome(h, step, result, false))
             }
           }
         } else exit = yield* Effect.exit(step)

@@ -236,6 +236,62 @@ describe("custom states, explicit retry, typed failures", () => {
       assert.deepStrictEqual(done.meta, { done: 2, of: 2 })
     }).pipe(Effect.provide(base)))
 
+  it.effect("TaskContext says the task's id, name, queue, attempt, eta, headers and worker on both run paths; updateState and retry work destructured", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      const seen: Array<Record<string, unknown>> = []
+      // a plain task takes the runner's fast path; one with a time limit, the full run
+      const make = (name: string, limited: boolean) => {
+        const task = Task.make(name, {
+          payload: Schema.Void,
+          success: Schema.Number,
+          queue: "ctx",
+          retry: Retry.fixed({ delay: "1 second", maxRetries: 1 }),
+          ...(limited ? { timeLimit: "1 minute" } : {})
+        })
+        return [task, Task.implement(task, () =>
+          Effect.gen(function*() {
+            const ctx = yield* TaskContext
+            const { eta, headers, id, queue, retries, task, worker } = ctx
+            seen.push({ id, task, queue, retries, eta, headers, worker })
+            const { retry, updateState } = ctx
+            yield* updateState("PROGRESS", { attempt: retries }).pipe(Effect.orDie)
+            if (retries === 0) return yield* retry({ countdown: "2 seconds" })
+            return retries
+          }))] as const
+      }
+      const [Fast, FastLive] = make("test.ctx.fast", false)
+      const [Full, FullLive] = make("test.ctx.full", true)
+      yield* startWorker({ tasks: [FastLive, FullLive], id: "w-ctx", queues: ["ctx"] })
+      const fast = yield* client.submit(Fast, undefined, { headers: { tenant: "acme" } })
+      const full = yield* client.submit(Full, undefined, { countdown: "1 second" })
+      yield* advance(10)
+      assert.strictEqual(yield* client.await(fast), 1)
+      assert.strictEqual(yield* client.await(full), 1)
+      const of = (id: string) => seen.filter((s) => s.id === id)
+      assert.deepStrictEqual(of(fast.id), [0, 1].map((retries) => ({
+        id: fast.id,
+        task: "test.ctx.fast",
+        queue: "ctx",
+        retries,
+        eta: undefined,
+        headers: { tenant: "acme" },
+        worker: "w-ctx"
+      })))
+      assert.deepStrictEqual(of(full.id), [0, 1].map((retries) => ({
+        id: full.id,
+        task: "test.ctx.full",
+        queue: "ctx",
+        retries,
+        eta: 1_000,
+        headers: {},
+        worker: "w-ctx"
+      })))
+      assert.deepStrictEqual((yield* client.status(fast.id)).meta, { attempt: 1 })
+      assert.deepStrictEqual((yield* client.status(full.id)).meta, { attempt: 1 })
+      assert.deepStrictEqual((yield* client.status(full.id)).history.map((h) => h.countdown), [2_000, undefined])
+    }).pipe(Effect.provide(base)))
+
   it.effect("ctx.retry({ countdown }) runs the task again after the countdown, counted against maxRetries", () =>
     Effect.gen(function*() {
       const client = yield* Client.Client
