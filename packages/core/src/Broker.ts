@@ -64,6 +64,13 @@ export interface Lease {
    * without it, it finds the queue itself.
    */
   readonly queue?: string | undefined
+  /**
+   * What the broker put in the delivery's `handle`, given back by a caller
+   * that has it: a broker may find the task from it instead of looking its
+   * id up (the memory broker does), after checking that it is its own and
+   * agrees with `id` and `token`. Opaque to everyone else.
+   */
+  readonly handle?: unknown
 }
 
 /**

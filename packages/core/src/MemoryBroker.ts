@@ -113,6 +113,12 @@ interface Slot {
   expiresAt: number
   /** `undefined`: ended SUCCESS or REVOKED (final), or forgotten. */
   live: Entry | undefined
+  /**
+   * Known under its id but not yet in the `tasks` map: a task enqueued under
+   * an id made for it (`Submission.fresh`) waits in `unlisted` until a lookup
+   * by id needs it (see `slotOf`).
+   */
+  unlisted: boolean
 }
 
 /** The slot as a record, when it holds one. */
@@ -154,7 +160,8 @@ const newSlot = (
   attempt: undefined,
   recorded,
   expiresAt: Infinity,
-  live: undefined
+  live: undefined,
+  unlisted: false
 })
 
 /**
@@ -492,6 +499,18 @@ export const makeWith = (options: Options = {}) =>
   Effect.sync(() => {
     const ttl = Math.max(0, Duration.toMillis(Duration.fromInputUnsafe(options.resultTtl ?? "1 day")))
     const tasks = new Map<string, Slot>()
+    /**
+     * Slots of fresh ids not yet in `tasks`, oldest first (`Slot.unlisted`).
+     * Most tasks are enqueued under an id made for them and ended through
+     * their lease's `handle`, so nothing ever looks them up by id: they never
+     * enter the map, whose insert, lookup and delete (and its growing and
+     * shrinking with the backlog) cost more than the rest of their way
+     * through the broker. The first lookup by id that misses the map lists
+     * them all (`listAll`).
+     */
+    let unlisted: Array<Slot> = []
+    /** How many slots in `unlisted` have since been forgotten (dropped when they are half). */
+    let unlistedGone = 0
     /** The last lease token handed out: tokens are unique across tasks. */
     let lastToken = 0
     const queues = new Map<string, QueueState>()
@@ -634,7 +653,41 @@ export const makeWith = (options: Options = {}) =>
         slot.live = undefined
         slot.recorded = false
       }
-      if (tasks.get(slot.id) === slot) tasks.delete(slot.id)
+      unmap(slot)
+    }
+
+    /** Takes a slot out of the map, or out of `unlisted`. */
+    const unmap = (slot: Slot) => {
+      if (slot.unlisted) {
+        slot.unlisted = false
+        // the list is compacted once half of it is forgotten: it holds at
+        // most twice the tasks that are known under their ids
+        if (++unlistedGone > 1024 && unlistedGone * 2 > unlisted.length) {
+          unlisted = unlisted.filter((s) => s.unlisted)
+          unlistedGone = 0
+        }
+      } else if (tasks.get(slot.id) === slot) tasks.delete(slot.id)
+    }
+
+    /** Puts every slot of `unlisted` in the map. */
+    const listAll = () => {
+      for (let i = 0; i < unlisted.length; i++) {
+        const slot = unlisted[i]!
+        if (slot.unlisted) {
+          slot.unlisted = false
+          tasks.set(slot.id, slot)
+        }
+      }
+      unlisted = []
+      unlistedGone = 0
+    }
+
+    /** The slot known under `id`, expired or not. */
+    const slotOf = (id: string): Slot | undefined => {
+      const slot = tasks.get(id)
+      if (slot !== undefined || unlisted.length === 0) return slot
+      listAll()
+      return tasks.get(id)
     }
 
     /** A slot about to be replaced under its id: its live entry leaves the queues. */
@@ -666,7 +719,7 @@ export const makeWith = (options: Options = {}) =>
 
     /** The task of a known id; an expired final record counts as unknown. */
     const find = (id: string, now: number): Slot | undefined => {
-      const slot = tasks.get(id)
+      const slot = slotOf(id)
       if (slot === undefined) return undefined
       if (slot.expiresAt <= now) {
         forget(slot)
@@ -689,7 +742,7 @@ export const makeWith = (options: Options = {}) =>
       if (slot.live !== entry) return
       slot.live = undefined
       if (!slot.recorded || !keep) {
-        if (tasks.get(slot.id) === slot) tasks.delete(slot.id)
+        unmap(slot)
         return
       }
       // the slot stays in place: ending a task does not touch the map
@@ -755,13 +808,20 @@ export const makeWith = (options: Options = {}) =>
     }
 
     /**
-     * The entry a lease stands for, when that lease is still the current one.
-     * Found under its id, not in a map of leases by token: that map cost an
-     * insert and a delete per task, and every leased entry is its slot's live
-     * one (a replaced or forgotten slot's entry has left its lease).
+     * The entry a lease stands for, when that lease is still the current one:
+     * its `handle` (the entry, as `claim` handed it out), when that is an
+     * entry of this broker that is still its task's live one; else the live
+     * entry found under its id. Not a map of leases by token: that map cost
+     * an insert and a delete per task, and every leased entry is its slot's
+     * live one (a replaced or forgotten slot's entry has left its lease).
      */
     const leased = (item: Broker.Lease): Entry | undefined => {
-      const entry = tasks.get(item.id)?.live
+      const handle = item.handle as Entry | undefined
+      const entry = handle !== undefined && handle !== null && typeof handle === "object" &&
+          handle.slot?.live === handle && handle.slot.id === item.id &&
+          handle.q !== undefined && (handle.q === lastQueue || queues.get(handle.q.name) === handle.q)
+        ? handle
+        : slotOf(item.id)?.live
       return entry !== undefined && entry.token === item.token && entry.place === "leased" ? entry : undefined
     }
 
@@ -801,7 +861,11 @@ export const makeWith = (options: Options = {}) =>
       if (existing !== undefined) detach(existing)
       const slot = newSlot(message.id, message.task, message.queue, message.retries, message.submittedAt, now, message.eta, true)
       const entry = newEntry(slot, message.queue, message, message.priority, dedupId)
-      tasks.set(message.id, slot)
+      if (submission.fresh === true) {
+        // no lookup needs it yet (see `unlisted`)
+        slot.unlisted = true
+        unlisted.push(slot)
+      } else tasks.set(message.id, slot)
       if (message.queue !== lastKnown) {
         known.add(message.queue)
         lastKnown = message.queue
@@ -859,6 +923,7 @@ export const makeWith = (options: Options = {}) =>
                 id: entry.slot.id,
                 token: entry.token,
                 queue: entry.q.name,
+                handle: entry,
                 deadline: entry.heapKey,
                 message: entry.message,
                 startedAt: now
@@ -867,6 +932,7 @@ export const makeWith = (options: Options = {}) =>
                 id: entry.slot.id,
                 token: entry.token,
                 queue: entry.q.name,
+                handle: entry,
                 deadline: entry.heapKey,
                 message: entry.message
               }
@@ -1100,6 +1166,7 @@ export const makeWith = (options: Options = {}) =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         const wanted = new Set(names)
         const counts = new Map<string, number>()
+        listAll()
         for (const slot of [...tasks.values()]) {
           const entry = slot.live
           if (entry === undefined || (entry.place !== "ready" && entry.place !== "delayed") || !wanted.has(entry.q.name)) continue
@@ -1148,7 +1215,7 @@ export const makeWith = (options: Options = {}) =>
 
     const pushRaw = (queue: string, id: string, message: unknown) =>
       Effect.sync(() => {
-        const existing = tasks.get(id)
+        const existing = slotOf(id)
         let slot: Slot
         if (existing === undefined) {
           slot = newSlot(id, "?", queue, 0, 0, 0, undefined, false)

@@ -348,6 +348,9 @@ class Succeeded implements Broker.Completion {
   get queue(): string {
     return this.ready.delivery.queue
   }
+  get handle(): unknown {
+    return this.ready.delivery.handle
+  }
   get state(): "SUCCESS" {
     return "SUCCESS"
   }
@@ -730,7 +733,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (decision._tag === "Retry") {
         const countdown = Duration.toMillis(decision.countdown)
         const entry = attempt("RETRY", countdown)
-        yield* retry(h, { id: d.id, token: d.token, queue: d.queue, dueAt: now + countdown, error, attempt: entry })
+        yield* retry(h, { id: d.id, token: d.token, queue: d.queue, handle: d.handle, dueAt: now + countdown, error, attempt: entry })
         return yield* log("Info", `retry in ${countdown} ms after ${error._tag}`, d, {
           task: task.name,
           attempt: message.retries,
@@ -752,7 +755,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         : error
       const entry = attempt("FAILURE")
       yield* beforeFinal(message, { state: "FAILURE", error: final })
-      yield* complete(h, { id: d.id, token: d.token, queue: d.queue, state: "FAILURE", error: final, attempt: entry })
+      yield* complete(h, { id: d.id, token: d.token, queue: d.queue, handle: d.handle, state: "FAILURE", error: final, attempt: entry })
       yield* log("Warning", `failed: ${final._tag}: ${final.message}`, d, { task: task.name })
     })
 
@@ -761,7 +764,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const now = yield* Clock.currentTimeMillis
       const attempt = attemptOf({ retries: message?.retries ?? 0 }, now, now, "DEAD", error)
       if (message !== undefined) yield* beforeFinal(message, { state: "FAILURE", error })
-      yield* deadLetter(h, { id: d.id, token: d.token, queue: d.queue, error, attempt })
+      yield* deadLetter(h, { id: d.id, token: d.token, queue: d.queue, handle: d.handle, error, attempt })
       yield* log("Warning", `dead-lettered: ${error._tag}: ${error.message}`, d)
     })
 
@@ -946,7 +949,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       let status: Broker.LeaseStatus = "ok"
       if (d.startedAt === undefined || !task.acksLate) {
         const t0 = clock.currentTimeNanosUnsafe()
-        status = yield* start({ id: d.id, token: d.token, queue: d.queue, worker: id, startedAt, ackEarly: !task.acksLate })
+        status = yield* start({ id: d.id, token: d.token, queue: d.queue, handle: d.handle, worker: id, startedAt, ackEarly: !task.acksLate })
         startRtt = ewma(startRtt, Number(clock.currentTimeNanosUnsafe() - t0))
       }
       if (status === "stale") {
@@ -1015,7 +1018,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const error = info(new TaskRevoked({ taskId: d.id, message: `task ${d.id} was revoked` }))
       const attempt = attemptOf(message, startedAt, now, "REVOKED", error)
       yield* beforeFinal(message, { state: "REVOKED", error })
-      yield* complete(h, { id: d.id, token: d.token, queue: d.queue, state: "REVOKED", error, attempt })
+      yield* complete(h, { id: d.id, token: d.token, queue: d.queue, handle: d.handle, state: "REVOKED", error, attempt })
       yield* log("Info", "revoked", d)
     })
 
@@ -1269,7 +1272,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         }
         const items = held.values()
         const statuses = yield* broker.renew(
-          items.map((h) => ({ id: h.delivery.id, token: h.delivery.token, queue: h.delivery.queue })),
+          items.map((h) => ({ id: h.delivery.id, token: h.delivery.token, queue: h.delivery.queue, handle: h.delivery.handle })),
           leaseMillis
         )
           .pipe(
@@ -1315,7 +1318,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (unstarted.length > 0) {
         for (const h of unstarted) held.remove(h)
         yield* persistent("release", broker.release(
-          unstarted.map((h) => ({ id: h.delivery.id, token: h.delivery.token, queue: h.delivery.queue }))
+          unstarted.map((h) => ({ id: h.delivery.id, token: h.delivery.token, queue: h.delivery.queue, handle: h.delivery.handle }))
         ))
           .pipe(Effect.timeoutOption("5 seconds"))
       }

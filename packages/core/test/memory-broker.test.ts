@@ -218,3 +218,59 @@ describe("MemoryBroker: records", () => {
       assert.strictEqual((yield* broker.claim(claimOptions)).length, 0)
     }))
 })
+
+describe("MemoryBroker: tasks under fresh ids, and lease handles", () => {
+  const fresh = (id: string, keep: boolean) => ({ message: message(id), dueAt: 0, fresh: true, keep })
+
+  it.effect("fresh ids never looked up while their tasks run are found by id afterwards; forgotten ones are not", () =>
+    Effect.gen(function*() {
+      const { broker, get } = yield* setup()
+      // every third task keeps its record; the rest are forgotten as they
+      // end, more than the unlisted ones' compaction threshold (1,024)
+      const subs = Array.from({ length: 3_000 }, (_, i) => fresh(`f${i}`, i % 3 === 0))
+      yield* broker.enqueue(subs)
+      const claimed = yield* broker.claim({ ...claimOptions, max: 3_000 })
+      assert.strictEqual(claimed.length, 3_000)
+      const oks = yield* broker.complete(claimed.map((d, i) => ({
+        id: d.id,
+        token: d.token,
+        handle: d.handle,
+        state: "SUCCESS" as const,
+        result: i,
+        attempt: attempt("SUCCESS"),
+        keepRecord: subs[i]!.keep
+      })))
+      assert.isTrue(oks.every((ok) => ok))
+      for (const [i, s] of subs.entries()) {
+        const record = yield* get(s.message.id)
+        if (s.keep) assert.deepStrictEqual([record?.state, record?.result], ["SUCCESS", i])
+        else assert.isUndefined(record)
+      }
+      // and a fresh id is found by id while it waits, after the list was emptied
+      yield* broker.enqueue([fresh("late", true)])
+      assert.strictEqual((yield* get("late"))?.state, "PENDING")
+      assert.strictEqual(yield* broker.revoke("late"), "revoked")
+    }))
+
+  it.effect("a handle that is not the lease's own entry is not trusted: the id decides", () =>
+    Effect.gen(function*() {
+      const { broker, get } = yield* setup()
+      const other = yield* setup()
+      yield* broker.enqueue([fresh("a", true), fresh("b", true)])
+      yield* other.broker.enqueue([fresh("a", true)])
+      const [a, b] = yield* broker.claim(claimOptions)
+      const [foreign] = yield* other.broker.claim(claimOptions)
+      const end = (id: string, token: number, handle: unknown) =>
+        broker.complete([{ id, token, handle, state: "SUCCESS", result: id, attempt: attempt("SUCCESS") }])
+      // b's handle with a's lease ends a, not b; another broker's entry, or
+      // no entry at all, is looked past
+      assert.deepStrictEqual(yield* end(a!.id, a!.token, b!.handle), [true])
+      assert.strictEqual((yield* get("a"))?.state, "SUCCESS")
+      assert.strictEqual((yield* get("b"))?.state, "RECEIVED")
+      assert.deepStrictEqual(yield* end(b!.id, b!.token, foreign!.handle), [true])
+      assert.strictEqual((yield* other.get("a"))?.state, "RECEIVED")
+      // a handle whose lease has ended does not end the task again
+      assert.deepStrictEqual(yield* end(a!.id, a!.token, a!.handle), [false])
+      assert.deepStrictEqual(yield* end("x", 1, { slot: null, q: "q" }), [false])
+    }))
+})
