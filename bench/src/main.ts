@@ -36,6 +36,14 @@ const argv = process.argv.slice(2)
 
 const WORKLOADS = ["e2e", "e2e-stored", "submit", "latency", "memory", "inmemory"] as const
 type Workload = (typeof WORKLOADS)[number]
+/**
+ * The order the workloads run in: (6) before (5), whose backlogs of
+ * 1,000,000 tasks per system are the most memory any workload frees. Freed,
+ * they disturb the VM for a while: the in-memory row right after Celery's
+ * backlog did 103k–226k/s even with Redis's memory purged and 5 s waited,
+ * against 251k–315k/s in eight runs on their own (see `redisQuiet`).
+ */
+const RUN_ORDER: ReadonlyArray<Workload> = ["e2e", "e2e-stored", "submit", "latency", "inmemory", "memory"]
 const SYSTEMS = ["errand", "bullmq", "celery"] as const
 type System = (typeof SYSTEMS)[number]
 
@@ -178,10 +186,15 @@ const row = (key: string, label: string, unit: string, better: Row["better"], di
   let r = rows.find((x) => x.key === key)
   if (r === undefined) {
     r = { key, label, unit, better, figures: {}, ratio, digits }
-    rows.push(r)
+    // in the workloads' numbered order, whatever order they ran in (`RUN_ORDER`)
+    const at = rows.findIndex((x) => numberOf(x.label) > numberOf(label))
+    if (at < 0) rows.push(r)
+    else rows.splice(at, 0, r)
   }
   return r
 }
+/** A row label's workload number, "(3) …" → 3. */
+const numberOf = (label: string): number => Number(/^\((\d+)\)/.exec(label)?.[1] ?? Infinity)
 const put = (r: Row, system: System, figure: Figure) => {
   ;(r.figures as Record<System, Figure>)[system] = figure
 }
@@ -576,19 +589,28 @@ const ratioOf = (r: Row): string => {
 }
 
 /**
- * Waits (at most 15 s) until the Redis server uses under 5% of a core: the
- * in-memory row runs right after the 1,000,000-task backlog of (5) is
- * deleted, and Redis frees that memory in the background, on the same two
- * cores (one full run measured 113k/s there against 204–210k/s in reruns).
+ * Before (6): has Redis give back the memory it freed (`MEMORY PURGE`),
+ * waits (at most 15 s) until it uses under 5% of a core, then 5 s more.
+ * Redis frees deleted runs' keys in the background on the same two cores,
+ * its allocator hands freed memory back to the kernel bit by bit over ~20 s,
+ * and the VM's host takes a few seconds to take back what was handed back
+ * (nothing in the guest shows it: it is idle); a process growing its heap
+ * meanwhile pays for each. Measured when (6) still ran right after (5):
+ * 113k/s there against 204–210k/s in reruns (session 7; Redis's CPU); the
+ * row right after Celery's backlog 119k–142k/s, purged then at once
+ * 175k–226k/s, purged then 3–6 s later 250k–318k/s (`RUN_ORDER` now runs
+ * (6) before (5)).
  */
 const redisQuiet = async (): Promise<void> => {
   if (redis === undefined) return
   try {
+    await redis.sendCommand(["MEMORY", "PURGE"])
     for (let i = 0; i < 30; i++) {
       const c0 = await R.cpu(redis)
       await sleep(500)
-      if ((await R.cpu(redis)) - c0 < 0.025) return
+      if ((await R.cpu(redis)) - c0 < 0.025) break
     }
+    await sleep(5000)
   } catch {
     // no Redis: nothing to wait for
   }
@@ -814,7 +836,7 @@ const main = async () => {
     }
   }
 
-  for (const workload of settings.only) {
+  for (const workload of RUN_ORDER.filter((w) => settings.only.includes(w))) {
     if (workload === "inmemory") {
       if (settings.systems.includes("errand")) {
         await redisQuiet()
