@@ -589,7 +589,7 @@ const ratioOf = (r: Row): string => {
 }
 
 /**
- * Before (6): has Redis give back the memory it freed (`MEMORY PURGE`),
+ * Before each workload: has Redis give back the memory it freed (`MEMORY PURGE`),
  * waits (at most 15 s) until it uses under 5% of a core, then 5 s more.
  * Redis frees deleted runs' keys in the background on the same two cores,
  * its allocator hands freed memory back to the kernel bit by bit over ~20 s,
@@ -837,9 +837,11 @@ const main = async () => {
   }
 
   for (const workload of RUN_ORDER.filter((w) => settings.only.includes(w))) {
+    // errand runs first in each workload, right after the last system of the
+    // one before (Celery's 100,000-task runs, or BullMQ's) has deleted its keys
+    await redisQuiet()
     if (workload === "inmemory") {
       if (settings.systems.includes("errand")) {
-        await redisQuiet()
         await attempt("(6) in-memory end-to-end", "errand", inMemory)
       }
       continue
