@@ -930,7 +930,6 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const registered = ready.registered
       const encoded = registered.encodeSuccess(exit.value)
       if (encoded instanceof Codec.Invalid) return false
-      const d = h.delivery
       completions.offer(h, successOf(ready, encoded))
       return true
     }
