@@ -398,7 +398,7 @@ export const make = (
     /** Leads until the lease is lost (or handed over). */
     const lead = (d: Broker.Delivery, n: number) =>
       Effect.gen(function*() {
-        const lease: Broker.Lease = { id: d.id, token: d.token }
+        const lease: Broker.Lease = { id: d.id, token: d.token, handle: d.handle }
         leading = lease
         yield* log(`leads (lease on ${d.id})`)
         const scheduler = yield* Effect.forkChild(schedule(d.id, n), { startImmediately: true })
@@ -467,7 +467,7 @@ export const make = (
           } else {
             // a later generation left over from a race: end it, the current one leads
             const at = yield* Clock.currentTimeMillis
-            yield* persistent("complete", broker.complete([{ id: d.id, token: d.token, state: "SUCCESS", attempt: ended(at, "SUCCESS") }]))
+            yield* persistent("complete", broker.complete([{ id: d.id, token: d.token, handle: d.handle, state: "SUCCESS", attempt: ended(at, "SUCCESS") }]))
           }
         }
       }
