@@ -120,6 +120,8 @@ interface Settings {
   backlogSmall: number
   backlogLarge: number
   settleMs: number
+  /** How long the bench waits after Redis is purged and quiet, before each workload (`redisQuiet`). */
+  quietMs: number
   only: ReadonlyArray<Workload>
   systems: ReadonlyArray<System>
   profile: boolean | "on-miss"
@@ -143,6 +145,7 @@ const settingsOf = (input: Input): Settings => {
     backlogLarge: or(input.backlog, quick ? 50_000 : 1_000_000),
     /** How long a worker holding its handlers settles before its memory is read. */
     settleMs: quick ? 1000 : 3000,
+    quietMs: quick ? 0 : 5000,
     only: input.only,
     systems: input.systems,
     profile: Option.getOrElse(input.profile, () => (quick ? false : "on-miss" as const)),
@@ -590,7 +593,8 @@ const ratioOf = (r: Row): string => {
 
 /**
  * Before each workload: has Redis give back the memory it freed (`MEMORY PURGE`),
- * waits (at most 15 s) until it uses under 5% of a core, then 5 s more.
+ * waits (at most 15 s) until it uses under 5% of a core, then 5 s more
+ * (none with `--quick`).
  * Redis frees deleted runs' keys in the background on the same two cores,
  * its allocator hands freed memory back to the kernel bit by bit over ~20 s,
  * and the VM's host takes a few seconds to take back what was handed back
@@ -610,7 +614,7 @@ const redisQuiet = async (): Promise<void> => {
       await sleep(500)
       if ((await R.cpu(redis)) - c0 < 0.025) break
     }
-    await sleep(5000)
+    await sleep(settings.quietMs)
   } catch {
     // no Redis: nothing to wait for
   }
@@ -928,7 +932,7 @@ const main = async () => {
       "",
       "## How each system is run",
       "",
-      `- Every worker and producer is its own process; the same Redis, task count (${settings.tasks.toLocaleString("en-US")}) and concurrency (${settings.concurrency}) for all.`,
+      `- Every worker and producer is its own process; the same Redis, task count (${settings.tasks.toLocaleString("en-US")}) and concurrency (${settings.concurrency}) for all. Before each workload Redis gives back the memory it freed (\`MEMORY PURGE\`) and the bench waits for its CPU to settle${settings.quietMs > 0 ? ` and ${settings.quietMs / 1000} s more` : ""}; (6) runs before (5), whose freed backlogs disturb this VM for a while (ANALYSIS).`,
       `- errand: \`Worker.make({ concurrency: ${settings.concurrency}, prefetch: ${settings.prefetch} })\` (${settings.prefetch} held beyond those running, like Celery's default prefetch of 4 × ${settings.concurrency}) on \`RedisBroker.layer\`; producer \`client.submitMany\` (bulk) or \`client.submit\` (latency); a task's \`storeResult\` follows the workload (results not stored: \`keepRecord: false\`, nothing kept of a success, as BullMQ's \`removeOnComplete\` and Celery's \`ignore_result\`). Done = the handler ran for every task and the broker holds none (acknowledged).`,
       `- BullMQ: \`new Worker(queue, fn, { concurrency: ${settings.concurrency} })\` on ioredis, producer \`queue.addBulk\` in chunks of 1,000 (or \`queue.add\`), \`removeOnComplete: true\` when results are not stored, false when they are. Done = N \`completed\` events.`,
       `- Celery: \`celery worker -P threads -c ${settings.concurrency}\`, Redis broker, \`task_acks_late=True\` (errand's default guarantee), prefetch multiplier 4, Redis result backend only when results are stored; producer \`apply_async\` in a loop on one producer connection. Done = the last task ran and Celery's queue and unacked set are empty.`,
