@@ -817,7 +817,7 @@ export const makeWith = (options: Options = {}) =>
      */
     const leased = (item: Broker.Lease): Entry | undefined => {
       const handle = item.handle as Entry | undefined
-      const entry = handle !== undefined && handle !== null && typeof handle === "object" &&
+      const entry = typeof handle === "object" && handle !== null &&
           handle.slot?.live === handle && handle.slot.id === item.id &&
           handle.q !== undefined && (handle.q === lastQueue || queues.get(handle.q.name) === handle.q)
         ? handle

@@ -248,6 +248,30 @@ class HeldList {
   }
 }
 
+/** The history entry of an attempt by `worker`. */
+const attemptOf = (
+  worker: string,
+  message: { readonly retries: number },
+  startedAt: number,
+  endedAt: number,
+  outcome: Outcome,
+  error?: ErrorInfo,
+  countdown?: number
+): Attempt =>
+  // the usual entry (a success) without spreading empty objects: it is
+  // made once per task
+  error === undefined && countdown === undefined
+    ? { attempt: message.retries, worker, startedAt, endedAt, outcome }
+    : {
+      attempt: message.retries,
+      worker,
+      startedAt,
+      endedAt,
+      outcome,
+      ...(error === undefined ? {} : { error }),
+      ...(countdown === undefined ? {} : { countdown })
+    }
+
 /** What every `Ready` of one worker shares: its id and its result backend. */
 interface ReadyEnv {
   readonly worker: string
@@ -313,10 +337,6 @@ class Ready implements TaskContextService {
   get retry(): TaskContextService["retry"] {
     return retryRequest
   }
-  /** The attempt as it ended now, with `outcome`. */
-  attemptOf(endedAt: number, outcome: Outcome): Attempt {
-    return { attempt: this.message.retries, worker: this.env.worker, startedAt: this.startedAt, endedAt, outcome }
-  }
 }
 
 /**
@@ -361,7 +381,8 @@ class Succeeded implements Broker.Completion {
     return this.ready.message
   }
   get attempt(): Attempt {
-    return this.made ??= this.ready.attemptOf(this.endedAt, "SUCCESS")
+    const { env, message, startedAt } = this.ready
+    return this.made ??= attemptOf(env.worker, message, startedAt, this.endedAt, "SUCCESS")
   }
 }
 
@@ -626,28 +647,6 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const retry = (yield* acks("retry", broker.retry)).run
     const deadLetter = (yield* acks("deadLetter", broker.deadLetter)).run
 
-    const attemptOf = (
-      message: { readonly retries: number },
-      startedAt: number,
-      endedAt: number,
-      outcome: Outcome,
-      error?: ErrorInfo,
-      countdown?: number
-    ): Attempt =>
-      // the usual entry (a success) without spreading empty objects: it is
-      // made once per task
-      error === undefined && countdown === undefined
-        ? { attempt: message.retries, worker: id, startedAt, endedAt, outcome }
-        : {
-          attempt: message.retries,
-          worker: id,
-          startedAt,
-          endedAt,
-          outcome,
-          ...(error === undefined ? {} : { error }),
-          ...(countdown === undefined ? {} : { countdown })
-        }
-
     /** The completion of an attempt that succeeded with `result` (encoded), ended now. */
     const successOf = (ready: Ready, result: unknown): Broker.Completion => {
       const { message, registered } = ready
@@ -727,7 +726,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const now = yield* Clock.currentTimeMillis
       const decision = yield* decideFor(task, message, error, how)
       const attempt = (outcome: Outcome, countdown?: number): Attempt => ({
-        ...attemptOf(message, how.startedAt, how.endedAt ?? now, how.lost ? "LOST" : outcome, error, countdown),
+        ...attemptOf(id, message, how.startedAt, how.endedAt ?? now, how.lost ? "LOST" : outcome, error, countdown),
         ...(how.worker === undefined ? {} : { worker: how.worker })
       })
       if (decision._tag === "Retry") {
@@ -762,7 +761,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const dead = Effect.fnUntraced(function*(h: Held, error: ErrorInfo, message?: Message) {
       const d = h.delivery
       const now = yield* Clock.currentTimeMillis
-      const attempt = attemptOf({ retries: message?.retries ?? 0 }, now, now, "DEAD", error)
+      const attempt = attemptOf(id, { retries: message?.retries ?? 0 }, now, now, "DEAD", error)
       if (message !== undefined) yield* beforeFinal(message, { state: "FAILURE", error })
       yield* deadLetter(h, { id: d.id, token: d.token, queue: d.queue, handle: d.handle, error, attempt })
       yield* log("Warning", `dead-lettered: ${error._tag}: ${error.message}`, d)
@@ -1015,7 +1014,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       const d = h.delivery
       const now = yield* Clock.currentTimeMillis
       const error = info(new TaskRevoked({ taskId: d.id, message: `task ${d.id} was revoked` }))
-      const attempt = attemptOf(message, startedAt, now, "REVOKED", error)
+      const attempt = attemptOf(id, message, startedAt, now, "REVOKED", error)
       yield* beforeFinal(message, { state: "REVOKED", error })
       yield* complete(h, { id: d.id, token: d.token, queue: d.queue, handle: d.handle, state: "REVOKED", error, attempt })
       yield* log("Info", "revoked", d)
@@ -1057,7 +1056,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           case "stale":
             return yield* stale(
               d,
-              attemptOf(message, startedAt, now, "STALE", {
+              attemptOf(id, message, startedAt, now, "STALE", {
                 _tag: "LeaseLost",
                 message: `the lease on ${d.id} was taken over while ${task.name} ran; the attempt was interrupted`
               })
