@@ -1126,8 +1126,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       idleRunners.push(signal)
       return Deferred.await(signal)
     })
-    /** Holds a claim's deliveries and hands them to the runners (a plain loop: it runs per task). */
-    const offerWork = (batch: ReadonlyArray<Broker.Delivery>) => {
+    /** Holds a claim's deliveries: their leases are renewed, and a shutdown waits for or releases them (a plain loop: it runs per task). */
+    const hold = (batch: ReadonlyArray<Broker.Delivery>): Array<Held> => {
+      const hs: Array<Held> = new Array(batch.length)
       for (let i = 0; i < batch.length; i++) {
         const h: Held = {
           delivery: batch[i]!,
@@ -1139,8 +1140,13 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           next: undefined
         }
         held.add(h)
-        waiting.push(h)
+        hs[i] = h
       }
+      return hs
+    }
+    /** Hands held deliveries to the runners. */
+    const offerWork = (hs: ReadonlyArray<Held>) => {
+      for (let i = 0; i < hs.length; i++) waiting.push(hs[i]!)
       // Only as many runners as there are tasks for: a resumed runner runs at
       // once, in this call, taking tasks until it waits (for its handler or
       // for work), so each one is woken only while tasks are left for it.
@@ -1221,30 +1227,64 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     // leaving them leased until the lease runs out.
     let lastFull = false
     let claimingShort = false
+    const claimOf = (max: number, waitMillis: number) =>
+      broker.claim({ queues, worker: id, max, leaseMillis, waitMillis, start: claimStarts(max) }).pipe(
+        Effect.tapError((e) => Effect.logWarning(`claim failed, retrying: ${e.message}`)),
+        Effect.retry(outage)
+      )
+    // Claiming ahead. While a backlog drains (claims come back full, to
+    // handlers quicker than a claim's round trip), the next claim is sent
+    // before this one's tasks run: the broker leases the next batch while
+    // the worker runs this one, where otherwise each waits for the other
+    // (the claim would leave only after the batch ran). The claim in flight
+    // holds its tasks as soon as it lands (their leases renewed, a shutdown
+    // waiting for it and releasing them); the claimer hands them to the
+    // runners after the batch before them. At most two batches are held
+    // beyond the runners' own tasks.
+    let ahead: Fiber.Fiber<Array<Held>, Effect.Error<ReturnType<typeof claimOf>>> | undefined
+    let aheadMax = 0
+    // the tasks of a claim ahead that landed, until the claimer offers them
+    let landed: Array<Held> | undefined
+    const claimAhead = (max: number) => {
+      const t0 = clock.currentTimeNanosUnsafe()
+      return Effect.map(claimOf(max, 0), (batch) => {
+        claimRtt = ewma(claimRtt, Number(clock.currentTimeNanosUnsafe() - t0))
+        return landed = hold(batch)
+      })
+    }
+    // One turn of the event loop and the next: what a broker client sends on
+    // its next turn (node-redis writes on `setImmediate`) is sent before
+    // what follows runs.
+    const nextTurn = "setImmediate" in globalThis
+      ? (f: () => void) => void globalThis.setImmediate(f)
+      : (f: () => void) => void globalThis.setTimeout(f, 0)
+    const letSend = Effect.callback<void>((resume) => {
+      nextTurn(() => nextTurn(() => resume(Effect.void)))
+    })
     const claimer = Effect.gen(function*() {
       while (!stopping) {
-        // Claim in batches (`claimRoom`).
-        const room = claimRoom()
-        if (room === 0) {
-          yield* waitRoom
-          continue
+        let max: number
+        let batch: ReadonlyArray<Held>
+        if (ahead !== undefined) {
+          max = aheadMax
+          batch = yield* Fiber.join(ahead)
+          ahead = undefined
+          landed = undefined
+        } else {
+          // Claim in batches (`claimRoom`).
+          const room = claimRoom()
+          if (room === 0) {
+            yield* waitRoom
+            continue
+          }
+          max = Math.min(room, batchSize)
+          claimingShort = lastFull
+          const t0 = lastFull ? clock.currentTimeNanosUnsafe() : undefined
+          const claimed = yield* claimOf(max, lastFull ? 0 : idleMillis)
+          claimingShort = false
+          if (t0 !== undefined) claimRtt = ewma(claimRtt, Number(clock.currentTimeNanosUnsafe() - t0))
+          batch = hold(claimed)
         }
-        const max = Math.min(room, batchSize)
-        claimingShort = lastFull
-        const t0 = lastFull ? clock.currentTimeNanosUnsafe() : undefined
-        const batch = yield* broker.claim({
-          queues,
-          worker: id,
-          max,
-          leaseMillis,
-          waitMillis: lastFull ? 0 : idleMillis,
-          start: claimStarts(max)
-        }).pipe(
-          Effect.tapError((e) => Effect.logWarning(`claim failed, retrying: ${e.message}`)),
-          Effect.retry(outage)
-        )
-        claimingShort = false
-        if (t0 !== undefined) claimRtt = ewma(claimRtt, Number(clock.currentTimeNanosUnsafe() - t0))
         lastFull = batch.length >= max
         const quick = handlerTime > 0 && handlerTime < claimRtt
         // shrinks when the queues run short or handlers got slower than a
@@ -1253,6 +1293,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         if (!lastFull || !quick) batchSize = Math.max(prefetch, batchSize >> 1)
         else if (batchSize < prefetchMax && waiting.size === 0 && idleRunners.length === concurrency) {
           batchSize = Math.min(prefetchMax, batchSize * 2)
+        }
+        if (lastFull && quick && !stopping && held.size - acking <= concurrency + batchSize) {
+          aheadMax = batchSize
+          ahead = yield* Effect.forkChild(claimAhead(aheadMax), { startImmediately: true })
+          yield* letSend
         }
         offerWork(batch)
       }
@@ -1310,9 +1355,15 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       if (killed) return
       stopping = true
       if (claimingShort) yield* Effect.timeoutOption(Fiber.await(claimerFiber), "2 seconds")
+      // a claim ahead in flight lands, and its tasks go back with the others
+      if (ahead !== undefined) yield* Effect.timeoutOption(Fiber.await(ahead), "2 seconds")
       yield* Fiber.interrupt(claimerFiber)
       // Prefetched tasks that never started go back at once.
       const unstarted = waiting.takeAll()
+      if (landed !== undefined) {
+        for (const h of landed) unstarted.push(h)
+        landed = undefined
+      }
       if (unstarted.length > 0) {
         for (const h of unstarted) held.remove(h)
         yield* persistent("release", broker.release(

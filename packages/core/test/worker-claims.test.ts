@@ -7,7 +7,7 @@
  * does.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Schema } from "effect"
+import { Effect, Exit, Layer, Schema, Scope } from "effect"
 import { Broker, Client, MemoryBroker, Task, Worker } from "@errand/core"
 
 const Noop = Task.make("claims.noop", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
@@ -92,6 +92,90 @@ describe("claim size", () => {
       yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 4, prefetchMax: 4 })
       yield* drain(Noop, 1000, () => ran)
       assert.isTrue(maxes.every((m) => m <= 4), `claims stayed within prefetch: ${Math.max(...maxes)}`)
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+})
+
+/**
+ * The memory broker, each claim delayed by `rttMillis`, recording at each
+ * claim how many delivered tasks had not run yet (`notRun`, from `ran()`)
+ * and how many the previous claim delivered, and how many claims are in
+ * flight.
+ */
+const watching = (rttMillis: number, ran: () => number) => {
+  const calls: Array<{ readonly notRun: number; readonly previous: number }> = []
+  let delivered = 0
+  let previous = 0
+  let inFlight = 0
+  const layer = Layer.effect(
+    Broker.Broker,
+    Effect.map(Effect.service(Broker.Broker), (broker) =>
+      Broker.Broker.of({
+        ...broker,
+        claim: (options) =>
+          Effect.suspend(() => {
+            calls.push({ notRun: delivered - ran(), previous })
+            inFlight++
+            return Effect.delay(broker.claim(options), rttMillis).pipe(
+              Effect.tap((batch) =>
+                Effect.sync(() => {
+                  delivered += batch.length
+                  previous = batch.length
+                })
+              ),
+              Effect.ensuring(Effect.sync(() => inFlight--))
+            )
+          })
+      }))
+  ).pipe(Layer.provideMerge(MemoryBroker.layer))
+  return { calls, inFlight: () => inFlight, layer: Client.layer.pipe(Layer.provideMerge(layer)) }
+}
+
+describe("claiming ahead", () => {
+  it.live("while a backlog drains, the next claim goes out before the claimed tasks run; each task runs once", () => {
+    const seen = new Set<number>()
+    let ran = 0
+    const { calls, layer } = watching(3, () => ran)
+    const impl = Task.implement(Noop, ({ n }) => Effect.sync(() => (seen.add(n), ran++, n)))
+    return Effect.gen(function*() {
+      yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 32, prefetchMax: 32 })
+      yield* drain(Noop, 3000, () => ran)
+      assert.strictEqual(ran, 3000)
+      assert.strictEqual(seen.size, 3000, "every task ran exactly once")
+      // without claiming ahead a claim leaves once half a batch is free: at
+      // most concurrency + batch / 2 (20) tasks not yet run
+      const ahead = calls.filter((c) => c.previous === 32 && c.notRun >= 32)
+      assert.isAbove(ahead.length, 0, `a claim went out with a full batch not yet run: ${calls.slice(0, 30).map((c) => c.notRun).join(", ")}`)
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
+  it.live("a worker shut down with a claim ahead in flight gives its tasks back at once", () => {
+    const seen = new Map<number, number>()
+    let ran = 0
+    const { calls, inFlight, layer } = watching(5, () => ran)
+    const impl = Task.implement(Noop, ({ n }) => Effect.sync(() => (seen.set(n, (seen.get(n) ?? 0) + 1), ran++, n)))
+    return Effect.gen(function*() {
+      const client = yield* Client.Client
+      yield* client.submitMany(Noop, Array.from({ length: 5000 }, (_, n) => ({ n })))
+      // a worker whose leases outlive the test: a task left leased would not come back in time
+      const first = yield* Scope.make()
+      yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 64, prefetchMax: 64, lease: "10 minutes" }).pipe(
+        Scope.provide(first)
+      )
+      // shut it down while a claim made ahead of a full batch is at the broker
+      while (!(inFlight() > 0 && calls.at(-1)!.notRun >= 64)) {
+        assert.isBelow(ran, 5000, "the first worker claimed ahead before the backlog ran out")
+        yield* Effect.sleep(1)
+      }
+      yield* Scope.close(first, Exit.void)
+      assert.strictEqual(inFlight(), 0, "the claim in flight landed before the worker stopped")
+      const before = ran
+      assert.isBelow(before, 5000)
+      yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 64 })
+      const deadline = Date.now() + 5000
+      while (ran < 5000 && Date.now() < deadline) yield* Effect.sleep(5)
+      assert.strictEqual(ran, 5000, "the tasks the first worker held came back at once")
+      assert.isTrue([...seen.values()].every((k) => k === 1), "each task ran once")
     }).pipe(Effect.scoped, Effect.provide(layer))
   })
 })
