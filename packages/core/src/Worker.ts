@@ -80,7 +80,9 @@ export interface Options<Tasks extends ReadonlyArray<Task.AnyImplemented>> {
    * a claim round trip and the runners run dry waiting for claims: each such
    * claim doubles the batch, up to this many tasks; it halves back toward
    * `prefetch` once handlers get slower or claims come back short. Default:
-   * `max(prefetch, 1000)`; `prefetch` turns the growth off.
+   * `max(prefetch, 1000)`; `prefetch` turns the growth off. While such
+   * claims keep coming back full, the next one is sent before the tasks just
+   * claimed run (up to two batches held beyond the running tasks).
    */
   readonly prefetchMax?: number | undefined
   /** How long a claim lasts without a heartbeat. Renewed every third of it. Default 10 seconds. */
@@ -1212,8 +1214,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       () => Effect.forkScoped(runner, { startImmediately: true })
     )
 
-    // Claimer: keeps up to concurrency + batch tasks held, claiming `batch`
-    // at a time. The batch is `prefetch`, grown (up to `prefetchMax`) while
+    // Claimer: keeps up to concurrency + batch tasks held (two batches while
+    // claiming ahead, below), claiming `batch` at a time. The batch is `prefetch`, grown (up to `prefetchMax`) while
     // handlers end faster than a claim round trip and a claim comes back full
     // to runners that all ran dry waiting for it: the claim, not the
     // handlers, is then what limits the drain, and a claim costs the broker
