@@ -1299,7 +1299,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         if (lastFull && quick && !stopping && held.size - acking <= concurrency + batchSize) {
           aheadMax = batchSize
           ahead = yield* Effect.forkChild(claimAhead(aheadMax), { startImmediately: true })
-          yield* letSend
+          // (a claim that landed at once, as the memory broker's does, has nothing to send)
+          if (ahead.pollUnsafe() === undefined) yield* letSend
         }
         offerWork(batch)
       }
