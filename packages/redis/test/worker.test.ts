@@ -1,7 +1,8 @@
 /**
  * The core's Worker and Client running on the Redis broker, on the live
  * clock: retries held by Redis, a killed worker's task coming back as
- * WorkerLost, a malformed message dead-lettered, and a throughput smoke test.
+ * WorkerLost, a malformed message dead-lettered, a throughput smoke test, and
+ * a worker shut down while it claims ahead leaving nothing leased.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Broker } from "@errand/core/Broker"
@@ -149,4 +150,83 @@ describe("Worker and Client on Redis", () => {
       expect((yield* client.status(job.id)).state).toBe("PENDING")
       expect((yield* Broker.use((b) => b.stats([Noop.queue])))[0].ready).toBe(1)
     })))
+
+  it.live("a worker shut down mid-drain, a claim ahead in flight, leaves nothing leased: another worker finishes every task, each once", () => {
+    // the broker's claims watched: at each, how many delivered tasks had not run yet
+    const runs = new Map<number, number>()
+    let ran = 0
+    let delivered = 0
+    let previous = 0
+    let inFlight = 0
+    let aheadSeen = false
+    const Counted = Task.make("redis.counted", { payload: Schema.Struct({ i: Schema.Int }), success: Schema.Int })
+    const CountedLive = Task.implement(Counted, ({ i }) =>
+      Effect.sync(() => {
+        runs.set(i, (runs.get(i) ?? 0) + 1)
+        ran++
+        return i
+      }))
+    const watched = Layer.effect(
+      Broker,
+      Effect.map(Effect.service(Broker), (broker) =>
+        Broker.of({
+          ...broker,
+          claim: (options) =>
+            Effect.suspend(() => {
+              // a claim made with a full batch delivered and not run: a claim ahead (a
+              // worker that does not claim ahead claims with at most 50 + 500 / 2 not run)
+              if (previous === 500 && delivered - ran >= 500) aheadSeen = true
+              inFlight++
+              return broker.claim(options).pipe(
+                Effect.tap((batch) =>
+                  Effect.sync(() => {
+                    delivered += batch.length
+                    previous = batch.length
+                  })
+                ),
+                Effect.ensuring(Effect.sync(() => inFlight--))
+              )
+            })
+        }))
+    )
+    const prefix = randomPrefix()
+    const n = 30_000
+    return Effect.gen(function*() {
+      const client = yield* Client.Client
+      yield* client.submitMany(Counted, Array.from({ length: n }, (_, i) => ({ i })))
+      // leases that outlive the test: a task left leased would not come back in time
+      const first = yield* Scope.make()
+      yield* Worker.make({
+        tasks: [CountedLive],
+        id: "w-first",
+        concurrency: 50,
+        prefetch: 500,
+        prefetchMax: 500,
+        lease: "10 minutes"
+      }).pipe(
+        Scope.provide(first)
+      )
+      while (!(aheadSeen && inFlight > 0) && ran < n) yield* Effect.sleep(1)
+      expect(ran, "the first worker claimed ahead before the backlog ran out").toBeLessThan(n)
+      yield* Scope.close(first, Exit.void)
+      expect(inFlight, "the claim in flight landed before the worker stopped").toBe(0)
+      const [stats] = yield* Broker.use((b) => b.stats([Counted.queue]))
+      expect(stats!.running, "nothing left leased").toBe(0)
+      expect(stats!.ready).toBe(n - ran)
+      yield* startWorker({ tasks: [CountedLive], id: "w-second", concurrency: 50 })
+      const deadline = Date.now() + 20_000
+      while (ran < n && Date.now() < deadline) yield* Effect.sleep(10)
+      expect(ran).toBe(n)
+      expect([...runs.values()].every((k) => k === 1), "each task ran once").toBe(true)
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(
+        Client.layer.pipe(
+          Layer.provideMerge(watched),
+          Layer.provideMerge(RedisBroker.layer({ url: server.url(), prefix }))
+        )
+      ),
+      Effect.ensuring(Effect.promise(() => deletePrefix(server.url(), prefix)))
+    )
+  }, 60_000)
 })
