@@ -97,7 +97,8 @@ describe("claim size", () => {
 })
 
 /**
- * The memory broker, each claim delayed by `rttMillis`, recording at each
+ * The memory broker, each claim delayed by `rttMillis` (0: none, the claim
+ * lands at once), recording at each
  * claim how many delivered tasks had not run yet (`notRun`, from `ran()`)
  * and how many the previous claim delivered, and how many claims are in
  * flight.
@@ -116,7 +117,7 @@ const watching = (rttMillis: number, ran: () => number) => {
           Effect.suspend(() => {
             calls.push({ notRun: delivered - ran(), previous })
             inFlight++
-            return Effect.delay(broker.claim(options), rttMillis).pipe(
+            return (rttMillis > 0 ? Effect.delay(broker.claim(options), rttMillis) : broker.claim(options)).pipe(
               Effect.tap((batch) =>
                 Effect.sync(() => {
                   delivered += batch.length
@@ -176,6 +177,19 @@ describe("claiming ahead", () => {
       while (ran < 5000 && Date.now() < deadline) yield* Effect.sleep(5)
       assert.strictEqual(ran, 5000, "the tasks the first worker held came back at once")
       assert.isTrue([...seen.values()].every((k) => k === 1), "each task ran once")
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
+  it.live("a broker whose claims land at once (the memory broker's) gets at most one claim ahead", () => {
+    let ran = 0
+    const { calls, layer } = watching(0, () => ran)
+    const impl = Task.implement(Noop, ({ n }) => Effect.sync(() => (ran++, n)))
+    return Effect.gen(function*() {
+      yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 32, prefetchMax: 32 })
+      yield* drain(Noop, 3000, () => ran)
+      assert.strictEqual(ran, 3000)
+      const ahead = calls.filter((c) => c.previous === 32 && c.notRun >= 32)
+      assert.isAtMost(ahead.length, 1, `claims made ahead: ${ahead.length}`)
     }).pipe(Effect.scoped, Effect.provide(layer))
   })
 })
