@@ -82,7 +82,8 @@ export interface Options<Tasks extends ReadonlyArray<Task.AnyImplemented>> {
    * `prefetch` once handlers get slower or claims come back short. Default:
    * `max(prefetch, 1000)`; `prefetch` turns the growth off. While such
    * claims keep coming back full, the next one is sent before the tasks just
-   * claimed run (up to two batches held beyond the running tasks).
+   * claimed run (up to two batches held beyond the running tasks), unless
+   * the broker's claims land at once (the memory broker's).
    */
   readonly prefetchMax?: number | undefined
   /** How long a claim lasts without a heartbeat. Renewed every third of it. Default 10 seconds. */
