@@ -1216,7 +1216,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     )
 
     // Claimer: keeps up to concurrency + batch tasks held (two batches while
-    // claiming ahead, below), claiming `batch` at a time. The batch is `prefetch`, grown (up to `prefetchMax`) while
+    // claiming ahead, below), claiming `batch` at a time. The batch is
+    // `prefetch`, grown (up to `prefetchMax`) while
     // handlers end faster than a claim round trip and a claim comes back full
     // to runners that all ran dry waiting for it: the claim, not the
     // handlers, is then what limits the drain, and a claim costs the broker
@@ -1311,6 +1312,10 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         }
         offerWork(batch)
       }
+      // stopping: a claim ahead still in flight is this fiber's child, which
+      // would be interrupted as it ends; it lands first, and the shutdown
+      // gives its tasks back
+      if (ahead !== undefined) yield* Fiber.await(ahead)
     })
     const claimerFiber = yield* Effect.forkScoped(claimer, { startImmediately: true })
 
