@@ -8,27 +8,33 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Schema, Scope } from "effect"
-import { Broker, Client, MemoryBroker, Task, Worker } from "@errand/core"
+import { Broker, type BrokerError, Client, MemoryBroker, Task, Worker } from "@errand/core"
 
 const Noop = Task.make("claims.noop", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
 const Sleepy = Task.make("claims.sleepy", { payload: Schema.Struct({ n: Schema.Number }), success: Schema.Number })
 
+/** A Client on the memory broker whose claims go through `around`. */
+const claimsThrough = (
+  around: (
+    claim: Effect.Effect<ReadonlyArray<Broker.Delivery>, BrokerError>,
+    options: Broker.ClaimOptions
+  ) => Effect.Effect<ReadonlyArray<Broker.Delivery>, BrokerError>
+) =>
+  Client.layer.pipe(Layer.provideMerge(
+    Layer.effect(
+      Broker.Broker,
+      Effect.map(Effect.service(Broker.Broker), (broker) =>
+        Broker.Broker.of({ ...broker, claim: (options) => around(broker.claim(options), options) }))
+    ).pipe(Layer.provideMerge(MemoryBroker.layer))
+  ))
+
 /** The memory broker, each claim delayed by `rttMillis` and its `max` recorded. */
 const recording = (rttMillis: number) => {
   const maxes: Array<number> = []
-  const layer = Layer.effect(
-    Broker.Broker,
-    Effect.map(Effect.service(Broker.Broker), (broker) =>
-      Broker.Broker.of({
-        ...broker,
-        claim: (options) =>
-          Effect.andThen(
-            Effect.sync(() => maxes.push(options.max)),
-            Effect.delay(broker.claim(options), rttMillis)
-          )
-      }))
-  ).pipe(Layer.provideMerge(MemoryBroker.layer))
-  return { maxes, layer: Client.layer.pipe(Layer.provideMerge(layer)) }
+  const layer = claimsThrough((claim, options) =>
+    Effect.andThen(Effect.sync(() => maxes.push(options.max)), Effect.delay(claim, rttMillis))
+  )
+  return { maxes, layer }
 }
 
 const drain = (task: typeof Noop | typeof Sleepy, count: number, done: () => number) =>
@@ -108,28 +114,22 @@ const watching = (rttMillis: number, ran: () => number) => {
   let delivered = 0
   let previous = 0
   let inFlight = 0
-  const layer = Layer.effect(
-    Broker.Broker,
-    Effect.map(Effect.service(Broker.Broker), (broker) =>
-      Broker.Broker.of({
-        ...broker,
-        claim: (options) =>
-          Effect.suspend(() => {
-            calls.push({ notRun: delivered - ran(), previous })
-            inFlight++
-            return (rttMillis > 0 ? Effect.delay(broker.claim(options), rttMillis) : broker.claim(options)).pipe(
-              Effect.tap((batch) =>
-                Effect.sync(() => {
-                  delivered += batch.length
-                  previous = batch.length
-                })
-              ),
-              Effect.ensuring(Effect.sync(() => inFlight--))
-            )
+  const layer = claimsThrough((claim) =>
+    Effect.suspend(() => {
+      calls.push({ notRun: delivered - ran(), previous })
+      inFlight++
+      return (rttMillis > 0 ? Effect.delay(claim, rttMillis) : claim).pipe(
+        Effect.tap((batch) =>
+          Effect.sync(() => {
+            delivered += batch.length
+            previous = batch.length
           })
-      }))
-  ).pipe(Layer.provideMerge(MemoryBroker.layer))
-  return { calls, inFlight: () => inFlight, layer: Client.layer.pipe(Layer.provideMerge(layer)) }
+        ),
+        Effect.ensuring(Effect.sync(() => inFlight--))
+      )
+    })
+  )
+  return { calls, inFlight: () => inFlight, layer }
 }
 
 describe("claiming ahead", () => {
