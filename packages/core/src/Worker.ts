@@ -80,7 +80,7 @@ export interface Options<Tasks extends ReadonlyArray<Task.AnyImplemented>> {
    * a claim round trip and the runners run dry waiting for claims: each such
    * claim doubles the batch, up to this many tasks; it halves back toward
    * `prefetch` once handlers get slower or claims come back short. Default:
-   * `max(prefetch, 1000)`; `prefetch` turns the growth off. While such
+   * `max(prefetch, 500)`; `prefetch` turns the growth off. While such
    * claims keep coming back full, the next one is sent before the tasks just
    * claimed run (up to two batches held beyond the running tasks), unless
    * the broker's claims land at once (the memory broker's).
@@ -439,7 +439,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const env: ReadyEnv = { worker: id, backend }
     const concurrency = Math.max(1, options.concurrency ?? 16)
     const prefetch = Math.max(1, options.prefetch ?? concurrency)
-    const prefetchMax = Math.max(prefetch, options.prefetchMax ?? 1000)
+    const prefetchMax = Math.max(prefetch, options.prefetchMax ?? 500)
     const leaseMillis = Duration.toMillis(Duration.fromInputUnsafe(options.lease ?? "10 seconds"))
     const graceMillis = Duration.toMillis(Duration.fromInputUnsafe(options.shutdownGrace ?? "30 seconds"))
     const idleMillis = Duration.toMillis(Duration.fromInputUnsafe(options.idleWait ?? "5 seconds"))
