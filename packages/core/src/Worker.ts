@@ -1243,8 +1243,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     // (the claim would leave only after the batch ran). The claim in flight
     // holds its tasks as soon as it lands (their leases renewed, a shutdown
     // waiting for it and releasing them); the claimer hands them to the
-    // runners after the batch before them. At most two batches are held
-    // beyond the runners' own tasks.
+    // runners after the batch before them. It is sent only when the runners
+    // ran dry waiting for the claim before, so at most two batches are held.
     let ahead: Fiber.Fiber<Array<Held>, Effect.Error<ReturnType<typeof claimOf>>> | undefined
     let aheadMax = 0
     // false once a claim ahead landed at once (see below)
@@ -1300,7 +1300,13 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         else if (batchSize < prefetchMax && waiting.size === 0 && idleRunners.length === concurrency) {
           batchSize = Math.min(prefetchMax, batchSize * 2)
         }
-        if (lastFull && quick && aheadPays && !stopping && held.size - acking <= concurrency + batchSize) {
+        // only while the runners ran dry waiting for this claim: a worker
+        // whose handlers are busy has its next batch in hand already, and one
+        // whose average handler time still comes from quick tasks while slow
+        // ones run (that average learns only as tasks end) takes no more
+        if (
+          lastFull && quick && aheadPays && !stopping && waiting.size === 0 && idleRunners.length === concurrency
+        ) {
           aheadMax = batchSize
           ahead = yield* Effect.forkChild(claimAhead(aheadMax), { startImmediately: true })
           // A claim that landed at once (the memory broker's) took no round

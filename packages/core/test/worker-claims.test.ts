@@ -192,4 +192,25 @@ describe("claiming ahead", () => {
       assert.isAtMost(ahead.length, 1, `claims made ahead: ${ahead.length}`)
     }).pipe(Effect.scoped, Effect.provide(layer))
   })
+
+  it.live("no claim ahead while the runners are busy, though the handler time learned so far is quick", () => {
+    let started = 0
+    let ran = 0
+    // at each claim: how many delivered tasks had not started
+    const { calls, layer } = watching(3, () => started)
+    // the first task ends at once; the others take 300 ms each
+    const impl = Task.implement(Sleepy, ({ n }) =>
+      Effect.sync(() => started++).pipe(
+        Effect.andThen(n === 0 ? Effect.void : Effect.sleep(300)),
+        Effect.as(n),
+        Effect.ensuring(Effect.sync(() => ran++))
+      ))
+    return Effect.gen(function*() {
+      yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 4, prefetchMax: 4 })
+      yield* drain(Sleepy, 24, () => ran)
+      const ahead = calls.filter((c) => c.previous === 4 && c.notRun >= 4)
+      // a claim that waits for room is made with at most half a batch not started
+      assert.strictEqual(ahead.length, 0, `claims made with a full batch not started: ${calls.map((c) => c.notRun).join(", ")}`)
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
 })
