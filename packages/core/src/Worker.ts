@@ -1231,8 +1231,8 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     // leaving them leased until the lease runs out.
     let lastFull = false
     let claimingShort = false
-    const claimOf = (max: number, waitMillis: number) =>
-      broker.claim({ queues, worker: id, max, leaseMillis, waitMillis, start: claimStarts(max) }).pipe(
+    const claimOf = (max: number, waitMillis: number, start = claimStarts(max)) =>
+      broker.claim({ queues, worker: id, max, leaseMillis, waitMillis, start }).pipe(
         Effect.tapError((e) => Effect.logWarning(`claim failed, retrying: ${e.message}`)),
         Effect.retry(outage)
       )
@@ -1253,7 +1253,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     let landed: Array<Held> | undefined
     const claimAhead = (max: number) => {
       const t0 = clock.currentTimeNanosUnsafe()
-      return Effect.map(claimOf(max, 0), (batch) => {
+      // its tasks wait behind the batch before them: it starts them only
+      // when handlers end faster than a start round trip, not for the
+      // runners idle now (`claimStarts`), which that batch is about to take
+      const start = handlerTime > 0 && handlerTime < startRtt ? max : 0
+      return Effect.map(claimOf(max, 0, start), (batch) => {
         claimRtt = ewma(claimRtt, Number(clock.currentTimeNanosUnsafe() - t0))
         return landed = hold(batch)
       })

@@ -106,17 +106,17 @@ describe("claim size", () => {
  * The memory broker, each claim delayed by `rttMillis` (0: none, the claim
  * lands at once), recording at each
  * claim how many delivered tasks had not run yet (`notRun`, from `ran()`)
- * and how many the previous claim delivered, and how many claims are in
- * flight.
+ * how many the previous claim delivered and how many it asked to start,
+ * and how many claims are in flight.
  */
 const watching = (rttMillis: number, ran: () => number) => {
-  const calls: Array<{ readonly notRun: number; readonly previous: number }> = []
+  const calls: Array<{ readonly notRun: number; readonly previous: number; readonly start: number }> = []
   let delivered = 0
   let previous = 0
   let inFlight = 0
-  const layer = claimsThrough((claim) =>
+  const layer = claimsThrough((claim, options) =>
     Effect.suspend(() => {
-      calls.push({ notRun: delivered - ran(), previous })
+      calls.push({ notRun: delivered - ran(), previous, start: options.start ?? 0 })
       inFlight++
       return (rttMillis > 0 ? Effect.delay(claim, rttMillis) : claim).pipe(
         Effect.tap((batch) =>
@@ -211,6 +211,21 @@ describe("claiming ahead", () => {
       const ahead = calls.filter((c) => c.previous === 4 && c.notRun >= 4)
       // a claim that waits for room is made with at most half a batch not started
       assert.strictEqual(ahead.length, 0, `claims made with a full batch not started: ${calls.map((c) => c.notRun).join(", ")}`)
+    }).pipe(Effect.scoped, Effect.provide(layer))
+  })
+
+  it.live("a claim ahead starts none of its tasks while a start round trip is quicker than a handler", () => {
+    let ran = 0
+    // claims take 20 ms, a batch of 8 runs in ~2 ms: the runners run dry waiting for each
+    const { calls, layer } = watching(20, () => ran)
+    const impl = Task.implement(Sleepy, ({ n }) => Effect.as(Effect.sleep(1), n).pipe(Effect.ensuring(Effect.sync(() => ran++))))
+    return Effect.gen(function*() {
+      yield* Worker.make({ tasks: [impl], concurrency: 4, prefetch: 8, prefetchMax: 8 })
+      yield* drain(Sleepy, 400, () => ran)
+      const ahead = calls.filter((c) => c.previous === 8 && c.notRun >= 8)
+      assert.isAbove(ahead.length, 0, "claims were made ahead")
+      // the runners idle when it was sent take the batch before it
+      assert.isTrue(ahead.every((c) => c.start === 0), `starts asked ahead: ${ahead.map((c) => c.start).join(", ")}`)
     }).pipe(Effect.scoped, Effect.provide(layer))
   })
 })
