@@ -899,8 +899,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     let handlerTime = 0
     let fastRuns = 0
     const ewma = (avg: number, sample: number) => avg === 0 ? sample : avg + (sample - avg) / 16
-    const claimStarts = (max: number) =>
-      handlerTime > 0 && handlerTime < startRtt ? max : waiting.size === 0 ? idleRunners.length : 0
+    /** Whether handlers end faster than a `start` round trip: a claim then starts all it claims. */
+    const startsAll = () => handlerTime > 0 && handlerTime < startRtt
+    const claimStarts = (max: number) => startsAll() ? max : waiting.size === 0 ? idleRunners.length : 0
 
     /** The handler's effect, with its `TaskContext` (the `Ready` itself). */
     const handlerOf = (ready: Ready): Effect.Effect<unknown, unknown> => {
@@ -1256,7 +1257,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
       // its tasks wait behind the batch before them: it starts them only
       // when handlers end faster than a start round trip, not for the
       // runners idle now (`claimStarts`), which that batch is about to take
-      const start = handlerTime > 0 && handlerTime < startRtt ? max : 0
+      const start = startsAll() ? max : 0
       return Effect.map(claimOf(max, 0, start), (batch) => {
         claimRtt = ewma(claimRtt, Number(clock.currentTimeNanosUnsafe() - t0))
         return landed = hold(batch)
@@ -1297,20 +1298,18 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
         }
         lastFull = batch.length >= max
         const quick = handlerTime > 0 && handlerTime < claimRtt
+        // the runners ran dry waiting for this claim
+        const dry = waiting.size === 0 && idleRunners.length === concurrency
         // shrinks when the queues run short or handlers got slower than a
         // claim round trip (a slowed downstream): a worker then holds no
         // more than it can start soon
         if (!lastFull || !quick) batchSize = Math.max(prefetch, batchSize >> 1)
-        else if (batchSize < prefetchMax && waiting.size === 0 && idleRunners.length === concurrency) {
-          batchSize = Math.min(prefetchMax, batchSize * 2)
-        }
-        // only while the runners ran dry waiting for this claim: a worker
-        // whose handlers are busy has its next batch in hand already, and one
-        // whose average handler time still comes from quick tasks while slow
-        // ones run (that average learns only as tasks end) takes no more
-        if (
-          lastFull && quick && aheadPays && !stopping && waiting.size === 0 && idleRunners.length === concurrency
-        ) {
+        else if (batchSize < prefetchMax && dry) batchSize = Math.min(prefetchMax, batchSize * 2)
+        // only while the runners ran dry: a worker whose handlers are busy
+        // has its next batch in hand already, and one whose average handler
+        // time still comes from quick tasks while slow ones run (that average
+        // learns only as tasks end) takes no more
+        if (lastFull && quick && dry && aheadPays && !stopping) {
           aheadMax = batchSize
           ahead = yield* Effect.forkChild(claimAhead(aheadMax), { startImmediately: true })
           // A claim that landed at once (the memory broker's) took no round
