@@ -314,6 +314,14 @@ export class Broker extends Context.Service<Broker, {
   readonly redeliver: (id: string) => Effect.Effect<boolean, BrokerError>
   /** Counts per queue. */
   readonly stats: (queues: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<QueueStats>, BrokerError>
+  /**
+   * How many submissions `Client.submitMany` hands to one `enqueue` (absent:
+   * 5,000). A broker a round trip away wants few large calls; one in the
+   * same process wants smaller ones, between which `submitMany` yields and a
+   * worker in that process runs the tasks already enqueued (the memory
+   * broker: 1,000).
+   */
+  readonly enqueueChunk?: number | undefined
   // Operations for tools (`errand inspect`, `errand purge`). Optional, so a
   // broker layer written before them still compiles and runs: a worker then
   // skips registration, and the tools say the broker lacks them. The memory

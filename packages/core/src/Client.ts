@@ -269,7 +269,7 @@ const encoderOf = (task: Task.Any): Encoder => {
   return encode
 }
 
-/** Submissions per `Broker.enqueue` call of `submitMany`. */
+/** Submissions per `Broker.enqueue` call of `submitMany`, unless the broker says (`Broker.enqueueChunk`). */
 const SUBMIT_CHUNK = 5000
 
 /** What every message of one submit call shares. */
@@ -466,9 +466,17 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
       // broker: what the broker does not keep of them (the submission, the
       // chunk) dies young, where made all at once it lived through the young
       // generation's collections and was copied to the old one.
+      //
+      // Between chunks the fiber yields: on a broker that answers at once
+      // (the memory broker) a worker in the same process then runs the
+      // chunk's tasks while the rest are made, instead of after all of them,
+      // so a large submit does not hold the event loop and its tasks do not
+      // wait long enough to be copied to the old generation.
+      const size = broker.enqueueChunk ?? SUBMIT_CHUNK
       const out: Array<Job<T>> = new Array(encoded.length)
-      for (let i = 0; i < encoded.length; i += SUBMIT_CHUNK) {
-        const end = Math.min(encoded.length, i + SUBMIT_CHUNK)
+      for (let i = 0; i < encoded.length; i += size) {
+        if (i > 0) yield* Effect.yieldNow
+        const end = Math.min(encoded.length, i + size)
         const chunk: Array<Broker.Submission> = new Array(end - i)
         for (let j = i; j < end; j++) chunk[j - i] = submissionOf(task, encoded[j], shared, undefined, undefined)
         const enqueued = yield* broker.enqueue(chunk)

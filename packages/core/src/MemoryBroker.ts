@@ -125,6 +125,16 @@ interface Slot {
 const recordOf = (slot: Slot | undefined): Slot | undefined =>
   slot !== undefined && slot.recorded ? slot : undefined
 
+/**
+ * Submissions per `enqueue` of a `submitMany` (`Broker.enqueueChunk`): small,
+ * so a worker in the same process runs a large submit's first tasks while
+ * the rest are made. With all 100,000 of the bench's in-memory round made
+ * first (chunks of 5,000 and no yield) they lived through two young
+ * collections and were copied to the old generation, which grew by fresh
+ * pages (bench/ANALYSIS.md, session 12).
+ */
+const ENQUEUE_CHUNK = 1000
+
 /** A shared empty history: replaced by a fresh array at the second append (the first goes to `attempt`). */
 const noHistory: Array<Attempt> = []
 
@@ -1254,6 +1264,7 @@ export const makeWith = (options: Options = {}) =>
         revoke,
         redeliver,
         stats,
+        enqueueChunk: ENQUEUE_CHUNK,
         heartbeat,
         workers,
         queues: listQueues,

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { TestClock } from "effect/testing"
-import { Broker, Client, MemoryBroker, Task } from "@errand/core"
+import { Broker, Client, MemoryBroker, Task, Worker } from "@errand/core"
 import type { Message } from "../src/Message.ts"
 import { base } from "./utils.ts"
 
@@ -90,4 +90,59 @@ describe("Client marks the ids it makes as fresh", () => {
       assert.deepStrictEqual(seen.map((s) => s.fresh), [true, false, true, true])
       assert.strictEqual(seen[1]!.message.id, "mine")
     }).pipe(Effect.scoped, Effect.provide(MemoryBroker.layer)))
+})
+
+describe("submitMany hands the broker chunks of its size and yields between them", () => {
+  const Tick = Task.make("client.tick", { payload: Schema.Struct({ n: Schema.Number }), queue: "client" })
+  const payloads = (count: number) => Array.from({ length: count }, (_, n) => ({ n }))
+
+  it.effect("chunks of the broker's enqueueChunk (5,000 when it says none), in order", () =>
+    Effect.gen(function*() {
+      const broker = yield* Broker.Broker
+      const chunks = (enqueueChunk: number | undefined) =>
+        Effect.gen(function*() {
+          const sizes: Array<number> = []
+          const ids: Array<string> = []
+          const recording = Broker.Broker.of({
+            ...broker,
+            enqueueChunk,
+            enqueue: (batch) =>
+              Effect.suspend(() => {
+                sizes.push(batch.length)
+                for (const s of batch) ids.push(s.message.id)
+                return broker.enqueue(batch)
+              })
+          })
+          const client = yield* Client.make.pipe(Effect.provideService(Broker.Broker, recording))
+          const jobs = yield* client.submitMany(Tick, payloads(12_001))
+          assert.deepStrictEqual(ids, jobs.map((j) => j.id))
+          return sizes
+        }).pipe(Effect.scoped)
+      assert.deepStrictEqual(yield* chunks(undefined), [5000, 5000, 2001])
+      assert.deepStrictEqual(yield* chunks(4000), [4000, 4000, 4000, 1])
+      assert.strictEqual(broker.enqueueChunk, 1000)
+    }).pipe(Effect.provide(MemoryBroker.layer)))
+
+  it.effect("on the memory broker a worker in the same process runs the first tasks before the submit returns", () =>
+    Effect.gen(function*() {
+      const client = yield* Client.Client
+      let returned = false
+      let ranBefore = 0
+      let ran = 0
+      yield* Worker.make({
+        tasks: [Task.implement(Tick, () =>
+          Effect.sync(() => {
+            ran++
+            if (!returned) ranBefore++
+          }))],
+        concurrency: 10
+      })
+      yield* client.submitMany(Tick, payloads(10_000))
+      returned = true
+      // chunks of 1,000 with a yield after each: most ran while the rest were
+      // made (9,040 here; 40 when all 10,000 went in two chunks and no yield)
+      assert.isAtLeast(ranBefore, 5000)
+      while (ran < 10_000) yield* Effect.yieldNow
+      assert.strictEqual(ran, 10_000)
+    }).pipe(Effect.scoped, Effect.provide(Client.layer.pipe(Layer.provideMerge(MemoryBroker.layer)))))
 })
