@@ -1046,10 +1046,11 @@ export const makeWith: (options: {
         }
         yield* Fiber.joinAll(sent)
       })
-      yield* Effect.all([register("enqueue", [...groups.keys()], now), enqueueing], {
-        concurrency: "unbounded",
-        discard: true
-      })
+      // the registration, when due, goes in the same round trip; most calls
+      // have none, and then no fibers are forked for the two
+      const registering = register("enqueue", [...groups.keys()], now)
+      if (registering === Effect.void) yield* enqueueing
+      else yield* Effect.all([registering, enqueueing], { concurrency: "unbounded", discard: true })
       return out
     }).pipe(Effect.withSpan("RedisBroker.enqueue", { attributes: { size: batch.length } }, spanTrace))
 
