@@ -33,6 +33,7 @@ import {
 import * as Batcher from "./internal/batcher.ts"
 import * as Codec from "./internal/codec.ts"
 import { noHeaders } from "./internal/headers.ts"
+import { traced } from "./internal/tracing.ts"
 import { randomUUID } from "./internal/uuid.ts"
 import type { Message, TaskRecord } from "./Message.ts"
 import { ResultBackend } from "./ResultBackend.ts"
@@ -223,12 +224,6 @@ export const errorOf = <T extends Task.Any>(
       onSome: (e) => Effect.fail(e as Task.Failure<T>)
     })
   )
-}
-
-/** Whether a submit gets a span: a tracer is installed, or the caller runs in a span. */
-const traced = (fiber: Fiber.Fiber<unknown, unknown>) => {
-  const cache = fiber.cache
-  return (cache.tracer !== undefined && cache.tracer !== Tracer.nativeTracer) || cache.span !== undefined
 }
 
 /**

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Option, Schema, Tracer } from "effect"
 import { Broker, Client, Task, TaskContext } from "@errand/core"
+import { withSpanIfTraced } from "../src/internal/tracing.ts"
 import { advance, base, startWorker } from "./utils.ts"
 
 describe("observability", () => {
@@ -48,4 +49,43 @@ describe("observability", () => {
       const header = byId.get(traced[0]!.id)!.headers["x-trace-id"]
       assert.isString(header)
     }).pipe(Effect.provide(base)))
+})
+
+describe("withSpanIfTraced (the broker calls' spans)", () => {
+  const spanName = Effect.map(Effect.option(Effect.currentSpan), Option.map((s) => s.name))
+
+  it.effect("no span for an untraced caller: nothing could read it", () =>
+    Effect.gen(function*() {
+      assert.isTrue(Option.isNone(yield* spanName.pipe(withSpanIfTraced("RedisBroker.enqueue", {}))))
+    }))
+
+  it.effect("a span inside a traced caller's, with the attributes given", () =>
+    Effect.gen(function*() {
+      const [name, parent, size] = yield* Effect.gen(function*() {
+        const span = yield* Effect.orDie(Effect.currentSpan)
+        return [span.name, Option.getOrUndefined(Option.map(span.parent, (p) => (p as { name?: string }).name)), span.attributes.get("size")]
+      }).pipe(withSpanIfTraced("RedisBroker.enqueue", { attributes: { size: 3 } }), Effect.withSpan("submit"))
+      assert.strictEqual(name, "RedisBroker.enqueue")
+      assert.strictEqual(parent, "submit")
+      assert.strictEqual(size, 3)
+    }))
+
+  it.effect("a span for an untraced caller when a tracer is installed", () =>
+    Effect.gen(function*() {
+      const ended: Array<string> = []
+      const tracer = Tracer.make({
+        span: (options) => {
+          const span = new Tracer.NativeSpan(options)
+          const end = span.end.bind(span)
+          span.end = (at, exit) => {
+            ended.push(span.name)
+            end(at, exit)
+          }
+          return span
+        }
+      })
+      const name = yield* spanName.pipe(withSpanIfTraced("RedisBroker.claim", {}), Effect.withTracer(tracer))
+      assert.deepStrictEqual(Option.getOrUndefined(name), "RedisBroker.claim")
+      assert.deepStrictEqual(ended, ["RedisBroker.claim"])
+    }))
 })

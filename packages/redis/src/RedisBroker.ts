@@ -28,6 +28,7 @@ import {
 } from "@errand/core/Broker"
 import { BrokerError } from "@errand/core/Errors"
 import { noHeaders } from "@errand/core/internal/headers"
+import { withSpanIfTraced } from "@errand/core/internal/tracing"
 import { type Attempt, finalStates, type Message, TaskRecord } from "@errand/core/Message"
 import { ResultBackend } from "@errand/core/ResultBackend"
 import {
@@ -278,7 +279,6 @@ export const workerKeys = (prefix: string) => ({
 })
 
 /** Spans here capture no stack trace: the per-batch ones would pay for it on every batch. */
-const spanTrace = { captureStackTrace: false } as const
 
 const leaseStatuses: ReadonlyArray<LeaseStatus> = ["ok", "stale", "revoked"]
 
@@ -703,6 +703,18 @@ export const makeWith: (options: {
 > = Effect.fnUntraced(function*(options) {
   const redis = options.redis
   const prefix = options.prefix ?? "errand"
+  // Each queue's keys, built once per queue (a single submit built its sixteen
+  // strings anew); a process that meets very many queue names starts over.
+  const keysByQueue = new Map<string, QueueKeys>()
+  const keysOf = (queue: string): QueueKeys => {
+    let keys = keysByQueue.get(queue)
+    if (keys === undefined) {
+      if (keysByQueue.size >= 1024) keysByQueue.clear()
+      keys = queueKeys(prefix, queue)
+      keysByQueue.set(queue, keys)
+    }
+    return keys
+  }
   const ttl = Math.max(0, Math.round(Duration.toMillis(Duration.fromInputUnsafe(options.resultTtl ?? "1 day"))))
   const pollMillis = Math.max(
     10,
@@ -804,8 +816,8 @@ export const makeWith: (options: {
             (queue) =>
               Effect.all([
                 send<number>(operation, "EXISTS", taskKey(prefix, queue, id)),
-                send<number>(operation, "HEXISTS", queueKeys(prefix, queue).done, id),
-                send<number>(operation, "HEXISTS", queueKeys(prefix, queue).fast, id)
+                send<number>(operation, "HEXISTS", keysOf(queue).done, id),
+                send<number>(operation, "HEXISTS", keysOf(queue).fast, id)
               ], { concurrency: "unbounded" }),
             { concurrency: "unbounded" }
           ).pipe(Effect.map((found) => {
@@ -882,7 +894,7 @@ export const makeWith: (options: {
     missing: R
   ): Effect.Effect<ReadonlyArray<R>, BrokerError> => {
     if (items.length === 0) return Effect.succeed([])
-    const span = Effect.withSpan(`RedisBroker.${operation}`, { attributes: { size: items.length } }, spanTrace)
+    const span = withSpanIfTraced(`RedisBroker.${operation}`, { attributes: { size: items.length } })
     // the usual batch: one queue, every task located; no regrouping
     const first = queues[0]
     let one = first !== undefined
@@ -974,7 +986,7 @@ export const makeWith: (options: {
       const groups = groupBy(batch, (s) => s.message.queue)
       const out = new Array<Enqueued>(batch.length)
       const sendSlice = (queue: string, slice: ReadonlyArray<number>) => {
-        const keys = queueKeys(prefix, queue)
+        const keys = keysOf(queue)
         // regular tasks first, then those of the fast lane; answers come back in that order
         const regulars: Array<number> = []
         const fast: Array<number> = []
@@ -1052,13 +1064,13 @@ export const makeWith: (options: {
       if (registering === Effect.void) yield* enqueueing
       else yield* Effect.all([registering, enqueueing], { concurrency: "unbounded", discard: true })
       return out
-    }).pipe(Effect.withSpan("RedisBroker.enqueue", { attributes: { size: batch.length } }, spanTrace))
+    }).pipe(withSpanIfTraced("RedisBroker.enqueue", { attributes: { size: batch.length } }))
 
   const pushRaw = (queue: string, id: string, raw: string): Effect.Effect<void, BrokerError> =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       yield* register("pushRaw", [queue], now)
-      const keys = queueKeys(prefix, queue)
+      const keys = keysOf(queue)
       const parsed = parseJson(raw)
       const task = typeof parsed === "object" && parsed !== null && "task" in parsed && typeof parsed.task === "string"
         ? parsed.task
@@ -1153,7 +1165,7 @@ export const makeWith: (options: {
     now: number,
     park?: { readonly id: string; readonly until: number } | undefined
   ) => {
-    const keys = queueKeys(prefix, queue)
+    const keys = keysOf(queue)
     const args: Array<Arg> = [keys.tag, now, max, options.leaseMillis, options.worker, toStart]
     if (park !== undefined) args.push(park.id, park.until)
     return evalIn("claim", scripts.claim, [keys.ready, keys.delayed, keys.leased, keys.fast, keys.fastLease], args).pipe(
@@ -1209,7 +1221,7 @@ export const makeWith: (options: {
 
   /** A parked claim stops waiting: its registration goes, and what its inbox holds is its. */
   const unpark = (queue: string, parkId: string, leaseMillis: number, wake: boolean) => {
-    const keys = queueKeys(prefix, queue)
+    const keys = keysOf(queue)
     return evalIn("claim", scripts.unpark, [keys.park], [keys.tag, parkId, wake ? PARK_MILLIS * 2 : 0]).pipe(
       Effect.map((replies) => pushedDeliveries(queue, replies, leaseMillis))
     )
@@ -1235,7 +1247,7 @@ export const makeWith: (options: {
         (connection) =>
           connection.send<ReadonlyArray<unknown> | null>(
             "BLPOP",
-            `${queueKeys(prefix, queue).tag}:inbox:${parkId}`,
+            `${keysOf(queue).tag}:inbox:${parkId}`,
             (Math.max(1, millis) / 1000).toFixed(3)
           )
       )
@@ -1344,11 +1356,11 @@ export const makeWith: (options: {
         }).pipe(Effect.ensuring(Effect.sync(() => options.queues.forEach((q, i) => wake.release(q, taken[i])))))
         if (Option.isSome(result)) return result.value
       }
-    }).pipe(Effect.withSpan("RedisBroker.claim", { attributes: { queues: options.queues, max: options.max } }, spanTrace))
+    }).pipe(withSpanIfTraced("RedisBroker.claim", { attributes: { queues: options.queues, max: options.max } }))
 
   const start = (batch: ReadonlyArray<Start>) =>
     leaseOp("start", batch, (queue, items, now) => {
-      const keys = queueKeys(prefix, queue)
+      const keys = keysOf(queue)
       const args: Array<Arg> = [keys.tag, now]
       for (const s of items) args.push(s.id, s.token, s.worker, s.startedAt, s.ackEarly ? "1" : "0")
       return evalIn("start", scripts.start, [keys.leased, keys.fastLease], args).pipe(
@@ -1360,7 +1372,7 @@ export const makeWith: (options: {
     !(leaseMillis > 0) || !Number.isFinite(leaseMillis)
       ? invalid("renew", `leaseMillis must be positive (got ${leaseMillis})`)
       : leaseOp("renew", batch, (queue, items, now) => {
-      const keys = queueKeys(prefix, queue)
+      const keys = keysOf(queue)
       const args: Array<Arg> = [keys.tag, now, leaseMillis]
       for (const l of items) args.push(l.id, l.token)
       return evalIn("renew", scripts.renew, [keys.leased, keys.fastLease], args).pipe(
@@ -1372,7 +1384,7 @@ export const makeWith: (options: {
 
   const complete = (batch: ReadonlyArray<Completion>) =>
     leaseOp("complete", batch, (queue, items, now) => {
-      const keys = queueKeys(prefix, queue)
+      const keys = keysOf(queue)
       // A SUCCESS goes in a group of consecutive ones that share token,
       // submit time, task and kind (see complete.lua): a lean one (its
       // result not stored) or a forgotten one (no record kept) costs one
@@ -1439,7 +1451,7 @@ export const makeWith: (options: {
     batch.some((r) => !Number.isFinite(r.dueAt))
       ? invalid("retry", `dueAt must be a finite number (task ${batch.find((r) => !Number.isFinite(r.dueAt))?.id})`)
       : leaseOp("retry", batch, (queue, items, now) => {
-      const keys = queueKeys(prefix, queue)
+      const keys = keysOf(queue)
       const args: Array<Arg> = [keys.tag, now, wakeChannel, queue]
       for (const r of items) args.push(r.id, r.token, r.dueAt, json(r.error), json(r.attempt))
       return evalIn("retry", scripts.retry, [keys.ready, keys.delayed, keys.leased], args).pipe(
@@ -1449,7 +1461,7 @@ export const makeWith: (options: {
 
   const deadLetter = (batch: ReadonlyArray<DeadLetter>) =>
     leaseOp("deadLetter", batch, (queue, items, now) => {
-      const keys = queueKeys(prefix, queue)
+      const keys = keysOf(queue)
       const args: Array<Arg> = [keys.tag, now, doneChannel]
       for (const d of items) args.push(d.id, d.token, json(d.error), json(d.attempt))
       return evalIn("deadLetter", scripts.deadLetter, [keys.dead, keys.leased], args).pipe(Effect.map(toBooleans))
@@ -1457,7 +1469,7 @@ export const makeWith: (options: {
 
   const release = (batch: ReadonlyArray<Lease>) =>
     leaseOp("release", batch, (queue, items, now) => {
-      const keys = queueKeys(prefix, queue)
+      const keys = keysOf(queue)
       const args: Array<Arg> = [keys.tag, now, wakeChannel, queue]
       for (const l of items) args.push(l.id, l.token)
       return evalIn("release", scripts.release, [keys.ready, keys.leased], args).pipe(Effect.map(toBooleans))
@@ -1467,7 +1479,7 @@ export const makeWith: (options: {
     Effect.gen(function*() {
       const queue = yield* locate("revoke", id)
       if (Option.isNone(queue)) return "unknown" as const
-      const keys = queueKeys(prefix, queue.value)
+      const keys = keysOf(queue.value)
       const now = yield* Clock.currentTimeMillis
       const scriptKeys = [keys.ready, keys.delayed, keys.leased, keys.done, keys.doneAt]
       const result = yield* evalIn("revoke", scripts.revoke, scriptKeys, [
@@ -1479,13 +1491,13 @@ export const makeWith: (options: {
         json({ _tag: "TaskRevoked", message: `task ${id} was revoked before it ran` })
       ])
       return revokeResults.has(result) ? result as RevokeResult : "unknown"
-    }).pipe(Effect.withSpan("RedisBroker.revoke", { attributes: { id } }, spanTrace))
+    }).pipe(withSpanIfTraced("RedisBroker.revoke", { attributes: { id } }))
 
   const redeliver = (id: string): Effect.Effect<boolean, BrokerError> =>
     Effect.gen(function*() {
       const queue = yield* locate("redeliver", id)
       if (Option.isNone(queue)) return false
-      const keys = queueKeys(prefix, queue.value)
+      const keys = keysOf(queue.value)
       const now = yield* Clock.currentTimeMillis
       const result = yield* evalIn("redeliver", scripts.redeliver, [keys.ready, keys.dead], [
         keys.tag,
@@ -1495,11 +1507,11 @@ export const makeWith: (options: {
         id
       ])
       return Number(result) === 1
-    }).pipe(Effect.withSpan("RedisBroker.redeliver", { attributes: { id } }, spanTrace))
+    }).pipe(withSpanIfTraced("RedisBroker.redeliver", { attributes: { id } }))
 
   const stats = (queues: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<QueueStats>, BrokerError> =>
     Effect.forEach(queues, (queue) => {
-      const keys = queueKeys(prefix, queue)
+      const keys = keysOf(queue)
       return evalIn("stats", scripts.stats, [keys.ready, keys.delayed, keys.leased, keys.dead, keys.fastLease, keys.fifo], []).pipe(
         Effect.map(([ready, delayed, running, dead]): QueueStats => ({
           queue,
@@ -1542,7 +1554,7 @@ export const makeWith: (options: {
   const purge = (queues: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<number>, BrokerError> =>
     Effect.forEach(queues, (queue) =>
       Effect.gen(function*() {
-        const keys = queueKeys(prefix, queue)
+        const keys = keysOf(queue)
         let total = 0
         while (true) {
           const now = yield* Clock.currentTimeMillis
@@ -1559,7 +1571,7 @@ export const makeWith: (options: {
           total += removed
           if (removed < purgeChunk) return total
         }
-      }), { concurrency: "unbounded" }).pipe(Effect.withSpan("RedisBroker.purge", { attributes: { queues } }, spanTrace))
+      }), { concurrency: "unbounded" }).pipe(withSpanIfTraced("RedisBroker.purge", { attributes: { queues } }))
 
   // ---------------------------------------------------------------------------
   // ResultBackend
@@ -1622,7 +1634,7 @@ export const makeWith: (options: {
     id: string,
     tries = 3
   ): Effect.Effect<Option.Option<TaskRecord>, BrokerError> => {
-    const keys = queueKeys(prefix, queue)
+    const keys = keysOf(queue)
     return Effect.all([
       send<string | null>(operation, "HGET", keys.done, id),
       send<string | null>(operation, "ZSCORE", keys.doneAt, id),
@@ -1670,7 +1682,7 @@ export const makeWith: (options: {
         now,
         state,
         meta === undefined ? "" : json(meta),
-        queueKeys(prefix, queue.value).tag,
+        keysOf(queue.value).tag,
         id
       ])
       return Number(result) === 1
@@ -1680,7 +1692,7 @@ export const makeWith: (options: {
     Effect.gen(function*() {
       const queue = yield* locate("recordStale", id)
       if (Option.isNone(queue)) return
-      const keys = queueKeys(prefix, queue.value)
+      const keys = keysOf(queue.value)
       const now = yield* Clock.currentTimeMillis
       yield* evalIn("recordStale", scripts.recordStale, [taskKey(prefix, queue.value, id), keys.done, keys.doneAt], [
         json(attempt),
@@ -1707,7 +1719,7 @@ export const makeWith: (options: {
         )
         if (Option.isNone(record) || finalStates.has(record.value.state)) return record
       }
-    }).pipe(Effect.withSpan("RedisBroker.awaitFinal", { attributes: { id } }, spanTrace))
+    }).pipe(withSpanIfTraced("RedisBroker.awaitFinal", { attributes: { id } }))
 
   return Context.make(Broker, {
     enqueue,
