@@ -537,12 +537,26 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     const outage = Schedule.exponential("50 millis").pipe(
       Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(2))))
     )
+    /**
+     * `effect`, run again through an outage until it lands (`outage`'s
+     * delays, each failure logged). The retry is set up only once a call
+     * failed: `Effect.retry` makes its schedule's state at every run, which
+     * cost each claim and each batch write a few hundred bytes.
+     */
+    const throughOutage = <A>(op: string, effect: Effect.Effect<A, BrokerError>): Effect.Effect<A, BrokerError> => {
+      const logged = Effect.tapError(effect, (e) => Effect.logWarning(`broker ${op} failed, retrying: ${e.message}`))
+      return Effect.catch(logged, (error) => {
+        // the failure just met is the schedule's first input: the next try
+        // comes after its first delay, as when the retry wrapped the call
+        let first = true
+        return Effect.retry(
+          Effect.suspend(() => first ? ((first = false), Effect.fail(error)) : logged),
+          outage
+        )
+      })
+    }
     const persistent = <A>(op: string, effect: Effect.Effect<A, BrokerError>) =>
-      effect.pipe(
-        Effect.tapError((e) => Effect.logWarning(`broker ${op} failed, retrying: ${e.message}`)),
-        Effect.retry(outage),
-        Effect.orDie
-      )
+      Effect.orDie(throughOutage(op, effect))
     const batched = <I, O>(op: string, call: (batch: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, BrokerError>) =>
       // the outage retry wraps the batch's one broker call, not each item; an idle
       // request is sent by its runner's own fiber (`direct`)
@@ -1233,10 +1247,7 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     let lastFull = false
     let claimingShort = false
     const claimOf = (max: number, waitMillis: number, start = claimStarts(max)) =>
-      broker.claim({ queues, worker: id, max, leaseMillis, waitMillis, start }).pipe(
-        Effect.tapError((e) => Effect.logWarning(`claim failed, retrying: ${e.message}`)),
-        Effect.retry(outage)
-      )
+      throughOutage("claim", broker.claim({ queues, worker: id, max, leaseMillis, waitMillis, start }))
     // Claiming ahead. While a backlog drains (claims come back full, to
     // handlers quicker than a claim's round trip), the next claim is sent
     // before this one's tasks run: the broker leases the next batch while
