@@ -319,7 +319,7 @@ export class Broker extends Context.Service<Broker, {
    * 5,000). A broker a round trip away wants few large calls; one in the
    * same process wants smaller ones, between which `submitMany` yields and a
    * worker in that process runs the tasks already enqueued (the memory
-   * broker: 1,000).
+   * broker: 1,000). Anything but a positive whole number is ignored.
    */
   readonly enqueueChunk?: number | undefined
   // Operations for tools (`errand inspect`, `errand purge`). Optional, so a

@@ -467,7 +467,10 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
       // chunk's tasks while the rest are made, instead of after all of them,
       // so a large submit does not hold the event loop and its tasks do not
       // wait long enough to be copied to the old generation.
-      const size = broker.enqueueChunk ?? SUBMIT_CHUNK
+      // (a chunk size that is not a positive whole number is ignored: it
+      // would loop forever or submit nothing)
+      const asked = broker.enqueueChunk
+      const size = asked !== undefined && Number.isInteger(asked) && asked > 0 ? asked : SUBMIT_CHUNK
       const out: Array<Job<T>> = new Array(encoded.length)
       for (let i = 0; i < encoded.length; i += size) {
         if (i > 0) yield* Effect.yieldNow

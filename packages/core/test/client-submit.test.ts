@@ -120,6 +120,8 @@ describe("submitMany hands the broker chunks of its size and yields between them
         }).pipe(Effect.scoped)
       assert.deepStrictEqual(yield* chunks(undefined), [5000, 5000, 2001])
       assert.deepStrictEqual(yield* chunks(4000), [4000, 4000, 4000, 1])
+      // a size that is not a positive whole number is ignored
+      for (const bad of [0, -1, 2.5, Number.NaN]) assert.deepStrictEqual(yield* chunks(bad), [5000, 5000, 2001])
       assert.strictEqual(broker.enqueueChunk, 1000)
     }).pipe(Effect.provide(MemoryBroker.layer)))
 
