@@ -1248,6 +1248,15 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     let claimingShort = false
     const claimOf = (max: number, waitMillis: number, start = claimStarts(max)) =>
       throughOutage("claim", broker.claim({ queues, worker: id, max, leaseMillis, waitMillis, start }))
+    /** A claim that does not wait for work, its round trip folded into `claimRtt`. */
+    const timedClaim = (max: number, start?: number) =>
+      Effect.suspend(() => {
+        const t0 = clock.currentTimeNanosUnsafe()
+        return Effect.map(claimOf(max, 0, start), (batch) => {
+          claimRtt = ewma(claimRtt, Number(clock.currentTimeNanosUnsafe() - t0))
+          return batch
+        })
+      })
     // Claiming ahead. While a backlog drains (claims come back full, to
     // handlers quicker than a claim's round trip), the next claim is sent
     // before this one's tasks run: the broker leases the next batch while
@@ -1263,17 +1272,11 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
     let aheadPays = true
     // the tasks of a claim ahead that landed, until the claimer offers them
     let landed: Array<Held> | undefined
-    const claimAhead = (max: number) => {
-      const t0 = clock.currentTimeNanosUnsafe()
-      // its tasks wait behind the batch before them: it starts them only
-      // when handlers end faster than a start round trip, not for the
-      // runners idle now (`claimStarts`), which that batch is about to take
-      const start = startsAll() ? max : 0
-      return Effect.map(claimOf(max, 0, start), (batch) => {
-        claimRtt = ewma(claimRtt, Number(clock.currentTimeNanosUnsafe() - t0))
-        return landed = hold(batch)
-      })
-    }
+    // its tasks wait behind the batch before them: it starts them only when
+    // handlers end faster than a start round trip, not for the runners idle
+    // now (`claimStarts`), which that batch is about to take
+    const claimAhead = (max: number) =>
+      Effect.map(timedClaim(max, startsAll() ? max : 0), (batch) => landed = hold(batch))
     // One turn of the event loop and the next: what a broker client sends on
     // its next turn (node-redis writes on `setImmediate`) is sent before
     // what follows runs.
@@ -1301,10 +1304,9 @@ export const make = <const Tasks extends ReadonlyArray<Task.AnyImplemented>>(
           }
           max = Math.min(room, batchSize)
           claimingShort = lastFull
-          const t0 = lastFull ? clock.currentTimeNanosUnsafe() : undefined
-          const claimed = yield* claimOf(max, lastFull ? 0 : idleMillis)
+          // after a full batch, a short claim: its round trip is timed
+          const claimed = yield* (lastFull ? timedClaim(max) : claimOf(max, idleMillis))
           claimingShort = false
-          if (t0 !== undefined) claimRtt = ewma(claimRtt, Number(clock.currentTimeNanosUnsafe() - t0))
           batch = hold(claimed)
         }
         lastFull = batch.length >= max

@@ -278,8 +278,6 @@ export const workerKeys = (prefix: string) => ({
   expiry: `{${prefix}:workers}:expiry`
 })
 
-/** Spans here capture no stack trace: the per-batch ones would pay for it on every batch. */
-
 const leaseStatuses: ReadonlyArray<LeaseStatus> = ["ok", "stale", "revoked"]
 
 const revokeResults: ReadonlySet<string> = new Set(["revoked", "running", "final", "unknown"])
