@@ -303,6 +303,27 @@ describe("RedisBroker parked claims", () => {
         expect(yield* redis<Array<string>>("KEYS", `${keys.tag}:inbox:*`)).toEqual([])
       })))
 
+  it.live("a parked claim's connection goes back to the pool once it is served (one connection serves 30 in a row)", () => {
+    const prefix = randomPrefix()
+    return Effect.gen(function*() {
+      const broker = yield* Broker
+      const keys = RedisBroker.queueKeys(prefix, "q")
+      for (let i = 0; i < 30; i++) {
+        const claiming = yield* broker.claim({ queues: ["q"], worker: "w1", max: 1, leaseMillis: 30_000, waitMillis: 10_000 })
+          .pipe(Effect.forkChild)
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        yield* broker.enqueue([{ message: message(`t${i}`), dueAt: Date.now() }])
+        // with a pool of one, a connection kept after its claim was served
+        // leaves the next claim waiting for it: this would time out
+        const [d] = yield* Fiber.join(claiming).pipe(Effect.timeout("5 seconds"))
+        expect(d!.id).toBe(`t${i}`)
+      }
+    }).pipe(
+      Effect.provide(RedisBroker.layer({ url: server.url(), prefix, client: { maxConnections: 1 } })),
+      Effect.ensuring(Effect.promise(() => deletePrefix(server.url(), prefix)))
+    )
+  })
+
   it.live("a claim whose lease is not a whole number of milliseconds parks and is served too", () =>
     withBroker(server.url, (prefix) =>
       Effect.gen(function*() {
