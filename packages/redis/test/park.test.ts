@@ -10,6 +10,7 @@ import { Broker } from "@errand/core/Broker"
 import type { Message } from "@errand/core/Message"
 import { RedisBroker } from "@errand/redis"
 import { Clock, Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { createClient } from "redis"
 import { claimNow, enqueueNow, message, record, withBroker } from "./utils/harness.ts"
 import { command, deletePrefix, randomPrefix, useTestRedis } from "./utils/redis.ts"
 
@@ -323,6 +324,46 @@ describe("RedisBroker parked claims", () => {
       Effect.ensuring(Effect.promise(() => deletePrefix(server.url(), prefix)))
     )
   })
+
+  it.live("an enqueue whose tasks parked claims took all wakes no other claim; one that leaves some ready does", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        // what claims of several queues wait for (RedisBroker's wake channel)
+        const woken: Array<string> = []
+        const subscriber = createClient({ url: server.url() })
+        yield* Effect.acquireRelease(
+          Effect.promise(async () => {
+            await subscriber.connect()
+            await subscriber.subscribe(`${prefix}:wake`, (queue) => woken.push(queue))
+          }),
+          () => Effect.promise(() => subscriber.close())
+        )
+        const handed = async (n: number) => {
+          for (let i = 0; i < 100 && woken.length < n; i++) await new Promise((r) => setTimeout(r, 10))
+        }
+        // a parked claim takes the one task: nobody else is woken
+        const first = yield* waitingClaim({ max: 10 })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        yield* enqueueNow(message("a"))
+        expect((yield* Fiber.join(first)).map((d) => d.id)).toEqual(["a"])
+        yield* Effect.sleep(100)
+        expect(woken).toEqual([])
+        // nothing parked: the task waits, and waiting claims are woken
+        yield* enqueueNow(message("b"))
+        yield* Effect.promise(() => handed(1))
+        expect(woken).toEqual(["q"])
+        yield* claimNow(10)
+        // a parked claim of one takes one of two: the other is ready, and waiting claims are woken
+        const second = yield* waitingClaim({ max: 1 })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        yield* broker.enqueue([{ message: message("c"), dueAt: Date.now() }, { message: message("d"), dueAt: Date.now() }])
+        expect((yield* Fiber.join(second)).map((d) => d.id)).toEqual(["c"])
+        yield* Effect.promise(() => handed(2))
+        expect(woken).toEqual(["q", "q"])
+        expect((yield* claimNow(10)).map((d) => d.id)).toEqual(["d"])
+      })))
 
   it.live("a claim whose lease is not a whole number of milliseconds parks and is served too", () =>
     withBroker(server.url, (prefix) =>

@@ -117,12 +117,13 @@ local function clampPriority(p)
   return p
 end
 
--- Reserves n sequence numbers of the queue's FIFO counter at once.
+-- Reserves n sequence numbers of the queue's FIFO counter at once, when the
+-- first is taken: a batch that needs none (tasks of priority 5 go to the
+-- list, in order, without one) makes no call for them.
 local function sequence(tag, n)
-  local last = 0
-  if n > 0 then last = redis.call("INCRBY", tag .. ":seq", n) end
-  local nextSeq = last - n
+  local nextSeq = nil
   return function()
+    if nextSeq == nil then nextSeq = redis.call("INCRBY", tag .. ":seq", n) - n end
     nextSeq = nextSeq + 1
     return nextSeq
   end

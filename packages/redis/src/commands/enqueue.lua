@@ -173,8 +173,11 @@ flushReady(tag, KEYS[1], ready, fifo)
 zaddMany(KEYS[2], delayed)
 if #ready > 0 or #fifo > 0 or #delayed > 0 then
   -- parked claims take their tasks now, and are nudged by delayed ones due
-  -- before they would claim again (park.lua)
-  handOff(tag, nowS, delayed)
-  redis.call("PUBLISH", ARGV[3], queue)
+  -- before they would claim again (park.lua); waiting claims of several
+  -- queues are woken, unless the parked ones took every ready task and
+  -- none is delayed (they would wake to nothing)
+  if not handOff(tag, nowS, delayed) or #delayed > 0 then
+    redis.call("PUBLISH", ARGV[3], queue)
+  end
 end
 return out

@@ -35,13 +35,14 @@ local INBOX_KEEP = 600000
 -- flagged revoked (state STARTED, ls = now, as start.lua with ackEarly "0"
 -- would). Returns the claim reply without its nextAt: { "", token, started,
 -- then per delivery either id entry (a fast-lane task) or id "" token
--- message retries xw xs xe xa started (any other) } (see claim.lua).
+-- message retries xw xs xe xa started (any other) } (see claim.lua), and
+-- whether it took fewer than max (nothing is left ready now).
 -- Fast-lane tasks (see common.lua) are leased together, under one claim of
 -- the fast lane with one token from the queue's counter (they carry no lost
 -- marker and no revoked flag: both live on hashes only).
 local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart, parkId)
   local out, nOut = { "", "", 0 }, 3
-  if max <= 0 then return out end
+  if max <= 0 then return out, false end
   local readyKey, leasedKey, fastLeaseKey = tag .. ":ready", tag .. ":leased", tag .. ":fastLease"
   local deadline = fmt(tonumber(nowS) + leaseMillis)
   -- leases the hash task id (not in the fast lane), appending its delivery
@@ -77,12 +78,20 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart, parkId)
   end
 
   -- in ready order (see common.lua): the set's members before priority 5's
-  -- normal inserts (taken and removed by rank), the list, the rest of the set
-  local popped = redis.call("ZRANGEBYSCORE", readyKey, "-inf", "(" .. fmt(readyScore(5, false, 0)), "LIMIT", 0, max)
-  if #popped > 0 then redis.call("ZREMRANGEBYRANK", readyKey, 0, #popped - 1) end
+  -- normal inserts (taken and removed by rank), the list, the rest of the
+  -- set. The set is often absent (priority 5 and nothing sent back to the
+  -- front): one EXISTS then stands for its two reads.
+  local inSet = redis.call("EXISTS", readyKey) == 1
+  local popped = {}
+  if inSet then
+    popped = redis.call("ZRANGEBYSCORE", readyKey, "-inf", "(" .. fmt(readyScore(5, false, 0)), "LIMIT", 0, max)
+    if #popped > 0 then redis.call("ZREMRANGEBYRANK", readyKey, 0, #popped - 1) end
+  end
   popFifo(tag, popped, max)
-  popFirst(readyKey, popped, max)
-  if #popped == 0 then return out end
+  if inSet then popFirst(readyKey, popped, max) end
+  -- fewer than max: nothing is left ready now
+  local dry = #popped < max
+  if #popped == 0 then return out, dry end
   local leased = {}
   -- the popped ids' fast-lane messages, in one HMGET (false: a hash task)
   local fast = {}
@@ -127,7 +136,7 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart, parkId)
     if parkId then redis.call("HSET", tag .. ":claimPark", fastToken, parkId) end
   end
   zaddMany(leasedKey, leased)
-  return out
+  return out, dry
 end
 
 -- Registers a parked claim (see above) until `untilS`.
@@ -146,11 +155,13 @@ end
 -- Serves the queue's parked claims, first parked first, from its ready
 -- tasks (call it after making tasks ready); delayed (optional): the
 -- delayed tasks just added (due time, id pairs), the earliest of which
--- nudges the claims parked past its due time.
+-- nudges the claims parked past its due time. Returns whether the parked
+-- claims took every task that was ready (then no other claim needs waking
+-- for them).
 local function handOff(tag, nowS, delayed)
   local parkKey = tag .. ":park"
   local parked = redis.call("HGETALL", parkKey)
-  if #parked == 0 then return end
+  if #parked == 0 then return false end
   local now = tonumber(nowS)
   local dueAt = nil
   if delayed then
@@ -159,7 +170,7 @@ local function handOff(tag, nowS, delayed)
       if dueAt == nil or at < dueAt then dueAt = at end
     end
   end
-  local empty = false
+  local empty, drained = false, false
   for i = 1, #parked, 2 do
     local parkId = parked[i]
     local untilS, max, toStart, leaseMillis, worker =
@@ -168,8 +179,14 @@ local function handOff(tag, nowS, delayed)
     if not untilAt or untilAt <= now then
       redis.call("HDEL", parkKey, parkId)
     else
-      local out = empty and { "", "", 0 } or
-        leaseReady(tag, nowS, tonumber(max), tonumber(leaseMillis), worker, tonumber(toStart), parkId)
+      local out = { "", "", 0 }
+      if not empty then
+        local dry
+        out, dry = leaseReady(tag, nowS, tonumber(max), tonumber(leaseMillis), worker, tonumber(toStart), parkId)
+        -- the queue ran dry: the claims parked after this one get nothing
+        -- (but a nudge for a delayed task), and need no call to find out
+        if dry then drained, empty = true, true end
+      end
       if #out > 3 then
         out[1] = nowS
         redis.call("HDEL", parkKey, parkId)
@@ -180,9 +197,10 @@ local function handOff(tag, nowS, delayed)
           redis.call("HDEL", parkKey, parkId)
           pushInbox(tag, parkId, "", leaseMillis)
         elseif not dueAt then
-          return
+          return drained
         end
       end
     end
   end
+  return drained
 end
