@@ -1,7 +1,8 @@
 /**
  * Entry point of every Node child process: `child.ts <role> <config json>`.
  * Roles are `<system>.<part>`: errand.worker, errand.producer, errand.paced,
- * errand.memory, bullmq.worker, bullmq.producer, bullmq.paced.
+ * errand.memory, bullmq.worker, bullmq.producer, bullmq.paced, and the
+ * latency workload's floor, raw.worker and raw.paced (node-redis alone).
  */
 import type { RoleConfig } from "./config.ts"
 import { report } from "./ipc.ts"
@@ -27,6 +28,10 @@ const main = async () => {
       return (await import("./bullmq.ts")).producer(config)
     case "bullmq.paced":
       return (await import("./bullmq.ts")).paced(config)
+    case "raw.worker":
+      return (await import("./raw.ts")).worker(config)
+    case "raw.paced":
+      return (await import("./raw.ts")).paced(config)
     default:
       throw new Error(`unknown role ${role}`)
   }

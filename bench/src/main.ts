@@ -216,7 +216,7 @@ const MB = 1024 * 1024
 let redis: R.Client = undefined as unknown as R.Client
 let celery: Celery.CeleryEnv | undefined
 
-const configFor = (system: System | "memory", workload: string, overrides: Partial<RoleConfig> = {}): RoleConfig => ({
+const configFor = (system: System | "memory" | "raw", workload: string, overrides: Partial<RoleConfig> = {}): RoleConfig => ({
   url: settings.url,
   prefix: `errand-bench-${runId}-${system}-${workload}-${Math.random().toString(36).slice(2, 6)}`,
   queue: "bench",
@@ -232,17 +232,17 @@ const configFor = (system: System | "memory", workload: string, overrides: Parti
   ...overrides
 })
 
-const patternsOf = (system: System, config: RoleConfig) =>
+const patternsOf = (system: System | "raw", config: RoleConfig) =>
   system === "errand"
     ? [`{${config.prefix}:*`, `${config.prefix}:*`]
-    : system === "bullmq"
+    : system === "bullmq" || system === "raw"
     ? [`${config.prefix}:*`]
     : [`${config.prefix}:*`, `celery-task-meta-${config.prefix}-*`]
 
 /** Key patterns of runs in progress, deleted on Ctrl-C too. */
 const live = new Set<string>()
 
-const cleanup = async (system: System, config: RoleConfig) => {
+const cleanup = async (system: System | "raw", config: RoleConfig) => {
   const patterns = patternsOf(system, config)
   const n = await R.deleteKeys(redis, patterns)
   for (const p of patterns) live.delete(p)
@@ -261,25 +261,25 @@ process.once("SIGINT", () => {
 })
 
 /** Tracks a child for Ctrl-C and the run's keys for deletion. */
-const track = (system: System, config: RoleConfig, proc: Proc): Proc => {
+const track = (system: System | "raw", config: RoleConfig, proc: Proc): Proc => {
   procs.add(proc)
   proc.exited.then(() => procs.delete(proc))
   for (const p of patternsOf(system, config)) live.add(p)
   return proc
 }
 
-const workerOf = (system: System, config: RoleConfig, profile?: string): Proc =>
+const workerOf = (system: System | "raw", config: RoleConfig, profile?: string): Proc =>
   track(system, config, workerProc(system, config, profile))
 
-const workerProc = (system: System, config: RoleConfig, profile?: string): Proc =>
+const workerProc = (system: System | "raw", config: RoleConfig, profile?: string): Proc =>
   system === "celery"
     ? Celery.worker(celery!, config)
     : forkNode(`${system}.worker`, `${system}.worker`, config, profile === undefined ? {} : { profile })
 
-const producerOf = (system: System, config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
+const producerOf = (system: System | "raw", config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
   track(system, config, producerProc(system, config, mode, profile))
 
-const producerProc = (system: System, config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
+const producerProc = (system: System | "raw", config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
   system === "celery"
     ? Celery.producer(celery!, config, mode)
     : forkNode(
@@ -436,12 +436,20 @@ const submit = async (system: System) => {
   })
 }
 
-/** Workload 4: one submit at a time at a light steady rate; latency from the submit call to the handler's first line. */
-const latency = (system: System) => {
+interface Latency {
+  readonly n: number
+  readonly p50: number
+  readonly p90: number
+  readonly p99: number
+  readonly max: number
+}
+
+/** One submit at a time at a light steady rate, after a warm-up; the worker's latency summary. */
+const pacedRun = (system: System | "raw") => {
   const warmup = Math.round(settings.rate / 2)
   const total = Math.round(settings.rate * settings.seconds) + warmup
   const config = configFor(system, "latency", { mode: "latency", tasks: total, warmup })
-  return withProcs(async (spawned) => {
+  return withProcs(async (spawned): Promise<Latency> => {
     try {
       const worker = workerOf(system, config)
       spawned.push(worker)
@@ -452,21 +460,39 @@ const latency = (system: System) => {
       await sleep(200)
       producer.send({ type: "go" })
       const m = await worker.next(system === "celery" ? "handled" : "done", (settings.seconds + 60) * 1000)
-      const l = m.latency as { n: number; p50: number; p90: number; p99: number; max: number; mean: number }
-      const note = `${l.n} tasks at ${settings.rate}/s; p90 ${fmt(l.p90, 2)}, max ${fmt(l.max, 2)} ms`
-      put(row("latency-p50", `(4) submit → handler start, p50, ${settings.rate} tasks/s`, "ms", "lower", 2), system, {
-        value: l.p50,
-        note
-      })
-      put(row("latency-p99", `(4) submit → handler start, p99, ${settings.rate} tasks/s`, "ms", "lower", 2), system, {
-        value: l.p99
-      })
+      return m.latency as Latency
     } finally {
       // children first: a live worker would write its registry keys again
       await Promise.all(spawned.map((p) => p.kill()))
       await cleanup(system, config)
     }
   })
+}
+
+/** Workload 4: one submit at a time at a light steady rate; latency from the submit call to the handler's first line. */
+const latency = async (system: System) => {
+  const l = await pacedRun(system)
+  const note = `${l.n} tasks at ${settings.rate}/s; p90 ${fmt(l.p90, 2)}, max ${fmt(l.max, 2)} ms`
+  put(row("latency-p50", `(4) submit → handler start, p50, ${settings.rate} tasks/s`, "ms", "lower", 2), system, {
+    value: l.p50,
+    note
+  })
+  put(row("latency-p99", `(4) submit → handler start, p99, ${settings.rate} tasks/s`, "ms", "lower", 2), system, {
+    value: l.p99
+  })
+}
+
+/**
+ * Workload 4's floor on this machine in this slot, run before the systems:
+ * no queue, node-redis alone (`raw.ts`: `LPUSH` → `BLPOP`, the same rate,
+ * warm-up and processes). Reported in the details, not as a system.
+ */
+let latencyFloor: string | undefined
+const latencyFloorRun = async () => {
+  const l = await pacedRun("raw")
+  latencyFloor = `- (4) the machine's floor in this slot, no queue (node-redis alone: \`LPUSH\` → \`BLPOP\` between the same two processes, \`raw.ts\`): p50 ${
+    fmt(l.p50, 2)
+  }, p90 ${fmt(l.p90, 2)}, p99 ${fmt(l.p99, 2)} ms (${l.n} at ${settings.rate}/s); a system's figure above it is its own work at this VM's speed`
 }
 
 interface Mem {
@@ -850,6 +876,7 @@ const main = async () => {
       }
       continue
     }
+    if (workload === "latency") await attempt("(4) the machine's floor (node-redis alone)", undefined, latencyFloorRun)
     for (const system of systems) {
       switch (workload) {
         case "e2e":
@@ -888,6 +915,7 @@ const main = async () => {
       const f = r.figures[s]
       if (f?.note !== undefined) details.push(`- ${r.label}, ${r.key === "inmemory" ? "errand" : SYSTEM_NAMES[s]}: ${f.note}`)
     }
+    if (r.key === "latency-p50" && latencyFloor !== undefined) details.push(latencyFloor)
   }
 
   console.log()
