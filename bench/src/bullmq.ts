@@ -6,7 +6,7 @@
 import { type Job, Queue, Worker } from "bullmq"
 import { Redis } from "ioredis"
 import type { RoleConfig } from "./config.ts"
-import { command, memory, report, settle, summarize } from "./ipc.ts"
+import { command, memory, pace, report, settle, summarize } from "./ipc.ts"
 import { now } from "./proc.ts"
 
 interface Data {
@@ -100,18 +100,6 @@ export const paced = async (config: RoleConfig) => {
   const queue = new Queue<Data>(config.queue, { connection: connection(config), prefix: config.prefix })
   await queue.waitUntilReady()
   const opts = jobOptions(config)
-  settle()
-  report({ type: "ready" })
-  await command("go")
-  const t0 = now()
-  const interval = 1000 / config.rate
-  const pending: Array<Promise<unknown>> = []
-  for (let n = 0; n < config.tasks; n++) {
-    const wait = t0 + n * interval - now()
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
-    pending.push(queue.add("noop", { n, t: now() }, opts))
-  }
-  await Promise.all(pending)
-  report({ type: "submitted", startedAt: t0, endedAt: now(), count: config.tasks })
+  await pace(config, (n, t) => queue.add("noop", { n, t }, opts))
   await queue.close()
 }

@@ -4,7 +4,8 @@
  */
 import * as fs from "node:fs"
 import { Session } from "node:inspector/promises"
-import type { Message } from "./proc.ts"
+import type { RoleConfig } from "./config.ts"
+import { type Message, now } from "./proc.ts"
 
 export const report = (message: Message): void => {
   process.send?.(message)
@@ -73,4 +74,26 @@ export const startProfile = async (): Promise<(() => Promise<void>) | undefined>
     fs.writeFileSync(file, JSON.stringify(profile))
     session.disconnect()
   }
+}
+
+/**
+ * The loop of the Promise-based paced producers (BullMQ's, the floor's):
+ * once told to go, `tasks` submits at `rate` per second, each started on
+ * time and stamped with the time it is made, not awaited one by one; then
+ * `submitted`.
+ */
+export const pace = async (config: RoleConfig, submit: (n: number, t: number) => Promise<unknown>): Promise<void> => {
+  settle()
+  report({ type: "ready" })
+  await command("go")
+  const t0 = now()
+  const interval = 1000 / config.rate
+  const pending: Array<Promise<unknown>> = []
+  for (let n = 0; n < config.tasks; n++) {
+    const wait = t0 + n * interval - now()
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+    pending.push(submit(n, now()))
+  }
+  await Promise.all(pending)
+  report({ type: "submitted", startedAt: t0, endedAt: now(), count: config.tasks })
 }

@@ -9,7 +9,7 @@
  */
 import { createClient } from "redis"
 import type { RoleConfig } from "./config.ts"
-import { command, report, settle, summarize } from "./ipc.ts"
+import { pace, report, settle, summarize } from "./ipc.ts"
 import { now } from "./proc.ts"
 
 /** The list the floor's producer pushes to and its worker waits on. */
@@ -41,18 +41,6 @@ export const worker = async (config: RoleConfig) => {
 export const paced = async (config: RoleConfig) => {
   const client = await connect(config)
   const list = listOf(config)
-  settle()
-  report({ type: "ready" })
-  await command("go")
-  const t0 = now()
-  const interval = 1000 / config.rate
-  const pending: Array<Promise<unknown>> = []
-  for (let n = 0; n < config.tasks; n++) {
-    const wait = t0 + n * interval - now()
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait))
-    pending.push(client.sendCommand(["LPUSH", list, `${n} ${now()}`]))
-  }
-  await Promise.all(pending)
-  report({ type: "submitted", startedAt: t0, endedAt: now(), count: config.tasks })
+  await pace(config, (n, t) => client.sendCommand(["LPUSH", list, `${n} ${t}`]))
   await client.close()
 }
