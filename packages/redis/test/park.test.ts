@@ -325,7 +325,7 @@ describe("RedisBroker parked claims", () => {
     )
   })
 
-  it.live("an enqueue whose tasks parked claims took all wakes no other claim; one that leaves some ready does", () =>
+  it.live("a submit or release whose tasks parked claims took all wakes no other claim; one that leaves some ready does", () =>
     withBroker(server.url, (prefix) =>
       Effect.gen(function*() {
         const broker = yield* Broker
@@ -340,7 +340,7 @@ describe("RedisBroker parked claims", () => {
           }),
           () => Effect.promise(() => subscriber.close())
         )
-        const handed = async (n: number) => {
+        const wokenAtLeast = async (n: number) => {
           for (let i = 0; i < 100 && woken.length < n; i++) await new Promise((r) => setTimeout(r, 10))
         }
         // a parked claim takes the one task: nobody else is woken
@@ -352,7 +352,7 @@ describe("RedisBroker parked claims", () => {
         expect(woken).toEqual([])
         // nothing parked: the task waits, and waiting claims are woken
         yield* enqueueNow(message("b"))
-        yield* Effect.promise(() => handed(1))
+        yield* Effect.promise(() => wokenAtLeast(1))
         expect(woken).toEqual(["q"])
         yield* claimNow(10)
         // a parked claim of one takes one of two: the other is ready, and waiting claims are woken
@@ -360,9 +360,17 @@ describe("RedisBroker parked claims", () => {
         yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
         yield* broker.enqueue([{ message: message("c"), dueAt: Date.now() }, { message: message("d"), dueAt: Date.now() }])
         expect((yield* Fiber.join(second)).map((d) => d.id)).toEqual(["c"])
-        yield* Effect.promise(() => handed(2))
+        yield* Effect.promise(() => wokenAtLeast(2))
         expect(woken).toEqual(["q", "q"])
-        expect((yield* claimNow(10)).map((d) => d.id)).toEqual(["d"])
+        const [d] = yield* claimNow(10)
+        expect(d!.id).toEqual("d")
+        // a task released to a parked claim: nobody else is woken either
+        const third = yield* waitingClaim({ worker: "w-next" })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        expect(yield* broker.release([{ id: "d", token: d!.token }])).toEqual([true])
+        expect((yield* Fiber.join(third)).map((x) => x.id)).toEqual(["d"])
+        yield* Effect.sleep(100)
+        expect(woken).toEqual(["q", "q"])
       })))
 
   it.live("a claim whose lease is not a whole number of milliseconds parks and is served too", () =>

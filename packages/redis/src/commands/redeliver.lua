@@ -15,6 +15,6 @@ local seq = sequence(tag, 1)
 local ready, fifo = {}, {}
 addReady(ready, fifo, redis.call("HGET", key, "p"), false, seq, id)
 flushReady(tag, KEYS[1], ready, fifo)
-handOff(tag, nowS)
-redis.call("PUBLISH", ARGV[3], ARGV[4])
+-- waiting claims of several queues are woken unless a parked one took it (enqueue.lua)
+if not handOff(tag, nowS) then redis.call("PUBLISH", ARGV[3], ARGV[4]) end
 return 1

@@ -26,7 +26,7 @@ end
 if #moved > 0 then
   zremMany(KEYS[2], moved)
   zaddMany(KEYS[1], ready)
-  handOff(tag, nowS)
-  redis.call("PUBLISH", ARGV[3], ARGV[4])
+  -- waiting claims of several queues are woken unless parked ones took it all (enqueue.lua)
+  if not handOff(tag, nowS) then redis.call("PUBLISH", ARGV[3], ARGV[4]) end
 end
 return out

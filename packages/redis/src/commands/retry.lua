@@ -32,7 +32,7 @@ if #moved > 0 then
   zremMany(KEYS[3], moved)
   flushReady(tag, KEYS[1], ready, fifo)
   zaddMany(KEYS[2], delayed)
-  handOff(tag, nowS, delayed)
-  redis.call("PUBLISH", ARGV[3], ARGV[4])
+  -- waiting claims of several queues are woken unless parked ones took it all (enqueue.lua)
+  if not handOff(tag, nowS, delayed) or #delayed > 0 then redis.call("PUBLISH", ARGV[3], ARGV[4]) end
 end
 return out
