@@ -21,7 +21,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Celery from "./celery.ts"
 import type { RoleConfig } from "./config.ts"
-import { cpuOf, forkNode, now, type Proc, rssOf, sleep, timeout } from "./proc.ts"
+import { cpuOf, faultsOf, forkNode, now, type Proc, rssOf, sleep, timeout } from "./proc.ts"
 import * as Profile from "./profile.ts"
 import * as R from "./redis.ts"
 
@@ -328,6 +328,8 @@ interface E2E {
   readonly seconds: number
   /** CPU microseconds per task: worker, producer, Redis server. */
   readonly cpu: { readonly worker: number; readonly producer: number; readonly redis: number }
+  /** Minor page faults per task in the measured round, worker and producer. */
+  readonly faults: { readonly worker: number; readonly producer: number }
   /** The warm-up round's tasks per second (fresh processes), when there was one. */
   readonly cold: number | undefined
 }
@@ -342,8 +344,10 @@ const warmDescription = () =>
 const warmNote = (warmTasks: number, cold: number | undefined) =>
   cold === undefined ? "no warm-up round (a cold start)" : `after a warm-up round of ${fmt(warmTasks, 0)} tasks in the same processes (that round, cold: ${fmt(cold, 0)}/s)`
 
-const cpuNote = (c: E2E["cpu"]) =>
-  `CPU per task: worker ${fmt(c.worker, 1)} µs, producer ${fmt(c.producer, 1)} µs, Redis ${fmt(c.redis, 1)} µs`
+const cpuNote = (c: E2E["cpu"], f: E2E["faults"]) =>
+  `CPU per task: worker ${fmt(c.worker, 1)} µs, producer ${fmt(c.producer, 1)} µs, Redis ${fmt(c.redis, 1)} µs; minor page faults per task: worker ${
+    fmt(f.worker, 2)
+  }, producer ${fmt(f.producer, 2)}`
 
 /** Workloads 1 and 2: the worker idles, the producer submits everything in bulk, the clock stops when all are acknowledged. */
 const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E> => {
@@ -367,9 +371,11 @@ const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E
         cold = warmTasks / ((Number(warm.at) - Number(warmed.startedAt)) / 1000)
       }
       const cpu0 = { worker: cpuOf(worker.pid) ?? NaN, producer: cpuOf(producer.pid) ?? NaN, redis: await R.cpu(redis) }
+      const faults0 = { worker: faultsOf(worker.pid) ?? NaN, producer: faultsOf(producer.pid) ?? NaN }
       producer.send({ type: "go" })
       const submitted = await producer.next("submitted")
       const producerCpu = (cpuOf(producer.pid) ?? NaN) - cpu0.producer
+      const producerFaults = (faultsOf(producer.pid) ?? NaN) - faults0.producer
       let at: number
       if (system === "celery") {
         await worker.next("handled")
@@ -384,10 +390,14 @@ const e2eOnce = (system: System, stored: boolean, profile?: string): Promise<E2E
         producer: perTask(producerCpu),
         redis: perTask((await R.cpu(redis)) - cpu0.redis)
       }
+      const faults = {
+        worker: ((faultsOf(worker.pid) ?? NaN) - faults0.worker) / config.tasks,
+        producer: producerFaults / config.tasks
+      }
       const startedAt = Number(submitted.startedAt)
       const perSecond = config.tasks / ((at - startedAt) / 1000)
       const submitPerSecond = config.tasks / ((Number(submitted.endedAt) - startedAt) / 1000)
-      return { perSecond, submitPerSecond, seconds: (at - startedAt) / 1000, cpu, cold }
+      return { perSecond, submitPerSecond, seconds: (at - startedAt) / 1000, cpu, faults, cold }
     } finally {
       await Promise.all(spawned.map((p) => p.kill()))
       await cleanup(system, config)
@@ -402,7 +412,7 @@ const e2e = async (system: System, stored: boolean) => {
   const key = stored ? "e2e-stored" : "e2e"
   put(row(key, `(${stored ? 2 : 1}) end-to-end, ${settings.tasks.toLocaleString("en-US")} no-op tasks, results ${stored ? "stored" : "not stored"}`, "tasks/s", "higher", 0), system, {
     value: b.perSecond,
-    note: `${b.seconds.toFixed(2)} s; ${warmNote(settings.warmup, b.cold)}; submit phase ${fmt(b.submitPerSecond, 0)}/s; ${cpuNote(b.cpu)}${runs.length > 1 ? `; best of ${runs.map((r) => fmt(r.perSecond, 0)).join(", ")}` : ""}`
+    note: `${b.seconds.toFixed(2)} s; ${warmNote(settings.warmup, b.cold)}; submit phase ${fmt(b.submitPerSecond, 0)}/s; ${cpuNote(b.cpu, b.faults)}${runs.length > 1 ? `; best of ${runs.map((r) => fmt(r.perSecond, 0)).join(", ")}` : ""}`
   })
 }
 

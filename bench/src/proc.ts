@@ -167,16 +167,29 @@ export const rssOf = (pid: number): number | undefined => {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
-/** CPU seconds (user + system) a process has used so far, from /proc; undefined where /proc is missing. */
-export const cpuOf = (pid: number): number | undefined => {
+/**
+ * The fields of /proc/<pid>/stat from the third on (state), after the
+ * command name (which may hold spaces); undefined where /proc is missing.
+ */
+const statOf = (pid: number): Array<string> | undefined => {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    // fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return (Number(rest[11]) + Number(rest[12])) / 100
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   } catch {
     return undefined
   }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (utime is field 14, stime 15). */
+export const cpuOf = (pid: number): number | undefined => {
+  const rest = statOf(pid)
+  return rest === undefined ? undefined : (Number(rest[11]) + Number(rest[12])) / 100
+}
+
+/** Minor page faults a process has taken so far (field 10): each a fresh page touched, dear on some VMs. */
+export const faultsOf = (pid: number): number | undefined => {
+  const rest = statOf(pid)
+  return rest === undefined ? undefined : Number(rest[7])
 }
 
 /** A timeout that does not keep the process alive (for races against a child's exit). */
