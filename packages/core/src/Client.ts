@@ -439,80 +439,78 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
   ): Effect.Effect<Array<Job<T>>, PayloadInvalid | BrokerError> =>
     traceable("errand.submitMany", task, (span) => submitManyWith(task, payloads, options, span))
 
-  const submitManyWith = <T extends Task.Any>(
+  const submitManyWith = Effect.fnUntraced(function*<T extends Task.Any>(
     task: T,
     payloads: Iterable<Task.PayloadInput<T>>,
     options: Omit<SubmitOptions, "id" | "dedupId"> | undefined,
     span: Tracer.Span | undefined
-  ) =>
-    Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const shared = sharedOf(task, options, now, span)
-      const encode = encoderOf(task)
-      // every payload is checked before any is enqueued: one that does not
-      // match submits none
-      const encoded: Array<unknown> = []
-      for (const payload of payloads) {
-        const e = encode(payload)
-        if (e instanceof Codec.Invalid) return yield* invalidPayload(task, e)
-        encoded.push(e)
+  ) {
+    const now = yield* Clock.currentTimeMillis
+    const shared = sharedOf(task, options, now, span)
+    const encode = encoderOf(task)
+    // every payload is checked before any is enqueued: one that does not
+    // match submits none
+    const encoded: Array<unknown> = []
+    for (const payload of payloads) {
+      const e = encode(payload)
+      if (e instanceof Codec.Invalid) return yield* invalidPayload(task, e)
+      encoded.push(e)
+    }
+    // The submissions are made a chunk at a time, as the chunk goes to the
+    // broker: what the broker does not keep of them (the submission, the
+    // chunk) dies young, where made all at once it lived through the young
+    // generation's collections and was copied to the old one.
+    //
+    // Between chunks the fiber yields: on a broker that answers at once
+    // (the memory broker) a worker in the same process then runs the
+    // chunk's tasks while the rest are made, instead of after all of them,
+    // so a large submit does not hold the event loop and its tasks do not
+    // wait long enough to be copied to the old generation.
+    // (a chunk size that is not a positive whole number is ignored: it
+    // would loop forever or submit nothing)
+    const asked = broker.enqueueChunk
+    const size = asked !== undefined && Number.isInteger(asked) && asked > 0 ? asked : SUBMIT_CHUNK
+    const out: Array<Job<T>> = new Array(encoded.length)
+    for (let i = 0; i < encoded.length; i += size) {
+      if (i > 0) yield* Effect.yieldNow
+      const end = Math.min(encoded.length, i + size)
+      const chunk: Array<Broker.Submission> = new Array(end - i)
+      for (let j = i; j < end; j++) chunk[j - i] = submissionOf(task, encoded[j], shared, undefined, undefined)
+      const enqueued = yield* broker.enqueue(chunk)
+      for (let j = 0; j < chunk.length; j++) {
+        out[i + j] = { id: chunk[j]!.message.id, task, duplicateOf: enqueued[j]?.duplicateOf }
       }
-      // The submissions are made a chunk at a time, as the chunk goes to the
-      // broker: what the broker does not keep of them (the submission, the
-      // chunk) dies young, where made all at once it lived through the young
-      // generation's collections and was copied to the old one.
-      //
-      // Between chunks the fiber yields: on a broker that answers at once
-      // (the memory broker) a worker in the same process then runs the
-      // chunk's tasks while the rest are made, instead of after all of them,
-      // so a large submit does not hold the event loop and its tasks do not
-      // wait long enough to be copied to the old generation.
-      // (a chunk size that is not a positive whole number is ignored: it
-      // would loop forever or submit nothing)
-      const asked = broker.enqueueChunk
-      const size = asked !== undefined && Number.isInteger(asked) && asked > 0 ? asked : SUBMIT_CHUNK
-      const out: Array<Job<T>> = new Array(encoded.length)
-      for (let i = 0; i < encoded.length; i += size) {
-        if (i > 0) yield* Effect.yieldNow
-        const end = Math.min(encoded.length, i + size)
-        const chunk: Array<Broker.Submission> = new Array(end - i)
-        for (let j = i; j < end; j++) chunk[j - i] = submissionOf(task, encoded[j], shared, undefined, undefined)
-        const enqueued = yield* broker.enqueue(chunk)
-        for (let j = 0; j < chunk.length; j++) {
-          out[i + j] = { id: chunk[j]!.message.id, task, duplicateOf: enqueued[j]?.duplicateOf }
-        }
-      }
-      return out
-    })
+    }
+    return out
+  })
 
-  const awaitJob = <T extends Task.Any>(job: Job<T>) =>
-    Effect.gen(function*() {
-      const id = job.duplicateOf ?? job.id
-      if (!job.task.keepRecord) {
-        // its success leaves nothing to read: refused now rather than found missing later
-        return yield* new TaskNotFound({
-          taskId: id,
-          message: `${job.task.name} keeps no record of a success (keepRecord: false), so task ${id} cannot be awaited; ` +
-            `define the task without keepRecord: false to await it`
-        })
-      }
-      const found = yield* backend.awaitFinal(id)
-      if (Option.isNone(found)) {
-        return yield* new TaskNotFound({ taskId: id, message: `no task ${id} is known to the result backend` })
-      }
-      const record = found.value
-      if (record.state === "SUCCESS") {
-        return yield* Schema.decodeUnknownEffect(job.task.codecs.success)(record.result).pipe(
-          Effect.mapError((e) =>
-            new TaskDefect({
-              taskId: id,
-              message: `the stored result of ${job.task.name} does not match its success Schema: ${e.message}`
-            })
-          )
-        ) as Effect.Effect<Task.Success<T>, TaskDefect>
-      }
-      return yield* errorOf(job.task, record)
-    })
+  const awaitJob = Effect.fnUntraced(function*<T extends Task.Any>(job: Job<T>) {
+    const id = job.duplicateOf ?? job.id
+    if (!job.task.keepRecord) {
+      // its success leaves nothing to read: refused now rather than found missing later
+      return yield* new TaskNotFound({
+        taskId: id,
+        message: `${job.task.name} keeps no record of a success (keepRecord: false), so task ${id} cannot be awaited; ` +
+          `define the task without keepRecord: false to await it`
+      })
+    }
+    const found = yield* backend.awaitFinal(id)
+    if (Option.isNone(found)) {
+      return yield* new TaskNotFound({ taskId: id, message: `no task ${id} is known to the result backend` })
+    }
+    const record = found.value
+    if (record.state === "SUCCESS") {
+      return yield* Schema.decodeUnknownEffect(job.task.codecs.success)(record.result).pipe(
+        Effect.mapError((e) =>
+          new TaskDefect({
+            taskId: id,
+            message: `the stored result of ${job.task.name} does not match its success Schema: ${e.message}`
+          })
+        )
+      ) as Effect.Effect<Task.Success<T>, TaskDefect>
+    }
+    return yield* errorOf(job.task, record)
+  })
 
   const status = (id: string) =>
     Effect.flatMap(backend.get(id), (found) =>
@@ -521,94 +519,93 @@ export const make: Effect.Effect<Service, never, Broker.Broker | ResultBackend |
         onSome: Effect.succeed
       }))
 
-  const submitCanvas = <C extends Canvas.Any>(canvas: C, ...args: CanvasSubmitArgs<C>) =>
-    Effect.gen(function*() {
-      const options: (CanvasSubmitOptions & { readonly input?: unknown }) | undefined = args[0]
-      const root = yield* Canvas.encode(canvas, options?.input)
-      const job = yield* submit(Canvas.Coordinator, root, {
-        countdown: options?.countdown,
-        eta: options?.eta,
-        priority: options?.priority,
-        queue: options?.queue,
-        headers: options?.headers,
-        id: options?.id
+  const submitCanvas = <C extends Canvas.Any>(canvas: C, ...args: CanvasSubmitArgs<C>) => submitCanvasWith(canvas, args[0])
+  const submitCanvasWith = Effect.fnUntraced(function*<C extends Canvas.Any>(
+    canvas: C,
+    options: (CanvasSubmitOptions & { readonly input?: unknown }) | undefined
+  ) {
+    const root = yield* Canvas.encode(canvas, options?.input)
+    const job = yield* submit(Canvas.Coordinator, root, {
+      countdown: options?.countdown,
+      eta: options?.eta,
+      priority: options?.priority,
+      queue: options?.queue,
+      headers: options?.headers,
+      id: options?.id
+    })
+    return { id: job.id, canvas } satisfies CanvasJob<C>
+  })
+
+  const awaitCanvas = Effect.fnUntraced(function*<C extends Canvas.Any>(job: CanvasJob<C>) {
+    const found = yield* backend.awaitFinal(job.id)
+    if (Option.isNone(found)) {
+      return yield* new TaskNotFound({ taskId: job.id, message: `no canvas ${job.id} is known to the result backend` })
+    }
+    const record = found.value
+    if (record.state === "SUCCESS") return yield* Canvas.decodeResult(job.canvas, job.id, record.result)
+    const error = yield* Effect.flip(errorOf(Canvas.Coordinator, record))
+    if (!(error instanceof Canvas.CanvasFailed)) return yield* Effect.fail(error)
+    const task = Canvas.taskAt(job.canvas, error.path)
+    const member: TaskRecord = {
+      id: error.member,
+      task: error.task,
+      queue: task?.queue ?? "",
+      state: error.state,
+      retries: 0,
+      submittedAt: 0,
+      updatedAt: 0,
+      error: error.error,
+      history: []
+    }
+    const cause = error.error._tag === "TaskNotFound"
+      ? new TaskNotFound({ taskId: error.member, message: error.error.message })
+      : task === undefined
+      ? new TaskDefect({ taskId: error.member, message: `${error.error._tag}: ${error.error.message}` })
+      : yield* Effect.flip(errorOf(task, member))
+    Object.defineProperty(error, "cause", { value: cause, enumerable: false, configurable: true, writable: true })
+    return yield* Effect.fail(error as Canvas.MemberError<C>)
+  })
+
+  const canvasStatus = Effect.fnUntraced(function*(canvas: string | CanvasJob<Canvas.Any>) {
+    const id = typeof canvas === "string" ? canvas : canvas.id
+    const record = yield* status(id)
+    const listed = typeof canvas === "string"
+      ? Canvas.membersOf(record)
+      : Canvas.members(canvas.canvas).map((m) => ({
+        path: m.path,
+        id: Canvas.memberId(id, m.path),
+        task: m.task.name,
+        state: "WAITING"
+      }))
+    const members = yield* Effect.forEach(listed, (m) =>
+      Effect.map(backend.get(m.id), (r) => ({
+        path: m.path,
+        id: m.id,
+        task: m.task,
+        state: Option.match(r, { onNone: () => m.state, onSome: (r) => r.state }),
+        record: r
+      })), { concurrency: 16 })
+    return { id, state: record.state, record, members } satisfies CanvasStatus
+  })
+
+  const revokeCanvas = Effect.fnUntraced(function*(id: string) {
+    const result = yield* broker.revoke(id)
+    // A running coordinator revokes its waiting members when interrupted,
+    // but one that is waiting, or whose lease is running out after a crash,
+    // never runs again: revoke what earlier attempts submitted here.
+    if (result === "revoked" || result === "running") {
+      const record = yield* backend.get(id)
+      const submitted = Option.match(record, {
+        onNone: () => [],
+        onSome: (r) => Canvas.membersOf(r).filter((m) => m.state === "SUBMITTED").map((m) => m.id)
       })
-      return { id: job.id, canvas } satisfies CanvasJob<C>
-    })
-
-  const awaitCanvas = <C extends Canvas.Any>(job: CanvasJob<C>) =>
-    Effect.gen(function*() {
-      const found = yield* backend.awaitFinal(job.id)
-      if (Option.isNone(found)) {
-        return yield* new TaskNotFound({ taskId: job.id, message: `no canvas ${job.id} is known to the result backend` })
-      }
-      const record = found.value
-      if (record.state === "SUCCESS") return yield* Canvas.decodeResult(job.canvas, job.id, record.result)
-      const error = yield* Effect.flip(errorOf(Canvas.Coordinator, record))
-      if (!(error instanceof Canvas.CanvasFailed)) return yield* Effect.fail(error)
-      const task = Canvas.taskAt(job.canvas, error.path)
-      const member: TaskRecord = {
-        id: error.member,
-        task: error.task,
-        queue: task?.queue ?? "",
-        state: error.state,
-        retries: 0,
-        submittedAt: 0,
-        updatedAt: 0,
-        error: error.error,
-        history: []
-      }
-      const cause = error.error._tag === "TaskNotFound"
-        ? new TaskNotFound({ taskId: error.member, message: error.error.message })
-        : task === undefined
-        ? new TaskDefect({ taskId: error.member, message: `${error.error._tag}: ${error.error.message}` })
-        : yield* Effect.flip(errorOf(task, member))
-      Object.defineProperty(error, "cause", { value: cause, enumerable: false, configurable: true, writable: true })
-      return yield* Effect.fail(error as Canvas.MemberError<C>)
-    })
-
-  const canvasStatus = (canvas: string | CanvasJob<Canvas.Any>) =>
-    Effect.gen(function*() {
-      const id = typeof canvas === "string" ? canvas : canvas.id
-      const record = yield* status(id)
-      const listed = typeof canvas === "string"
-        ? Canvas.membersOf(record)
-        : Canvas.members(canvas.canvas).map((m) => ({
-          path: m.path,
-          id: Canvas.memberId(id, m.path),
-          task: m.task.name,
-          state: "WAITING"
-        }))
-      const members = yield* Effect.forEach(listed, (m) =>
-        Effect.map(backend.get(m.id), (r) => ({
-          path: m.path,
-          id: m.id,
-          task: m.task,
-          state: Option.match(r, { onNone: () => m.state, onSome: (r) => r.state }),
-          record: r
-        })), { concurrency: 16 })
-      return { id, state: record.state, record, members } satisfies CanvasStatus
-    })
-
-  const revokeCanvas = (id: string) =>
-    Effect.gen(function*() {
-      const result = yield* broker.revoke(id)
-      // A running coordinator revokes its waiting members when interrupted,
-      // but one that is waiting, or whose lease is running out after a crash,
-      // never runs again: revoke what earlier attempts submitted here.
-      if (result === "revoked" || result === "running") {
-        const record = yield* backend.get(id)
-        const submitted = Option.match(record, {
-          onNone: () => [],
-          onSome: (r) => Canvas.membersOf(r).filter((m) => m.state === "SUBMITTED").map((m) => m.id)
-        })
-        yield* Canvas.revokeMembers(submitted).pipe(
-          Effect.provideService(Broker.Broker, broker),
-          Effect.provideService(ResultBackend, backend)
-        )
-      }
-      return result
-    })
+      yield* Canvas.revokeMembers(submitted).pipe(
+        Effect.provideService(Broker.Broker, broker),
+        Effect.provideService(ResultBackend, backend)
+      )
+    }
+    return result
+  })
 
   return Client.of({
     submit,

@@ -954,20 +954,19 @@ export const makeWith = (options: Options = {}) =>
       return out
     }
 
-    const claim = (options: Broker.ClaimOptions): Effect.Effect<ReadonlyArray<Broker.Delivery>> =>
-      Effect.gen(function*() {
-        const start = yield* Clock.currentTimeMillis
-        const until = start + options.waitMillis
-        while (true) {
-          const now = yield* Clock.currentTimeMillis
-          const batch = claimNow(options, now)
-          if (batch.length > 0 || now >= until) return batch
-          const next = nextEvent(options.queues)
-          const sleep = Math.max(0, Math.min(until, next ?? until) - now)
-          const woken = wakeup
-          yield* Effect.raceFirst(Deferred.await(woken), Effect.sleep(sleep))
-        }
-      })
+    const claim = Effect.fnUntraced(function*(options: Broker.ClaimOptions): Effect.fn.Return<ReadonlyArray<Broker.Delivery>> {
+      const start = yield* Clock.currentTimeMillis
+      const until = start + options.waitMillis
+      while (true) {
+        const now = yield* Clock.currentTimeMillis
+        const batch = claimNow(options, now)
+        if (batch.length > 0 || now >= until) return batch
+        const next = nextEvent(options.queues)
+        const sleep = Math.max(0, Math.min(until, next ?? until) - now)
+        const woken = wakeup
+        yield* Effect.raceFirst(Deferred.await(woken), Effect.sleep(sleep))
+      }
+    })
 
     const start = (batch: ReadonlyArray<Broker.Start>) =>
       Effect.map(Clock.currentTimeMillis, (now) => {

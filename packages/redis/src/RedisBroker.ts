@@ -954,144 +954,151 @@ export const makeWith: (options: {
       )
     })
 
-  const leaseOp = <A extends Lease, R>(
+  /**
+   * Sends the slices of a bulk submit, each as soon as it is built (see
+   * `enqueue`), and waits for them all.
+   */
+  const sendSlices = Effect.fnUntraced(function*(
+    all: ReadonlyArray<readonly [string, ReadonlyArray<number>]>,
+    sendSlice: (queue: string, slice: ReadonlyArray<number>) => Effect.Effect<unknown, BrokerError>
+  ) {
+    const sent: Array<Fiber.Fiber<unknown, BrokerError>> = []
+    for (let k = 0; k < all.length; k++) {
+      if (k > 0) yield* Effect.yieldNow
+      sent.push(yield* Effect.forkChild(sendSlice(all[k][0], all[k][1]), { startImmediately: true }))
+    }
+    yield* Fiber.joinAll(sent)
+  })
+
+  const leaseOp = Effect.fnUntraced(function*<A extends Lease, R>(
     operation: string,
     items: ReadonlyArray<A>,
     run: (queue: string, items: ReadonlyArray<A>, now: number) => Effect.Effect<ReadonlyArray<R>, BrokerError>,
     stale: R
-  ) =>
-    Effect.gen(function*() {
-      if (items.length === 0) return []
-      const queues = yield* locateAll(operation, items)
-      const now = yield* Clock.currentTimeMillis
-      return yield* perQueue(operation, items, queues, (q, group) => run(q, group, now), stale)
-    })
+  ): Effect.fn.Return<ReadonlyArray<R>, BrokerError> {
+    if (items.length === 0) return []
+    const queues = yield* locateAll(operation, items)
+    const now = yield* Clock.currentTimeMillis
+    return yield* perQueue(operation, items, queues, (q, group) => run(q, group, now), stale)
+  })
 
-  const enqueue = (batch: ReadonlyArray<Submission>): Effect.Effect<ReadonlyArray<Enqueued>, BrokerError> =>
-    Effect.gen(function*() {
-      if (batch.length === 0) return []
-      // checked before any script runs: a script that fails half-way keeps its earlier writes
-      const bad = batch.find((s) =>
-        !Number.isFinite(s.dueAt) || typeof s.message.id !== "string" || !validId(s.message.id)
+  const enqueue = Effect.fnUntraced(function*(
+    batch: ReadonlyArray<Submission>
+  ): Effect.fn.Return<ReadonlyArray<Enqueued>, BrokerError> {
+    if (batch.length === 0) return []
+    // checked before any script runs: a script that fails half-way keeps its earlier writes
+    const bad = batch.find((s) =>
+      !Number.isFinite(s.dueAt) || typeof s.message.id !== "string" || !validId(s.message.id)
+    )
+    if (bad !== undefined) {
+      return yield* invalid(
+        "enqueue",
+        `task ${JSON.stringify(bad.message.id)} has an invalid id (empty or holding a newline) or dueAt (${bad.dueAt})`
       )
-      if (bad !== undefined) {
-        return yield* invalid(
-          "enqueue",
-          `task ${JSON.stringify(bad.message.id)} has an invalid id (empty or holding a newline) or dueAt (${bad.dueAt})`
-        )
-      }
-      const now = yield* Clock.currentTimeMillis
-      const groups = groupBy(batch, (s) => s.message.queue)
-      const out = new Array<Enqueued>(batch.length)
-      const sendSlice = (queue: string, slice: ReadonlyArray<number>) => {
-        const keys = keysOf(queue)
-        // regular tasks first, then those of the fast lane; answers come back in that order
-        const regulars: Array<number> = []
-        const fast: Array<number> = []
-        let fresh = true
-        for (const i of slice) {
-          if (fastLane(batch[i], now)) fast.push(i)
-          else regulars.push(i)
-          if (batch[i].fresh !== true) fresh = false
-        }
-        const regular = regulars.length
-        const indices = regulars.concat(fast)
-        const args: Array<Arg> = [keys.tag, now, wakeChannel, queue, regular, fresh ? "1" : "0"]
-        for (let k = 0; k < regular; k++) {
-          const { dedupId, dueAt, message } = batch[indices[k]]
-          args.push(
-            message.id,
-            json(message),
-            message.task,
-            message.submittedAt,
-            message.eta ?? "",
-            message.retries,
-            message.priority,
-            dueAt,
-            dedupId ?? ""
-          )
-        }
-        for (let k = regular; k < indices.length; k++) {
-          const { message } = batch[indices[k]]
-          const headers = headersJson(message.headers)
-          args.push(
-            message.id,
-            `${message.storeResult === false ? "~" : "="}${message.priority}|${message.submittedAt}|${
-              byteLength(message.task)
-            }|${
-              headers === "" ? 0 : Buffer.byteLength(headers)
-            }|${message.task}${headers}${json(message.payload)}`
-          )
-        }
-        return evalIn("enqueue", scripts.enqueue, enqueueKeys(keys), args).pipe(
-          Effect.tap((answers) =>
-            Effect.sync(() => {
-              const ids: Array<string> = []
-              indices.forEach((index, k) => {
-                const id = batch[index].message.id
-                const duplicateOf = answers[k]
-                if (duplicateOf !== undefined && duplicateOf !== "") {
-                  out[index] = { id, duplicateOf }
-                } else {
-                  ids.push(id)
-                  out[index] = { id }
-                }
-              })
-              rememberBatch(queue, ids)
-            })
-          )
-        )
-      }
-      // Each slice goes out as soon as it is built: its script is sent (the
-      // client writes on its next turn of the event loop, which the yield
-      // lets come) while the next slice is built, so Redis runs a bulk
-      // submit's scripts while the producer encodes the rest.
-      const enqueueing = Effect.gen(function*() {
-        const all = slices(groups, ENQUEUE_SLICE)
-        if (all.length === 1) return yield* sendSlice(all[0][0], all[0][1])
-        const sent: Array<Fiber.Fiber<unknown, BrokerError>> = []
-        for (let k = 0; k < all.length; k++) {
-          if (k > 0) yield* Effect.yieldNow
-          sent.push(yield* Effect.forkChild(sendSlice(all[k][0], all[k][1]), { startImmediately: true }))
-        }
-        yield* Fiber.joinAll(sent)
-      })
-      // the registration, when due, goes in the same round trip; most calls
-      // have none, and then no fibers are forked for the two
-      const registering = register("enqueue", [...groups.keys()], now)
-      if (registering === Effect.void) yield* enqueueing
-      else yield* Effect.all([registering, enqueueing], { concurrency: "unbounded", discard: true })
-      return out
-    }).pipe(withSpanIfTraced("RedisBroker.enqueue", { attributes: { size: batch.length } }))
-
-  const pushRaw = (queue: string, id: string, raw: string): Effect.Effect<void, BrokerError> =>
-    Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      yield* register("pushRaw", [queue], now)
+    }
+    const now = yield* Clock.currentTimeMillis
+    const groups = groupBy(batch, (s) => s.message.queue)
+    const out = new Array<Enqueued>(batch.length)
+    const sendSlice = (queue: string, slice: ReadonlyArray<number>) => {
       const keys = keysOf(queue)
-      const parsed = parseJson(raw)
-      const task = typeof parsed === "object" && parsed !== null && "task" in parsed && typeof parsed.task === "string"
-        ? parsed.task
-        : ""
-      yield* evalIn("pushRaw", scripts.enqueue, enqueueKeys(keys), [
-        keys.tag,
-        now,
-        wakeChannel,
-        queue,
-        1,
-        "0",
-        id,
-        raw,
-        task,
-        now,
-        "",
-        0,
-        5,
-        now,
-        ""
-      ])
-      remember(id, queue)
-    })
+      // regular tasks first, then those of the fast lane; answers come back in that order
+      const regulars: Array<number> = []
+      const fast: Array<number> = []
+      let fresh = true
+      for (const i of slice) {
+        if (fastLane(batch[i], now)) fast.push(i)
+        else regulars.push(i)
+        if (batch[i].fresh !== true) fresh = false
+      }
+      const regular = regulars.length
+      const indices = regulars.concat(fast)
+      const args: Array<Arg> = [keys.tag, now, wakeChannel, queue, regular, fresh ? "1" : "0"]
+      for (let k = 0; k < regular; k++) {
+        const { dedupId, dueAt, message } = batch[indices[k]]
+        args.push(
+          message.id,
+          json(message),
+          message.task,
+          message.submittedAt,
+          message.eta ?? "",
+          message.retries,
+          message.priority,
+          dueAt,
+          dedupId ?? ""
+        )
+      }
+      for (let k = regular; k < indices.length; k++) {
+        const { message } = batch[indices[k]]
+        const headers = headersJson(message.headers)
+        args.push(
+          message.id,
+          `${message.storeResult === false ? "~" : "="}${message.priority}|${message.submittedAt}|${
+            byteLength(message.task)
+          }|${
+            headers === "" ? 0 : Buffer.byteLength(headers)
+          }|${message.task}${headers}${json(message.payload)}`
+        )
+      }
+      return evalIn("enqueue", scripts.enqueue, enqueueKeys(keys), args).pipe(
+        Effect.tap((answers) =>
+          Effect.sync(() => {
+            const ids: Array<string> = []
+            indices.forEach((index, k) => {
+              const id = batch[index].message.id
+              const duplicateOf = answers[k]
+              if (duplicateOf !== undefined && duplicateOf !== "") {
+                out[index] = { id, duplicateOf }
+              } else {
+                ids.push(id)
+                out[index] = { id }
+              }
+            })
+            rememberBatch(queue, ids)
+          })
+        )
+      )
+    }
+    // Each slice goes out as soon as it is built: its script is sent (the
+    // client writes on its next turn of the event loop, which the yield
+    // lets come) while the next slice is built, so Redis runs a bulk
+    // submit's scripts while the producer encodes the rest.
+    const all = slices(groups, ENQUEUE_SLICE)
+    const enqueueing = all.length === 1 ? sendSlice(all[0][0], all[0][1]) : sendSlices(all, sendSlice)
+    // the registration, when due, goes in the same round trip; most calls
+    // have none, and then no fibers are forked for the two
+    const registering = register("enqueue", [...groups.keys()], now)
+    if (registering === Effect.void) yield* enqueueing
+    else yield* Effect.all([registering, enqueueing], { concurrency: "unbounded", discard: true })
+    return out
+  }, (effect, batch) => withSpanIfTraced("RedisBroker.enqueue", { attributes: { size: batch.length } })(effect))
+
+  const pushRaw = Effect.fnUntraced(function*(queue: string, id: string, raw: string): Effect.fn.Return<void, BrokerError> {
+    const now = yield* Clock.currentTimeMillis
+    yield* register("pushRaw", [queue], now)
+    const keys = keysOf(queue)
+    const parsed = parseJson(raw)
+    const task = typeof parsed === "object" && parsed !== null && "task" in parsed && typeof parsed.task === "string"
+      ? parsed.task
+      : ""
+    yield* evalIn("pushRaw", scripts.enqueue, enqueueKeys(keys), [
+      keys.tag,
+      now,
+      wakeChannel,
+      queue,
+      1,
+      "0",
+      id,
+      raw,
+      task,
+      now,
+      "",
+      0,
+      5,
+      now,
+      ""
+    ])
+    remember(id, queue)
+  })
 
   /**
    * The deliveries of a claim reply (see `commands/claim.lua`), leased at
@@ -1171,23 +1178,26 @@ export const makeWith: (options: {
     )
   }
 
-  const claimOnce = (options: ClaimOptions, now: number, park?: { readonly id: string; readonly until: number }) =>
-    Effect.gen(function*() {
-      const deliveries: Array<Delivery> = []
-      let nextAt: number | undefined
-      // the start budget is shared by the queues, in claim order
-      const max = Math.max(0, Math.floor(options.max))
-      let toStart = Math.min(max, Math.max(0, Math.floor(options.start ?? 0) || 0))
-      for (const queue of options.queues) {
-        const result = yield* claimQueue(queue, options, max - deliveries.length, toStart, now, park)
-        for (const d of result.deliveries) {
-          if (d.startedAt !== undefined) toStart--
-          deliveries.push(d)
-        }
-        if (result.nextAt !== undefined && (nextAt === undefined || result.nextAt < nextAt)) nextAt = result.nextAt
+  const claimOnce = Effect.fnUntraced(function*(
+    options: ClaimOptions,
+    now: number,
+    park?: { readonly id: string; readonly until: number }
+  ) {
+    const deliveries: Array<Delivery> = []
+    let nextAt: number | undefined
+    // the start budget is shared by the queues, in claim order
+    const max = Math.max(0, Math.floor(options.max))
+    let toStart = Math.min(max, Math.max(0, Math.floor(options.start ?? 0) || 0))
+    for (const queue of options.queues) {
+      const result = yield* claimQueue(queue, options, max - deliveries.length, toStart, now, park)
+      for (const d of result.deliveries) {
+        if (d.startedAt !== undefined) toStart--
+        deliveries.push(d)
       }
-      return { deliveries, nextAt }
-    })
+      if (result.nextAt !== undefined && (nextAt === undefined || result.nextAt < nextAt)) nextAt = result.nextAt
+    }
+    return { deliveries, nextAt }
+  })
 
   // ---------------------------------------------------------------------------
   // Parked claims (see `commands/park.lua`): a claim of one queue that finds
@@ -1332,49 +1342,62 @@ export const makeWith: (options: {
 
   const releaseAll = (result: { readonly deliveries: ReadonlyArray<Delivery> }) => giveBack(result.deliveries)
 
-  const claim = (options: ClaimOptions): Effect.Effect<ReadonlyArray<Delivery>, BrokerError> =>
-    Effect.gen(function*() {
-      if (options.queues.length === 0) return []
-      if (!(options.leaseMillis > 0) || !Number.isFinite(options.leaseMillis) || !(options.max >= 0)) {
-        return yield* invalid("claim", `leaseMillis must be positive and max at least 0 (got ${options.leaseMillis}, ${options.max})`)
-      }
-      const startedAt = yield* Clock.currentTimeMillis
-      const until = startedAt + Math.ceil(Math.max(0, options.waitMillis))
-      if (options.waitMillis > 0 && options.queues.length === 1 && options.max >= 1) {
-        // one queue: park there while it is empty
-        const queue = options.queues[0]
-        while (true) {
-          const now = yield* Clock.currentTimeMillis
-          const park = now < until ? { id: `${instance}:${++parks}`, until: Math.min(until, now + PARK_MILLIS) } : undefined
-          const { deliveries, nextAt } = yield* landed(
-            claimOnce(options, now, park),
-            (result) =>
-              park !== undefined && result.deliveries.length === 0
-                ? abandon(queue, park.id, options.leaseMillis)
-                : releaseAll(result)
-          )
-          if (deliveries.length > 0 || park === undefined) return deliveries
-          // parked (claim.lua) until then, unless that is now (a due task)
-          const wakeAt = nextAt !== undefined && nextAt < park.until ? nextAt : park.until
-          if (wakeAt <= now) continue
-          const pushed = yield* awaitParked(queue, park.id, wakeAt - now, options.leaseMillis)
-          if (pushed.length > 0) return pushed
-        }
-      }
-      if (options.waitMillis > 0) yield* ensureWake
+  /**
+   * One claim of several queues, or of one that does not park: the tasks
+   * it leased, or none after waiting (`taken`: the wake-up signals, taken
+   * before the claim so that none is missed) until a wake-up, a due task or
+   * `until`.
+   */
+  const claimRound = Effect.fnUntraced(function*(
+    options: ClaimOptions,
+    until: number,
+    taken: ReadonlyArray<Deferred.Deferred<void>>
+  ): Effect.fn.Return<Option.Option<ReadonlyArray<Delivery>>, BrokerError> {
+    const now = yield* Clock.currentTimeMillis
+    const { deliveries, nextAt } = yield* landed(claimOnce(options, now), releaseAll)
+    if (deliveries.length > 0 || now >= until || options.max <= 0) return Option.some(deliveries)
+    const wakeAt = nextAt !== undefined && nextAt < until ? nextAt : until
+    yield* Signals.wait(taken, wakeAt - now)
+    return Option.none()
+  })
+
+  const claim = Effect.fnUntraced(function*(options: ClaimOptions): Effect.fn.Return<ReadonlyArray<Delivery>, BrokerError> {
+    if (options.queues.length === 0) return []
+    if (!(options.leaseMillis > 0) || !Number.isFinite(options.leaseMillis) || !(options.max >= 0)) {
+      return yield* invalid("claim", `leaseMillis must be positive and max at least 0 (got ${options.leaseMillis}, ${options.max})`)
+    }
+    const startedAt = yield* Clock.currentTimeMillis
+    const until = startedAt + Math.ceil(Math.max(0, options.waitMillis))
+    if (options.waitMillis > 0 && options.queues.length === 1 && options.max >= 1) {
+      // one queue: park there while it is empty
+      const queue = options.queues[0]
       while (true) {
-        const taken = options.queues.map((q) => wake.acquire(q))
-        const result = yield* Effect.gen(function*() {
-          const now = yield* Clock.currentTimeMillis
-          const { deliveries, nextAt } = yield* landed(claimOnce(options, now), releaseAll)
-          if (deliveries.length > 0 || now >= until || options.max <= 0) return Option.some(deliveries)
-          const wakeAt = nextAt !== undefined && nextAt < until ? nextAt : until
-          yield* Signals.wait(taken, wakeAt - now)
-          return Option.none<ReadonlyArray<Delivery>>()
-        }).pipe(Effect.ensuring(Effect.sync(() => options.queues.forEach((q, i) => wake.release(q, taken[i])))))
-        if (Option.isSome(result)) return result.value
+        const now = yield* Clock.currentTimeMillis
+        const park = now < until ? { id: `${instance}:${++parks}`, until: Math.min(until, now + PARK_MILLIS) } : undefined
+        const { deliveries, nextAt } = yield* landed(
+          claimOnce(options, now, park),
+          (result) =>
+            park !== undefined && result.deliveries.length === 0
+              ? abandon(queue, park.id, options.leaseMillis)
+              : releaseAll(result)
+        )
+        if (deliveries.length > 0 || park === undefined) return deliveries
+        // parked (claim.lua) until then, unless that is now (a due task)
+        const wakeAt = nextAt !== undefined && nextAt < park.until ? nextAt : park.until
+        if (wakeAt <= now) continue
+        const pushed = yield* awaitParked(queue, park.id, wakeAt - now, options.leaseMillis)
+        if (pushed.length > 0) return pushed
       }
-    }).pipe(withSpanIfTraced("RedisBroker.claim", { attributes: { queues: options.queues, max: options.max } }))
+    }
+    if (options.waitMillis > 0) yield* ensureWake
+    while (true) {
+      const taken = options.queues.map((q) => wake.acquire(q))
+      const result = yield* claimRound(options, until, taken).pipe(
+        Effect.ensuring(Effect.sync(() => options.queues.forEach((q, i) => wake.release(q, taken[i]))))
+      )
+      if (Option.isSome(result)) return result.value
+    }
+  }, (effect, options) => withSpanIfTraced("RedisBroker.claim", { attributes: { queues: options.queues, max: options.max } })(effect))
 
   const start = (batch: ReadonlyArray<Start>) =>
     leaseOp("start", batch, (queue, items, now) => {
@@ -1493,39 +1516,37 @@ export const makeWith: (options: {
       return evalIn("release", scripts.release, [keys.ready, keys.leased], args).pipe(Effect.map(toBooleans))
     }, false)
 
-  const revoke = (id: string): Effect.Effect<RevokeResult, BrokerError> =>
-    Effect.gen(function*() {
-      const queue = yield* locate("revoke", id)
-      if (Option.isNone(queue)) return "unknown" as const
-      const keys = keysOf(queue.value)
-      const now = yield* Clock.currentTimeMillis
-      const scriptKeys = [keys.ready, keys.delayed, keys.leased, keys.done, keys.doneAt]
-      const result = yield* evalIn("revoke", scripts.revoke, scriptKeys, [
-        keys.tag,
-        now,
-        ttl,
-        doneChannel,
-        id,
-        json({ _tag: "TaskRevoked", message: `task ${id} was revoked before it ran` })
-      ])
-      return revokeResults.has(result) ? result as RevokeResult : "unknown"
-    }).pipe(withSpanIfTraced("RedisBroker.revoke", { attributes: { id } }))
+  const revoke = Effect.fnUntraced(function*(id: string): Effect.fn.Return<RevokeResult, BrokerError> {
+    const queue = yield* locate("revoke", id)
+    if (Option.isNone(queue)) return "unknown" as const
+    const keys = keysOf(queue.value)
+    const now = yield* Clock.currentTimeMillis
+    const scriptKeys = [keys.ready, keys.delayed, keys.leased, keys.done, keys.doneAt]
+    const result = yield* evalIn("revoke", scripts.revoke, scriptKeys, [
+      keys.tag,
+      now,
+      ttl,
+      doneChannel,
+      id,
+      json({ _tag: "TaskRevoked", message: `task ${id} was revoked before it ran` })
+    ])
+    return revokeResults.has(result) ? result as RevokeResult : "unknown"
+  }, (effect, id) => withSpanIfTraced("RedisBroker.revoke", { attributes: { id } })(effect))
 
-  const redeliver = (id: string): Effect.Effect<boolean, BrokerError> =>
-    Effect.gen(function*() {
-      const queue = yield* locate("redeliver", id)
-      if (Option.isNone(queue)) return false
-      const keys = keysOf(queue.value)
-      const now = yield* Clock.currentTimeMillis
-      const result = yield* evalIn("redeliver", scripts.redeliver, [keys.ready, keys.dead], [
-        keys.tag,
-        now,
-        wakeChannel,
-        queue.value,
-        id
-      ])
-      return Number(result) === 1
-    }).pipe(withSpanIfTraced("RedisBroker.redeliver", { attributes: { id } }))
+  const redeliver = Effect.fnUntraced(function*(id: string): Effect.fn.Return<boolean, BrokerError> {
+    const queue = yield* locate("redeliver", id)
+    if (Option.isNone(queue)) return false
+    const keys = keysOf(queue.value)
+    const now = yield* Clock.currentTimeMillis
+    const result = yield* evalIn("redeliver", scripts.redeliver, [keys.ready, keys.dead], [
+      keys.tag,
+      now,
+      wakeChannel,
+      queue.value,
+      id
+    ])
+    return Number(result) === 1
+  }, (effect, id) => withSpanIfTraced("RedisBroker.redeliver", { attributes: { id } })(effect))
 
   const stats = (queues: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<QueueStats>, BrokerError> =>
     Effect.forEach(queues, (queue) => {
@@ -1543,14 +1564,13 @@ export const makeWith: (options: {
 
   const registry = workerKeys(prefix)
 
-  const heartbeat = (batch: ReadonlyArray<WorkerInfo>): Effect.Effect<void, BrokerError> =>
-    Effect.gen(function*() {
-      if (batch.length === 0) return
-      const now = yield* Clock.currentTimeMillis
-      const args: Array<Arg> = [now]
-      for (const w of batch) args.push(w.id, json(w), w.expiresAt)
-      yield* evalIn("heartbeat", scripts.heartbeat, [registry.info, registry.expiry], args)
-    })
+  const heartbeat = Effect.fnUntraced(function*(batch: ReadonlyArray<WorkerInfo>): Effect.fn.Return<void, BrokerError> {
+    if (batch.length === 0) return
+    const now = yield* Clock.currentTimeMillis
+    const args: Array<Arg> = [now]
+    for (const w of batch) args.push(w.id, json(w), w.expiresAt)
+    yield* evalIn("heartbeat", scripts.heartbeat, [registry.info, registry.expiry], args)
+  })
 
   const workers: Effect.Effect<ReadonlyArray<WorkerInfo>, BrokerError> = Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
@@ -1691,53 +1711,50 @@ export const makeWith: (options: {
       Effect.flatMap((queue) => Option.isNone(queue) ? Effect.succeed(Option.none()) : readRecord("get", queue.value, id))
     )
 
-  const setState = (id: string, state: string, meta: unknown): Effect.Effect<boolean, BrokerError> =>
-    Effect.gen(function*() {
-      const queue = yield* locate("setState", id)
-      if (Option.isNone(queue)) return false
-      const now = yield* Clock.currentTimeMillis
-      const result = yield* evalIn("setState", scripts.setState, [taskKey(prefix, queue.value, id)], [
-        now,
-        state,
-        meta === undefined ? "" : json(meta),
-        keysOf(queue.value).tag,
-        id
-      ])
-      return Number(result) === 1
-    })
+  const setState = Effect.fnUntraced(function*(id: string, state: string, meta: unknown): Effect.fn.Return<boolean, BrokerError> {
+    const queue = yield* locate("setState", id)
+    if (Option.isNone(queue)) return false
+    const now = yield* Clock.currentTimeMillis
+    const result = yield* evalIn("setState", scripts.setState, [taskKey(prefix, queue.value, id)], [
+      now,
+      state,
+      meta === undefined ? "" : json(meta),
+      keysOf(queue.value).tag,
+      id
+    ])
+    return Number(result) === 1
+  })
 
-  const recordStale = (id: string, attempt: Attempt): Effect.Effect<void, BrokerError> =>
-    Effect.gen(function*() {
-      const queue = yield* locate("recordStale", id)
-      if (Option.isNone(queue)) return
-      const keys = keysOf(queue.value)
-      const now = yield* Clock.currentTimeMillis
-      yield* evalIn("recordStale", scripts.recordStale, [taskKey(prefix, queue.value, id), keys.done, keys.doneAt], [
-        json(attempt),
-        id,
-        now,
-        keys.tag
-      ])
-    })
+  const recordStale = Effect.fnUntraced(function*(id: string, attempt: Attempt): Effect.fn.Return<void, BrokerError> {
+    const queue = yield* locate("recordStale", id)
+    if (Option.isNone(queue)) return
+    const keys = keysOf(queue.value)
+    const now = yield* Clock.currentTimeMillis
+    yield* evalIn("recordStale", scripts.recordStale, [taskKey(prefix, queue.value, id), keys.done, keys.doneAt], [
+      json(attempt),
+      id,
+      now,
+      keys.tag
+    ])
+  })
 
-  const awaitFinal = (id: string): Effect.Effect<Option.Option<TaskRecord>, BrokerError> =>
-    Effect.gen(function*() {
-      yield* ensureDone
-      const queue = yield* locate("awaitFinal", id)
-      if (Option.isNone(queue)) return Option.none()
-      while (true) {
-        const signal = done.acquire(id)
-        const record = yield* readRecord("awaitFinal", queue.value, id).pipe(
-          // nothing to wait for once it is final or gone (expired, purged, or
-          // forgotten as it ended: keepRecord false)
-          Effect.tap((record) =>
-            Option.isNone(record) || finalStates.has(record.value.state) ? Effect.void : Signals.wait([signal], pollMillis)
-          ),
-          Effect.ensuring(Effect.sync(() => done.release(id, signal)))
-        )
-        if (Option.isNone(record) || finalStates.has(record.value.state)) return record
-      }
-    }).pipe(withSpanIfTraced("RedisBroker.awaitFinal", { attributes: { id } }))
+  const awaitFinal = Effect.fnUntraced(function*(id: string): Effect.fn.Return<Option.Option<TaskRecord>, BrokerError> {
+    yield* ensureDone
+    const queue = yield* locate("awaitFinal", id)
+    if (Option.isNone(queue)) return Option.none()
+    while (true) {
+      const signal = done.acquire(id)
+      const record = yield* readRecord("awaitFinal", queue.value, id).pipe(
+        // nothing to wait for once it is final or gone (expired, purged, or
+        // forgotten as it ended: keepRecord false)
+        Effect.tap((record) =>
+          Option.isNone(record) || finalStates.has(record.value.state) ? Effect.void : Signals.wait([signal], pollMillis)
+        ),
+        Effect.ensuring(Effect.sync(() => done.release(id, signal)))
+      )
+      if (Option.isNone(record) || finalStates.has(record.value.state)) return record
+    }
+  }, (effect, id) => withSpanIfTraced("RedisBroker.awaitFinal", { attributes: { id } })(effect))
 
   return Context.make(Broker, {
     enqueue,
