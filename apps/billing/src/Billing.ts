@@ -34,8 +34,9 @@ export const Charge = Task.make("billing.charge", {
   timeLimit: "45 seconds"
 })
 
-const charge = (write: "chargeOnce" | "append") => (payload: typeof Charge.payload.Type) =>
-  Effect.gen(function*() {
+// one generator per handler, made when the handler is (see the README's "Writing handlers")
+const charge = (write: "chargeOnce" | "append") =>
+  Effect.fnUntraced(function*(payload: typeof Charge.payload.Type) {
     const ctx = yield* TaskContext
     const ledger = yield* Ledger
     const gateway = yield* Gateway
