@@ -221,26 +221,27 @@ export const decide = (
     }))
 }
 
-const nthDelay = (
+// defined once: a generator function made per call would pin its arguments
+// through young collections (README, "Writing handlers")
+const nthDelay = Effect.fnUntraced(function*(
   self: RetryPolicy,
   n: number,
   error: ErrorInfo
-): Effect.Effect<Option.Option<Duration.Duration>> =>
-  Effect.gen(function*() {
-    const step = yield* Schedule.toStep(self.schedule)
-    let now = 0
-    for (let i = 0; i <= n; i++) {
-      const exit = yield* Effect.exit(step(now, error))
-      if (exit._tag === "Failure") {
-        if (Pull.isDoneCause(exit.cause)) return Option.none()
-        return yield* Effect.failCause(exit.cause)
-      }
-      const delay = exit.value[1]
-      if (i === n) return Option.some(delay)
-      now += Duration.toMillis(delay)
+) {
+  const step = yield* Schedule.toStep(self.schedule)
+  let now = 0
+  for (let i = 0; i <= n; i++) {
+    const exit = yield* Effect.exit(step(now, error))
+    if (exit._tag === "Failure") {
+      if (Pull.isDoneCause(exit.cause)) return Option.none()
+      return yield* Effect.failCause(exit.cause)
     }
-    return Option.none()
-  }).pipe(Effect.orDie)
+    const delay = exit.value[1]
+    if (i === n) return Option.some(delay)
+    now += Duration.toMillis(delay)
+  }
+  return Option.none()
+}, Effect.orDie)
 
 /**
  * The countdowns the policy gives, in order, when every attempt fails with a
