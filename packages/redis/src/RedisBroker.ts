@@ -323,6 +323,39 @@ const describeUrl = (url: string): string => {
   }
 }
 
+/** The value of `CONFIG GET <name>`'s reply (a RESP2 pair list or a RESP3 map). */
+const configValue = (reply: unknown, name: string): string | undefined => {
+  if (Array.isArray(reply)) {
+    const at = reply.findIndex((v) => String(v) === name)
+    return at >= 0 && at + 1 < reply.length ? String(reply[at + 1]) : undefined
+  }
+  if (typeof reply === "object" && reply !== null && name in reply) {
+    return String((reply as Record<string, unknown>)[name])
+  }
+  return undefined
+}
+
+/**
+ * Warns when Redis may evict errand's keys. Under any `maxmemory-policy` but
+ * `noeviction` (Redis's default), a Redis that reaches `maxmemory` deletes
+ * keys to make room, a task's among them, and the task is gone without a
+ * trace; with `noeviction` it refuses the write instead, and the producer
+ * gets the error. A Redis that refuses `CONFIG` (managed services often do)
+ * is not checked.
+ */
+const checkEviction = (redis: Redis.Redis["Service"], where: string): Effect.Effect<void> =>
+  redis.send<unknown>("CONFIG", "GET", "maxmemory-policy").pipe(
+    Effect.flatMap((reply) => {
+      const policy = configValue(reply, "maxmemory-policy")
+      return policy === undefined || policy === "noeviction" ? Effect.void : Effect.logWarning(
+        `Redis at ${where} evicts keys when its memory is full (maxmemory-policy ${policy}), ` +
+          `which can delete a task's keys and lose the task; set maxmemory-policy to noeviction ` +
+          `(in redis.conf, or CONFIG SET maxmemory-policy noeviction)`
+      )
+    }),
+    Effect.catchCause(() => Effect.void)
+  )
+
 const parseJson = (raw: string): unknown => {
   try {
     return JSON.parse(raw)
@@ -1825,6 +1858,7 @@ export const make = (options: Options): Effect.Effect<
     node.client.on("ready", () => {
       lastSocketError = undefined
     })
+    yield* checkEviction(Context.get(context, Redis.Redis), where)
     return yield* makeWith({
       redis: Context.get(context, Redis.Redis),
       prefix: options.prefix,

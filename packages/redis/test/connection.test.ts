@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Exit, References } from "effect"
+import { Effect, Exit, Logger, References } from "effect"
 import { claimNow, enqueueNow, message } from "./utils/harness.ts"
 import { type RedisServer, startRedisServer } from "./utils/redis.ts"
 
@@ -90,4 +90,44 @@ describe("RedisBroker connection", () => {
       expect(error?._tag).toBe("BrokerError")
       expect(error?.message).toMatch(/certificate/i)
     }).pipe(Effect.provideService(References.MinimumLogLevel, "Error")))
+})
+
+describe("RedisBroker and Redis's eviction policy", () => {
+  // what the layer logs while it is built, as text
+  const warningsOf = (url: string) =>
+    Effect.gen(function*() {
+      const logged: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel === "Warn") logged.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
+      yield* Broker.use((b) => b.stats(["q"])).pipe(
+        Effect.provide(RedisBroker.layer({ url, prefix: "evict" })),
+        Effect.provide(Logger.layer([logger]))
+      )
+      return logged
+    })
+
+  it.live("a Redis that may evict keys gets a warning that names the policy and the fix; noeviction none", () =>
+    Effect.gen(function*() {
+      const lru = yield* Effect.acquireRelease(
+        Effect.promise(() => startRedisServer({ args: ["--maxmemory-policy", "allkeys-lru"] })),
+        (s) => Effect.promise(() => s.stop())
+      )
+      const warned = yield* warningsOf(lru.url)
+      const eviction = warned.filter((w) => w.includes("maxmemory-policy"))
+      expect(eviction).toHaveLength(1)
+      expect(eviction[0]).toContain(`Redis at 127.0.0.1:${lru.port} evicts keys`)
+      expect(eviction[0]).toContain("maxmemory-policy allkeys-lru")
+      expect(eviction[0]).toContain("CONFIG SET maxmemory-policy noeviction")
+
+      // Redis's default: nothing to say
+      yield* Effect.promise(async () => {
+        const { createClient } = await import("redis")
+        const client = createClient({ url: lru.url })
+        await client.connect()
+        await client.configSet("maxmemory-policy", "noeviction")
+        await client.quit()
+      })
+      expect((yield* warningsOf(lru.url)).filter((w) => w.includes("maxmemory-policy"))).toEqual([])
+    }).pipe(Effect.scoped), 30_000)
 })

@@ -59,6 +59,8 @@ export const startRedisServer = async (options: {
   /** Serve TLS only, with this certificate and key (PEM files). */
   readonly tls?: { readonly cert: string; readonly key: string } | undefined
   readonly password?: string | undefined
+  /** More `redis-server` options, e.g. `["--maxmemory-policy", "allkeys-lru"]`. */
+  readonly args?: ReadonlyArray<string> | undefined
 } = {}): Promise<RedisServer> => {
   if (!hasBinary()) {
     throw new Error(
@@ -94,7 +96,8 @@ export const startRedisServer = async (options: {
     "--appendonly",
     options.appendonly === true ? "yes" : "no",
     "--appendfsync",
-    "always"
+    "always",
+    ...(options.args ?? [])
   ]
   let child: ChildProcess | undefined
   let output = ""
