@@ -97,6 +97,28 @@ describe("RedisBroker fast lane", () => {
         expect(yield* redis<Array<string>>("HKEYS", keys.fastLease)).toEqual(["\n"])
       })))
 
+  it.live("the queue's name is written once, with the fast hash's pin; a task made whole later still names its queue", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const broker = yield* Broker
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const nameKey = `${keys.tag}:queue`
+        yield* enqueueNow(lean("first"))
+        expect(yield* redis<string>("GET", nameKey)).toBe("q")
+        // later submits find the hash pinned and leave the name alone
+        yield* redis("SET", nameKey, "kept")
+        yield* enqueueNow(lean("second"))
+        expect(yield* redis<string>("GET", nameKey)).toBe("kept")
+        yield* redis("SET", nameKey, "q")
+        const ds = yield* claimNow(10, 30_000, "w-1")
+        const second = ds.find((d) => d.id === "second")!
+        const now = yield* Clock.currentTimeMillis
+        expect(yield* broker.retry([{ id: "second", token: second.token, dueAt: now, error: { _tag: "Boom", message: "boom" }, attempt: attempt("RETRY") }]))
+          .toEqual([true])
+        const made = JSON.parse(yield* redis<string>("HGET", RedisBroker.taskKey(prefix, "q", "second"), "m"))
+        expect(made).toMatchObject({ id: "second", queue: "q", task: "fast|tâche" })
+      })))
+
   it.live("an expired fast lease comes back as a lost attempt, with a fresh token; the old one is refused", () =>
     withBroker(server.url, () =>
       Effect.gen(function*() {

@@ -126,10 +126,17 @@ for k = 1, regular do
   end
   out[k] = duplicateOf
 end
+-- Pins the fast hash (see common.lua) when it is made, and writes the
+-- queue's name beside it then, which a fast-lane message made whole again
+-- takes (fast.lua): only this script makes the hash, and the pin keeps it,
+-- so the name is there as long as the hash is.
+local function pinFast()
+  if pinHash(KEYS[6]) then redis.call("SET", tag .. ":queue", queue) end
+end
+
 -- fast-lane entries answer nothing ("" for them is implied): the reply is
 -- the regular entries' answers only
 local lastArg = #ARGV
-local anyFast = false
 if fresh then
   -- ids nobody can know yet, each once: every entry is written, straight
   -- from ARGV (id entry pairs), with no table of them built here
@@ -138,10 +145,9 @@ if fresh then
     local p = string.byte(ARGV[i + 1], 2)
     if p == 53 then fifo[#fifo + 1] = ARGV[i] else addReady(ready, fifo, p - 48, false, seq, ARGV[i]) end
   end
-  if fastFrom <= lastArg then pinHash(KEYS[6]) end
+  if fastFrom <= lastArg then pinFast() end
   for i = fastFrom, lastArg, CHUNK do
     redis.call("HSET", KEYS[6], unpack(ARGV, i, math.min(i + CHUNK - 1, lastArg)))
-    anyFast = true
   end
 else
   local fast, n = {}, 0
@@ -160,14 +166,9 @@ else
     end
   end
   if n > 0 then
-    pinHash(KEYS[6])
+    pinFast()
     callMany("HSET", KEYS[6], fast)
-    anyFast = true
   end
-end
-if anyFast then
-  -- the queue's name, which a fast-lane message made whole again takes
-  redis.call("SET", tag .. ":queue", queue)
 end
 flushReady(tag, KEYS[1], ready, fifo)
 zaddMany(KEYS[2], delayed)
