@@ -11,7 +11,7 @@ import type { Message } from "@errand/core/Message"
 import { RedisBroker } from "@errand/redis"
 import { Clock, Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { createClient } from "redis"
-import { claimNow, enqueueNow, message, record, withBroker } from "./utils/harness.ts"
+import { claimNow, enqueueFresh, enqueueNow, message, record, withBroker } from "./utils/harness.ts"
 import { command, deletePrefix, randomPrefix, useTestRedis } from "./utils/redis.ts"
 
 const server = useTestRedis()
@@ -99,6 +99,64 @@ describe("RedisBroker parked claims", () => {
         yield* enqueueNow(...["a", "b", "c"].map((id) => message(id, { priority: 5, storeResult: false })))
         expect((yield* Fiber.join(first)).map((d) => d.id)).toEqual(["a", "b"])
         expect((yield* Fiber.join(second)).map((d) => d.id)).toEqual(["c"])
+      })))
+
+  // A submit of fresh fast-lane tasks of priority 5 (what `Client.submit`
+  // sends for a task whose result nobody reads) is handed over from the
+  // script's arguments, without the queue's list (see handOff in park.lua).
+  const lean = (id: string) => message(id, { priority: 5, storeResult: false })
+
+  it.live("a fresh submit is handed to a parked claim straight from the script: leased, started, nothing left listed", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const claiming = yield* waitingClaim({ start: 1 })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        const m = lean("a")
+        yield* enqueueFresh(m)
+        const [d, ...rest] = yield* Fiber.join(claiming)
+        expect(rest).toEqual([])
+        expect(d!.id).toBe("a")
+        expect(d!.message).toEqual(m)
+        expect(d!.startedAt).toBeTypeOf("number")
+        expect(yield* record("a")).toMatchObject({ state: "STARTED" })
+        expect(yield* redis<number>("EXISTS", keys.fifo)).toBe(0)
+        expect(yield* redis<number>("HLEN", keys.park)).toBe(0)
+        const broker = yield* Broker
+        // its lease is the claim's: it completes as any other
+        expect(yield* broker.renew([{ id: "a", token: d!.token }], 30_000)).toEqual(["ok"])
+      })))
+
+  it.live("a fresh submit larger than the parked claims' max: they take the first, in order, and the rest stay ready in order", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        const first = yield* waitingClaim({ max: 2, worker: "w1" })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        const second = yield* waitingClaim({ max: 2, worker: "w2" })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 2))
+        yield* enqueueFresh(...["a", "b", "c", "d", "e", "f"].map(lean))
+        expect((yield* Fiber.join(first)).map((d) => d.id)).toEqual(["a", "b"])
+        expect((yield* Fiber.join(second)).map((d) => d.id)).toEqual(["c", "d"])
+        expect(yield* redis<Array<string>>("LRANGE", keys.fifo, "0", "-1")).toEqual(["e", "f"])
+        expect((yield* claimNow()).map((d) => d.id)).toEqual(["e", "f"])
+      })))
+
+  it.live("a fresh submit to a parked claim while older tasks are ready: the older go first", () =>
+    withBroker(server.url, (prefix) =>
+      Effect.gen(function*() {
+        const keys = RedisBroker.queueKeys(prefix, "q")
+        // "old" is listed while a claim is parked, as a task that comes back
+        // ready without a hand-off would be (taken off the list so that the
+        // claim parks, then put back)
+        yield* enqueueFresh(lean("old"))
+        expect(yield* redis<string>("LPOP", keys.fifo)).toBe("old")
+        const claiming = yield* waitingClaim({ max: 1 })
+        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+        yield* redis("RPUSH", keys.fifo, "old")
+        yield* enqueueFresh(lean("new"))
+        expect((yield* Fiber.join(claiming)).map((d) => d.id)).toEqual(["old"])
+        expect((yield* claimNow()).map((d) => d.id)).toEqual(["new"])
       })))
 
   it.live("a task released by another worker is handed to a parked claim", () =>

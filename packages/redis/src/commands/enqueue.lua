@@ -170,14 +170,22 @@ else
     callMany("HSET", KEYS[6], fast)
   end
 end
-flushReady(tag, KEYS[1], ready, fifo)
+-- A submit of fresh fast-lane tasks of priority 5 only (the list holds
+-- them in ARGV order): handOff may give them to parked claims from ARGV,
+-- and lists the rest itself.
+local given = nil
+if fresh and regular == 0 and #ready == 0 and #fifo > 0 then
+  given = { from = fastFrom, n = #fifo, at = 1 }
+else
+  flushReady(tag, KEYS[1], ready, fifo)
+end
 zaddMany(KEYS[2], delayed)
-if #ready > 0 or #fifo > 0 or #delayed > 0 then
+if given or #ready > 0 or #fifo > 0 or #delayed > 0 then
   -- parked claims take their tasks now, and are nudged by delayed ones due
   -- before they would claim again (park.lua); waiting claims of several
   -- queues are woken, unless the parked ones took every ready task and
   -- none is delayed (they would wake to nothing)
-  if not handOff(tag, nowS, delayed) or #delayed > 0 then
+  if not handOff(tag, nowS, delayed, given) or #delayed > 0 then
     redis.call("PUBLISH", ARGV[3], queue)
   end
 end

@@ -40,7 +40,7 @@ local INBOX_KEEP = 600000
 -- Fast-lane tasks (see common.lua) are leased together, under one claim of
 -- the fast lane with one token from the queue's counter (they carry no lost
 -- marker and no revoked flag: both live on hashes only).
-local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart, parkId)
+local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart, parkId, given)
   local out, nOut = { "", "", 0 }, 3
   if max <= 0 then return out, false end
   local readyKey, leasedKey, fastLeaseKey = tag .. ":ready", tag .. ":leased", tag .. ":fastLease"
@@ -77,26 +77,40 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart, parkId)
     out[n + 10] = started
   end
 
-  -- in ready order (see common.lua): the set's members before priority 5's
-  -- normal inserts (taken and removed by rank), the list, the rest of the
-  -- set. The set is often absent (priority 5 and nothing sent back to the
-  -- front): one EXISTS then stands for its two reads.
-  local inSet = redis.call("EXISTS", readyKey) == 1
-  local popped = {}
-  if inSet then
-    popped = redis.call("ZRANGEBYSCORE", readyKey, "-inf", "(" .. fmt(readyScore(5, false, 0)), "LIMIT", 0, max)
-    if #popped > 0 then redis.call("ZREMRANGEBYRANK", readyKey, 0, #popped - 1) end
+  -- popped: the ids leased, in ready order; fast[i]: popped[i]'s fast-lane
+  -- entry (false: a hash task); dry: nothing is left ready now
+  local popped, fast, dry = {}, {}, false
+  if given then
+    -- a submit's own fast-lane tasks, from its arguments (see handOff)
+    local k, n = given.at, 0
+    while n < max and k <= given.n do
+      local i = given.from + 2 * (k - 1)
+      n = n + 1
+      popped[n], fast[n] = ARGV[i], ARGV[i + 1]
+      k = k + 1
+    end
+    given.at = k
+    dry = k > given.n
+  else
+    -- in ready order (see common.lua): the set's members before priority 5's
+    -- normal inserts (taken and removed by rank), the list, the rest of the
+    -- set. The set is often absent (priority 5 and nothing sent back to the
+    -- front): one EXISTS then stands for its two reads.
+    local inSet = redis.call("EXISTS", readyKey) == 1
+    if inSet then
+      popped = redis.call("ZRANGEBYSCORE", readyKey, "-inf", "(" .. fmt(readyScore(5, false, 0)), "LIMIT", 0, max)
+      if #popped > 0 then redis.call("ZREMRANGEBYRANK", readyKey, 0, #popped - 1) end
+    end
+    popFifo(tag, popped, max)
+    if inSet then popFirst(readyKey, popped, max) end
+    -- fewer than max: nothing is left ready now
+    dry = #popped < max
+    -- the popped ids' fast-lane messages, in one HMGET (false: a hash task)
+    local fastKey = tag .. ":fast"
+    if #popped > 0 and redis.call("EXISTS", fastKey) == 1 then fast = hmgetMany(fastKey, popped) end
   end
-  popFifo(tag, popped, max)
-  if inSet then popFirst(readyKey, popped, max) end
-  -- fewer than max: nothing is left ready now
-  local dry = #popped < max
   if #popped == 0 then return out, dry end
   local leased = {}
-  -- the popped ids' fast-lane messages, in one HMGET (false: a hash task)
-  local fast = {}
-  local fastKey = tag .. ":fast"
-  if redis.call("EXISTS", fastKey) == 1 then fast = hmgetMany(fastKey, popped) end
   -- the claim's fast-lane tasks: its token, bare for a task it starts and
   -- with "|" for one it does not, is each task's lease (see common.lua)
   -- (counters, not `#t`: a table's length is a search in Lua 5.1)
@@ -152,15 +166,38 @@ local function pushInbox(tag, parkId, reply, ttl)
   redis.call("PEXPIRE", inbox, ttl)
 end
 
+-- Appends what is left of `given` (see handOff) to the queue's list.
+local function flushGiven(tag, given)
+  if given.at > given.n then return end
+  local rest, n = {}, 0
+  for k = given.at, given.n do
+    n = n + 1
+    rest[n] = ARGV[given.from + 2 * (k - 1)]
+  end
+  callMany("RPUSH", fifoKey(tag), rest)
+  given.at = given.n + 1
+end
+
 -- Serves the queue's parked claims, first parked first, from its ready
 -- tasks (call it after making tasks ready); delayed (optional): the
 -- delayed tasks just added (due time, id pairs), the earliest of which
 -- nudges the claims parked past its due time. Returns whether the parked
 -- claims took every task that was ready (then no other claim needs waking
 -- for them).
-local function handOff(tag, nowS, delayed)
+-- given (optional): the tasks of the calling submit that are not written to
+-- the list yet, all fresh fast-lane tasks of priority 5 ({ from = their
+-- first ARGV, n = how many, at = 1 }, id and entry pairs). When claims are
+-- parked and nothing older is ready, they would be the first out of the
+-- list: the claims take them from ARGV, which spares the list's push and
+-- pop and the entries' read back (a light-load submit's hand-off). What the
+-- claims do not take, and all of them otherwise, go to the list.
+local function handOff(tag, nowS, delayed, given)
   local parkKey = tag .. ":park"
   local parked = redis.call("HGETALL", parkKey)
+  if given and (#parked == 0 or redis.call("EXISTS", tag .. ":ready", fifoKey(tag)) > 0) then
+    flushGiven(tag, given)
+    given = nil
+  end
   if #parked == 0 then return false end
   local now = tonumber(nowS)
   local dueAt = nil
@@ -182,7 +219,7 @@ local function handOff(tag, nowS, delayed)
       local out = { "", "", 0 }
       if not empty then
         local dry
-        out, dry = leaseReady(tag, nowS, tonumber(max), tonumber(leaseMillis), worker, tonumber(toStart), parkId)
+        out, dry = leaseReady(tag, nowS, tonumber(max), tonumber(leaseMillis), worker, tonumber(toStart), parkId, given)
         -- the queue ran dry: the claims parked after this one get nothing
         -- (but a nudge for a delayed task), and need no call to find out
         if dry then drained, empty = true, true end
@@ -197,10 +234,12 @@ local function handOff(tag, nowS, delayed)
           redis.call("HDEL", parkKey, parkId)
           pushInbox(tag, parkId, "", leaseMillis)
         elseif not dueAt then
+          if given then flushGiven(tag, given) end
           return drained
         end
       end
     end
   end
+  if given then flushGiven(tag, given) end
   return drained
 end

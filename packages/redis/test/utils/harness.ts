@@ -50,6 +50,17 @@ export const enqueueNow = (...messages: ReadonlyArray<Message>) =>
     return yield* broker.enqueue(messages.map((m): Submission => ({ message: m, dueAt: now })))
   })
 
+/**
+ * Enqueues messages due now as `Client` sends the ids it made (`fresh`:
+ * nobody can know them yet, so the script does not look them up).
+ */
+export const enqueueFresh = (...messages: ReadonlyArray<Message>) =>
+  Effect.gen(function*() {
+    const broker = yield* Broker
+    const now = yield* Clock.currentTimeMillis
+    return yield* broker.enqueue(messages.map((m): Submission => ({ message: m, dueAt: now, fresh: true })))
+  })
+
 /** Claims from queue `q` without waiting. */
 export const claimNow = (max = 10, leaseMillis = 30_000, worker = "w1", queues: ReadonlyArray<string> = ["q"]) =>
   Broker.use((broker) => broker.claim({ queues, worker, max, leaseMillis, waitMillis: 0 }))
