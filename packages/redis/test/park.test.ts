@@ -45,8 +45,16 @@ const waitingClaim = (options: { readonly max?: number; readonly start?: number;
       start: options.start ?? 0
     })))
 
+// the first test's cases: a fresh submit of a fast-lane task of priority 5
+// (what `Client.submit` sends for a task whose result nobody reads) is
+// handed over from the script's arguments (see handOff in park.lua)
+const handOffs: ReadonlyArray<readonly [string, Partial<Message>, typeof enqueueNow]> = [
+  ...kinds.map(([kind, overrides]) => [kind, overrides, enqueueNow] as const),
+  ["fast lane, a fresh submit, from the script's arguments", { storeResult: false, priority: 5 }, enqueueFresh]
+]
+
 describe("RedisBroker parked claims", () => {
-  for (const [kind, overrides] of kinds) {
+  for (const [kind, overrides, enqueue] of handOffs) {
     it.live(`a task enqueued while a claim waits is handed to it, leased and started (${kind})`, () =>
       withBroker(server.url, (prefix) =>
         Effect.gen(function*() {
@@ -54,7 +62,7 @@ describe("RedisBroker parked claims", () => {
           const claiming = yield* waitingClaim({ start: 1 })
           yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
           const m = message("a", overrides)
-          yield* enqueueNow(m)
+          yield* enqueue(m)
           const [d, ...rest] = yield* Fiber.join(claiming)
           expect(rest).toEqual([])
           expect(d!.id).toBe("a")
@@ -63,8 +71,9 @@ describe("RedisBroker parked claims", () => {
           expect(d!.startedAt).toBeTypeOf("number")
           expect(d!.deadline).toBe(d!.startedAt! + 30_000)
           expect(yield* record("a")).toMatchObject({ state: "STARTED" })
-          // served: no registration, no inbox left
+          // served: no registration, no inbox, nothing listed
           expect(yield* redis<number>("HLEN", keys.park)).toBe(0)
+          expect(yield* redis<number>("EXISTS", keys.fifo)).toBe(0)
           expect(yield* redis<Array<string>>("KEYS", `${keys.tag}:inbox:*`)).toEqual([])
           // the lease is the claim's: it acks as any other
           const broker = yield* Broker
@@ -88,59 +97,25 @@ describe("RedisBroker parked claims", () => {
         expect((yield* claimNow()).map((d) => d.id)).toEqual(["low"])
       })))
 
-  it.live("two parked claims share a batch, first parked first", () =>
-    withBroker(server.url, (prefix) =>
-      Effect.gen(function*() {
-        const keys = RedisBroker.queueKeys(prefix, "q")
-        const first = yield* waitingClaim({ max: 2, worker: "w1" })
-        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
-        const second = yield* waitingClaim({ max: 2, worker: "w2" })
-        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 2))
-        yield* enqueueNow(...["a", "b", "c"].map((id) => message(id, { priority: 5, storeResult: false })))
-        expect((yield* Fiber.join(first)).map((d) => d.id)).toEqual(["a", "b"])
-        expect((yield* Fiber.join(second)).map((d) => d.id)).toEqual(["c"])
-      })))
-
-  // A submit of fresh fast-lane tasks of priority 5 (what `Client.submit`
-  // sends for a task whose result nobody reads) is handed over from the
-  // script's arguments, without the queue's list (see handOff in park.lua).
+  // fresh fast-lane tasks of priority 5, handed over from the script's arguments
   const lean = (id: string) => message(id, { priority: 5, storeResult: false })
 
-  it.live("a fresh submit is handed to a parked claim straight from the script: leased, started, nothing left listed", () =>
-    withBroker(server.url, (prefix) =>
-      Effect.gen(function*() {
-        const keys = RedisBroker.queueKeys(prefix, "q")
-        const claiming = yield* waitingClaim({ start: 1 })
-        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
-        const m = lean("a")
-        yield* enqueueFresh(m)
-        const [d, ...rest] = yield* Fiber.join(claiming)
-        expect(rest).toEqual([])
-        expect(d!.id).toBe("a")
-        expect(d!.message).toEqual(m)
-        expect(d!.startedAt).toBeTypeOf("number")
-        expect(yield* record("a")).toMatchObject({ state: "STARTED" })
-        expect(yield* redis<number>("EXISTS", keys.fifo)).toBe(0)
-        expect(yield* redis<number>("HLEN", keys.park)).toBe(0)
-        const broker = yield* Broker
-        // its lease is the claim's: it completes as any other
-        expect(yield* broker.renew([{ id: "a", token: d!.token }], 30_000)).toEqual(["ok"])
-      })))
-
-  it.live("a fresh submit larger than the parked claims' max: they take the first, in order, and the rest stay ready in order", () =>
-    withBroker(server.url, (prefix) =>
-      Effect.gen(function*() {
-        const keys = RedisBroker.queueKeys(prefix, "q")
-        const first = yield* waitingClaim({ max: 2, worker: "w1" })
-        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
-        const second = yield* waitingClaim({ max: 2, worker: "w2" })
-        yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 2))
-        yield* enqueueFresh(...["a", "b", "c", "d", "e", "f"].map(lean))
-        expect((yield* Fiber.join(first)).map((d) => d.id)).toEqual(["a", "b"])
-        expect((yield* Fiber.join(second)).map((d) => d.id)).toEqual(["c", "d"])
-        expect(yield* redis<Array<string>>("LRANGE", keys.fifo, "0", "-1")).toEqual(["e", "f"])
-        expect((yield* claimNow()).map((d) => d.id)).toEqual(["e", "f"])
-      })))
+  for (const [how, enqueue] of [["a submit", enqueueNow], ["a fresh submit", enqueueFresh]] as const) {
+    it.live(`two parked claims share ${how}, first parked first; what they leave stays ready, in order`, () =>
+      withBroker(server.url, (prefix) =>
+        Effect.gen(function*() {
+          const keys = RedisBroker.queueKeys(prefix, "q")
+          const first = yield* waitingClaim({ max: 2, worker: "w1" })
+          yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 1))
+          const second = yield* waitingClaim({ max: 2, worker: "w2" })
+          yield* eventually(Effect.map(redis<number>("HLEN", keys.park), (n) => n === 2))
+          yield* enqueue(...["a", "b", "c", "d", "e", "f"].map(lean))
+          expect((yield* Fiber.join(first)).map((d) => d.id)).toEqual(["a", "b"])
+          expect((yield* Fiber.join(second)).map((d) => d.id)).toEqual(["c", "d"])
+          expect(yield* redis<Array<string>>("LRANGE", keys.fifo, "0", "-1")).toEqual(["e", "f"])
+          expect((yield* claimNow()).map((d) => d.id)).toEqual(["e", "f"])
+        })))
+  }
 
   it.live("a fresh submit to a parked claim while older tasks are ready: the older go first", () =>
     withBroker(server.url, (prefix) =>
