@@ -175,7 +175,7 @@ end
 -- and lists the rest itself.
 local given = nil
 if fresh and regular == 0 and #ready == 0 and #fifo > 0 then
-  given = { from = fastFrom, n = #fifo, at = 1 }
+  given = { ids = fifo, from = fastFrom, at = 1 }
 else
   flushReady(tag, KEYS[1], ready, fifo)
 end

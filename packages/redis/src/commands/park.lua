@@ -82,15 +82,14 @@ local function leaseReady(tag, nowS, max, leaseMillis, worker, toStart, parkId, 
   local popped, fast, dry = {}, {}, false
   if given then
     -- a submit's own fast-lane tasks, from its arguments (see handOff)
-    local k, n = given.at, 0
-    while n < max and k <= given.n do
-      local i = given.from + 2 * (k - 1)
+    local k, n, last = given.at, 0, #given.ids
+    while n < max and k <= last do
       n = n + 1
-      popped[n], fast[n] = ARGV[i], ARGV[i + 1]
+      popped[n], fast[n] = given.ids[k], ARGV[given.from + 2 * k - 1]
       k = k + 1
     end
     given.at = k
-    dry = k > given.n
+    dry = k > last
   else
     -- in ready order (see common.lua): the set's members before priority 5's
     -- normal inserts (taken and removed by rank), the list, the rest of the
@@ -166,16 +165,19 @@ local function pushInbox(tag, parkId, reply, ttl)
   redis.call("PEXPIRE", inbox, ttl)
 end
 
--- Appends what is left of `given` (see handOff) to the queue's list.
+-- Appends what is left of `given` (see handOff) to the queue's list: all
+-- of its ids as they are when the claims took none (a submit with no claim
+-- parked), else the rest of them.
 local function flushGiven(tag, given)
-  if given.at > given.n then return end
-  local rest, n = {}, 0
-  for k = given.at, given.n do
-    n = n + 1
-    rest[n] = ARGV[given.from + 2 * (k - 1)]
+  local ids, at = given.ids, given.at
+  if at > #ids then return end
+  if at > 1 then
+    local rest = {}
+    for k = at, #ids do rest[k - at + 1] = ids[k] end
+    ids = rest
   end
-  callMany("RPUSH", fifoKey(tag), rest)
-  given.at = given.n + 1
+  callMany("RPUSH", fifoKey(tag), ids)
+  given.at = #given.ids + 1
 end
 
 -- Serves the queue's parked claims, first parked first, from its ready
@@ -185,8 +187,9 @@ end
 -- claims took every task that was ready (then no other claim needs waking
 -- for them).
 -- given (optional): the tasks of the calling submit that are not written to
--- the list yet, all fresh fast-lane tasks of priority 5 ({ from = their
--- first ARGV, n = how many, at = 1 }, id and entry pairs). When claims are
+-- the list yet, all fresh fast-lane tasks of priority 5 ({ ids = their ids
+-- in order, from = the first ARGV of their id and entry pairs, at = 1 }:
+-- the k-th one's entry is ARGV[from + 2k - 1]). When claims are
 -- parked and nothing older is ready, they would be the first out of the
 -- list: the claims take them from ARGV, which spares the list's push and
 -- pop and the entries' read back (a light-load submit's hand-off). What the
