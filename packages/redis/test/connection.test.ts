@@ -11,7 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, Exit, Logger, References } from "effect"
 import { claimNow, enqueueNow, message } from "./utils/harness.ts"
-import { type RedisServer, startRedisServer } from "./utils/redis.ts"
+import { command, type RedisServer, startRedisServer } from "./utils/redis.ts"
 
 let server: RedisServer | undefined
 let cert = ""
@@ -121,13 +121,7 @@ describe("RedisBroker and Redis's eviction policy", () => {
       expect(eviction[0]).toContain("CONFIG SET maxmemory-policy noeviction")
 
       // Redis's default: nothing to say
-      yield* Effect.promise(async () => {
-        const { createClient } = await import("redis")
-        const client = createClient({ url: lru.url })
-        await client.connect()
-        await client.configSet("maxmemory-policy", "noeviction")
-        await client.quit()
-      })
+      yield* Effect.promise(() => command(lru.url, "CONFIG", "SET", "maxmemory-policy", "noeviction"))
       expect((yield* warningsOf(lru.url)).filter((w) => w.includes("maxmemory-policy"))).toEqual([])
     }).pipe(Effect.scoped), 30_000)
 })
