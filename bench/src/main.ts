@@ -46,6 +46,8 @@ type Workload = (typeof WORKLOADS)[number]
 const RUN_ORDER: ReadonlyArray<Workload> = ["e2e", "e2e-stored", "submit", "latency", "inmemory", "memory"]
 const SYSTEMS = ["errand", "bullmq", "celery"] as const
 type System = (typeof SYSTEMS)[number]
+/** What runs in a workload's processes: a system, or the latency floor (`raw.ts`, node-redis alone). */
+type Runner = System | "raw"
 
 /** A comma-separated subset of `all` (default: all of them). */
 const listFlag = <T extends string>(name: string, all: ReadonlyArray<T>, description: string) =>
@@ -216,7 +218,7 @@ const MB = 1024 * 1024
 let redis: R.Client = undefined as unknown as R.Client
 let celery: Celery.CeleryEnv | undefined
 
-const configFor = (system: System | "memory" | "raw", workload: string, overrides: Partial<RoleConfig> = {}): RoleConfig => ({
+const configFor = (system: Runner | "memory", workload: string, overrides: Partial<RoleConfig> = {}): RoleConfig => ({
   url: settings.url,
   prefix: `errand-bench-${runId}-${system}-${workload}-${Math.random().toString(36).slice(2, 6)}`,
   queue: "bench",
@@ -232,7 +234,7 @@ const configFor = (system: System | "memory" | "raw", workload: string, override
   ...overrides
 })
 
-const patternsOf = (system: System | "raw", config: RoleConfig) =>
+const patternsOf = (system: Runner, config: RoleConfig) =>
   system === "errand"
     ? [`{${config.prefix}:*`, `${config.prefix}:*`]
     : system === "bullmq" || system === "raw"
@@ -242,7 +244,7 @@ const patternsOf = (system: System | "raw", config: RoleConfig) =>
 /** Key patterns of runs in progress, deleted on Ctrl-C too. */
 const live = new Set<string>()
 
-const cleanup = async (system: System | "raw", config: RoleConfig) => {
+const cleanup = async (system: Runner, config: RoleConfig) => {
   const patterns = patternsOf(system, config)
   const n = await R.deleteKeys(redis, patterns)
   for (const p of patterns) live.delete(p)
@@ -261,25 +263,25 @@ process.once("SIGINT", () => {
 })
 
 /** Tracks a child for Ctrl-C and the run's keys for deletion. */
-const track = (system: System | "raw", config: RoleConfig, proc: Proc): Proc => {
+const track = (system: Runner, config: RoleConfig, proc: Proc): Proc => {
   procs.add(proc)
   proc.exited.then(() => procs.delete(proc))
   for (const p of patternsOf(system, config)) live.add(p)
   return proc
 }
 
-const workerOf = (system: System | "raw", config: RoleConfig, profile?: string): Proc =>
+const workerOf = (system: Runner, config: RoleConfig, profile?: string): Proc =>
   track(system, config, workerProc(system, config, profile))
 
-const workerProc = (system: System | "raw", config: RoleConfig, profile?: string): Proc =>
+const workerProc = (system: Runner, config: RoleConfig, profile?: string): Proc =>
   system === "celery"
     ? Celery.worker(celery!, config)
     : forkNode(`${system}.worker`, `${system}.worker`, config, profile === undefined ? {} : { profile })
 
-const producerOf = (system: System | "raw", config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
+const producerOf = (system: Runner, config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
   track(system, config, producerProc(system, config, mode, profile))
 
-const producerProc = (system: System | "raw", config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
+const producerProc = (system: Runner, config: RoleConfig, mode: "bulk" | "paced", profile?: string): Proc =>
   system === "celery"
     ? Celery.producer(celery!, config, mode)
     : forkNode(
@@ -455,7 +457,7 @@ interface Latency {
 }
 
 /** One submit at a time at a light steady rate, after a warm-up; the worker's latency summary. */
-const pacedRun = (system: System | "raw") => {
+const pacedRun = (system: Runner) => {
   const warmup = Math.round(settings.rate / 2)
   const total = Math.round(settings.rate * settings.seconds) + warmup
   const config = configFor(system, "latency", { mode: "latency", tasks: total, warmup })
